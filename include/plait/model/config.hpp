@@ -1,0 +1,58 @@
+// The shape of a LLaMA-style decoder as runtime values, with the counts every other layer derives from it:
+// parameters, and FLOPs per token by paper.md's formula (6N + 12 L H Q T), which MFU is measured against.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "plait/core/error.hpp"
+
+namespace plait::model {
+
+struct ModelConfig {
+  std::int64_t vocab = 256;
+  std::int64_t hidden = 128;
+  std::int64_t layers = 4;
+  std::int64_t heads = 4;
+  std::int64_t kv_heads = 4;      // grouped-query attention when fewer than heads
+  std::int64_t ffn = 344;         // SwiGLU inner size
+  std::int64_t max_seq = 128;
+  double rope_theta = 10000.0;
+  double norm_eps = 1e-5;
+  bool tied_embedding = false;    // true: the LM head reuses the embedding table
+
+  std::int64_t head_dim() const { return hidden / heads; }
+  std::int64_t kv_dim() const { return kv_heads * head_dim(); }
+
+  std::int64_t layer_parameters() const {
+    return 2 * hidden                       // two RMSNorm weights
+           + hidden * hidden                // Wq
+           + 2 * hidden * kv_dim()          // Wk, Wv
+           + hidden * hidden                // Wo
+           + 3 * hidden * ffn;              // Wgate, Wup, Wdown
+  }
+  std::int64_t parameters() const {
+    return vocab * hidden * (tied_embedding ? 1 : 2) + layers * layer_parameters() + hidden;
+  }
+
+  // Model FLOPs per token for forward + backward at sequence length seq (paper.md; PaLM's accounting).
+  double flops_per_token(std::int64_t seq) const {
+    return 6.0 * static_cast<double>(parameters()) +
+           12.0 * static_cast<double>(layers * heads * head_dim() * seq);
+  }
+
+  // Throws with a sentence per problem; called at model construction on every rank.
+  void validate() const {
+    PLAIT_CHECK(vocab > 0 && hidden > 0 && layers > 0 && heads > 0 && kv_heads > 0 && ffn > 0 && max_seq > 0,
+                "every model dimension must be positive");
+    PLAIT_CHECK(hidden % heads == 0, "hidden (", hidden, ") must be divisible by heads (", heads, ")");
+    PLAIT_CHECK(head_dim() % 2 == 0, "the head size hidden/heads (", head_dim(), ") must be even for rotary embeddings");
+    PLAIT_CHECK(heads % kv_heads == 0, "heads (", heads, ") must be a multiple of kv_heads (", kv_heads, ")");
+  }
+};
+
+}  // namespace plait::model
+
+namespace plait {
+using model::ModelConfig;
+}
