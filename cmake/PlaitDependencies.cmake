@@ -1,9 +1,11 @@
-# What plait needs on every machine: OpenMP, MPI, BLAS (OpenBLAS's cblas), Thrust (Debian's, OpenMP system).
+# What plait needs on every machine: OpenMP, MPI, BLAS (OpenBLAS's cblas), Thrust (Debian's, OpenMP system),
+# nlohmann-json.
 # Used both by the source tree and by the installed package config, so a downstream project gets the same targets.
 include_guard(GLOBAL)
 find_package(OpenMP REQUIRED COMPONENTS CXX)
 find_package(MPI REQUIRED COMPONENTS CXX)
 find_package(Threads REQUIRED)
+find_package(nlohmann_json 3 REQUIRED)  # hardware files of the planner, metrics lines of the trainer
 
 if(NOT TARGET plait::blas)
   # Prefer OpenBLAS's OpenMP build: a BLAS call made inside an OpenMP region then runs on its own thread instead of
