@@ -1,0 +1,108 @@
+// Softmax cross-entropy over the vocabulary on the CPU, without keeping the probabilities: the gradient overwrites
+// the logits. Row loss = log(sum_j exp(l_j - row_max)) + row_max - l[target]; targets < 0 are ignored (zero loss and
+// zero gradient), as for padding.
+//
+// Vocab-parallel: each rank holds the logits of its vocab slice, and the pieces below are combined between passes:
+//
+//   logits (rows, vocab)   | rank 0: [0, V/2) | rank 1: [V/2, V) |
+//   cross_entropy_row_max   -> all-reduce MAX  (row_max)
+//   cross_entropy_sum_exp   -> all-reduce SUM  (sum_exp, target_logit: only the rank holding the target adds it)
+//   cross_entropy_grad_inplace on each rank's slice
+//
+// Pitfalls: every rank must use the global row_max in sum_exp, or the sums it adds are in different units.
+#pragma once
+
+#include <algorithm>
+#include <cassert>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+
+namespace plait::kernels {
+
+template <class T>
+void cross_entropy_row_max(const T* logits,  // (rows, cols)
+                           std::int64_t rows, std::int64_t cols,
+                           T* row_max) {  // (rows)
+#pragma omp parallel for schedule(static)
+  for (std::int64_t r = 0; r < rows; ++r) {
+    const T* l = logits + r * cols;
+    T m = -std::numeric_limits<T>::infinity();
+    for (std::int64_t c = 0; c < cols; ++c) m = std::max(m, l[c]);
+    row_max[r] = m;
+  }
+}
+
+// sum_exp = sum_j exp(l_j - row_max) over this slice; target_logit = l[target - vocab_begin] when the target falls
+// in this slice, else 0 (so that summing over ranks gives the target's logit).
+template <class T>
+void cross_entropy_sum_exp(const T* logits,              // (rows, cols)
+                           const std::int32_t* targets,  // (rows)
+                           std::int64_t rows, std::int64_t cols, std::int64_t vocab_begin,
+                           const T* row_max,  // (rows)
+                           T* sum_exp,        // (rows)
+                           T* target_logit) {  // (rows)
+#pragma omp parallel for schedule(static)
+  for (std::int64_t r = 0; r < rows; ++r) {
+    const T* l = logits + r * cols;
+    double sum = 0.0;  // double: the vocabulary is wide and most terms are tiny
+    for (std::int64_t c = 0; c < cols; ++c) sum += std::exp(static_cast<double>(l[c] - row_max[r]));
+    sum_exp[r] = static_cast<T>(sum);
+    const std::int64_t local = static_cast<std::int64_t>(targets[r]) - vocab_begin;
+    target_logit[r] = (targets[r] >= 0 && local >= 0 && local < cols) ? l[local] : T(0);
+  }
+}
+
+// logits := scale * (softmax - onehot(target)) on this slice, from the global row_max and sum_exp.
+template <class T>
+void cross_entropy_grad_inplace(T* logits,                    // (rows, cols)
+                                const std::int32_t* targets,  // (rows)
+                                std::int64_t rows, std::int64_t cols, std::int64_t vocab_begin,
+                                const T* row_max,  // (rows)
+                                const T* sum_exp,  // (rows)
+                                T scale) {
+#pragma omp parallel for schedule(static)
+  for (std::int64_t r = 0; r < rows; ++r) {
+    T* l = logits + r * cols;
+    if (targets[r] < 0) {
+      std::fill_n(l, cols, T(0));
+      continue;
+    }
+    const T inv_sum = T(1) / sum_exp[r];
+    for (std::int64_t c = 0; c < cols; ++c) l[c] = scale * (std::exp(l[c] - row_max[r]) * inv_sum);
+    const std::int64_t local = static_cast<std::int64_t>(targets[r]) - vocab_begin;
+    if (local >= 0 && local < cols) l[local] -= scale;
+  }
+}
+
+// The single-device form, one row at a time: row_loss[r] is the (unscaled) loss of row r, 0 when ignored, and the
+// logits are overwritten with scale * d row_loss / d logits.
+template <class T>
+void cross_entropy_forward_backward(T* logits,                    // (rows, vocab)
+                                    const std::int32_t* targets,  // (rows)
+                                    std::int64_t rows, std::int64_t vocab, T scale,
+                                    T* row_loss) {  // (rows)
+#pragma omp parallel for schedule(static)
+  for (std::int64_t r = 0; r < rows; ++r) {
+    T* l = logits + r * vocab;
+    const std::int64_t target = targets[r];
+    if (target < 0) {
+      row_loss[r] = T(0);
+      std::fill_n(l, vocab, T(0));
+      continue;
+    }
+    assert(target < vocab && "a target id beyond the vocabulary");
+    T row_max = -std::numeric_limits<T>::infinity();
+    for (std::int64_t c = 0; c < vocab; ++c) row_max = std::max(row_max, l[c]);
+    double sum = 0.0;
+    for (std::int64_t c = 0; c < vocab; ++c) sum += std::exp(static_cast<double>(l[c] - row_max));
+    // log(sum) + (row_max - l[target]), not logsumexp - l[target]: with logits in the thousands a float logsumexp
+    // has already lost the digits of the loss, while row_max - l[target] subtracts exactly.
+    row_loss[r] = static_cast<T>(std::log(sum) + static_cast<double>(row_max - l[target]));
+    const T inv_sum = static_cast<T>(1.0 / sum);
+    for (std::int64_t c = 0; c < vocab; ++c) l[c] = scale * (std::exp(l[c] - row_max) * inv_sum);
+    l[target] -= scale;
+  }
+}
+
+}  // namespace plait::kernels
