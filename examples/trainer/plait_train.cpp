@@ -164,8 +164,8 @@ int train(const Options& o) {
 
   const double peak = o.peak_gflops > 0 ? o.peak_gflops * 1e9 : plait::backend::measure_gemm_flops<Backend>();
   plait::train::TrainConfig tc;
+  tc.global_batch = o.batch;
   tc.micro_batch = o.micro_batch;
-  tc.grad_accum = o.batch / o.micro_batch;
   tc.lr = {o.lr, o.warmup, o.steps, o.min_lr_ratio};
   tc.adamw.weight_decay = o.weight_decay;
   tc.clip_norm = o.clip;
@@ -178,7 +178,7 @@ int train(const Options& o) {
               static_cast<long long>(o.kv_heads), static_cast<long long>(o.ffn), o.dtype.c_str());
   std::printf("data: %lld tokens (bytes); %lld sequences of %lld per step (micro-batch %lld x %lld); MFU against %.1f GFLOP/s%s\n",
               static_cast<long long>(data.size()), static_cast<long long>(o.batch), static_cast<long long>(o.seq_len),
-              static_cast<long long>(o.micro_batch), static_cast<long long>(tc.grad_accum), peak / 1e9,
+              static_cast<long long>(o.micro_batch), static_cast<long long>(trainer.grad_accum()), peak / 1e9,
               o.peak_gflops > 0 ? "" : " (BLAS GEMM rate measured now)");
 
   std::ofstream metrics;

@@ -48,13 +48,13 @@ TEST_CASE("the model's gradient matches central finite differences in fp64", "[m
 
   model.zero_grad();
   model.forward_backward(inputs.data(), targets.data(), batch, seq, scale);
-  auto& params = model.parameters();
-  const std::vector<double> analytic(params.grads(), params.grads() + params.size());
+  auto& state = model.state();
+  const std::vector<double> analytic(state.local_grads(), state.local_grads() + state.size());
 
   std::vector<double> numeric(analytic.size());
   const double h = 1e-5;
-  for (std::int64_t i = 0; i < params.size(); ++i) {
-    double* p = params.values() + i;
+  for (std::int64_t i = 0; i < state.size(); ++i) {
+    double* p = state.local_values() + i;
     const double saved = *p;
     *p = saved + h;
     const double up = model.loss(inputs.data(), targets.data(), batch, seq) * scale;
@@ -71,7 +71,7 @@ TEST_CASE("the model's gradient matches central finite differences in fp64", "[m
   CHECK(norm > 0.0);
   CHECK(std::sqrt(diff / norm) < 1e-6);
   // Every named tensor receives gradient (no part of the model is disconnected).
-  for (const auto& info : params.infos()) {
+  for (const auto& info : model.layout().infos()) {
     double s = 0.0;
     for (std::int64_t j = 0; j < info.numel(); ++j) s += std::abs(analytic[static_cast<std::size_t>(info.offset + j)]);
     CAPTURE(info.name);
@@ -110,12 +110,12 @@ TEST_CASE("a tiny model drives the loss on one fixed batch below 0.05", "[model]
   const std::int64_t batch = 4, seq = 16;
   // One fixed batch as a dataset whose every window is the same text: 4 sequences of 16 tokens.
   std::vector<std::int32_t> inputs = tokens_for(batch * seq, 32, 5), targets = tokens_for(batch * seq, 32, 6);
-  plait::train::AdamW<plait::Host<float>, Model::Parameters> opt(model.parameters(), {0.9, 0.95, 1e-8, 0.0});
+  plait::train::AdamW<plait::Host<float>> opt(model.state().optimizer_elements(), {0.9, 0.95, 1e-8, 0.0});
   double loss = 0.0;
   for (int step = 1; step <= 300; ++step) {
     model.zero_grad();
     loss = model.forward_backward(inputs.data(), targets.data(), batch, seq, 1.0 / (batch * seq)) / (batch * seq);
-    opt.step(model.parameters(), 1e-2, 1.0);
+    opt.step(model.state(), 1e-2, 1.0);
     if (loss < 0.05) break;
   }
   CHECK(loss < 0.05);
@@ -124,11 +124,10 @@ TEST_CASE("a tiny model drives the loss on one fixed batch below 0.05", "[model]
 TEST_CASE("the same seed gives the same parameters, another seed others", "[model]") {
   plait::ModelConfig c = tiny_config(false);
   Model64 a(c, 5), b(c, 5), other(c, 6);
-  const auto& pa = a.parameters();
   bool same = true, differs = false;
-  for (std::int64_t i = 0; i < pa.size(); ++i) {
-    same = same && pa.values()[i] == b.parameters().values()[i];
-    differs = differs || pa.values()[i] != other.parameters().values()[i];
+  for (std::int64_t i = 0; i < a.state().size(); ++i) {
+    same = same && a.state().local_values()[i] == b.state().local_values()[i];
+    differs = differs || a.state().local_values()[i] != other.state().local_values()[i];
   }
   CHECK(same);
   CHECK(differs);

@@ -4,23 +4,30 @@
 #include <cmath>
 
 #include "plait/backend/host.hpp"
+#include "plait/comm/single.hpp"
 #include "plait/model/parameters.hpp"
+#include "plait/parallel/layout.hpp"
+#include "plait/parallel/sharded_state.hpp"
 #include "plait/train/lr_schedule.hpp"
 #include "plait/train/optimizer.hpp"
 
-using Params = plait::model::ParameterSet<double, plait::HostBuffer>;
-
 TEST_CASE("AdamW decays weights but not norms", "[train][adamw]") {
-  Params p;
-  p.declare("w", {2, 2}, true, plait::model::Init::constant(1.0));
-  p.declare("norm", {2}, false, plait::model::Init::constant(1.0));
-  p.finalize();
-  p.initialize(1, p.values());
-  plait::train::AdamW<plait::Host<double>, Params> opt(p, {0.9, 0.95, 1e-8, 0.5});
+  plait::model::ParameterLayout layout;
+  layout.begin_unit();
+  layout.declare("w", {2, 2}, true, plait::model::Init::constant(1.0));
+  layout.declare("norm", {2}, false, plait::model::Init::constant(1.0));
+  plait::comm::Single dp, tp;
+  plait::parallel::ShardedState<plait::ZeroStage<0>, plait::Host<double>, plait::comm::Single> state(
+      layout.units(), layout.segments(), dp, tp);
+  std::vector<double> initial(static_cast<std::size_t>(layout.size()));
+  layout.initialize(1, initial.data());
+  state.load(initial.data());
+  plait::train::AdamW<plait::Host<double>> opt(state.optimizer_elements(), {0.9, 0.95, 1e-8, 0.5});
   // Zero gradients: only weight decay moves anything.
-  opt.step(p, 0.1, 1.0);
-  for (int i = 0; i < 4; ++i) CHECK(p.values()[i] == Approx(1.0 - 0.1 * 0.5).epsilon(1e-12));
-  for (int i = 4; i < 6; ++i) CHECK(p.values()[i] == 1.0);
+  opt.step(state, 0.1, 1.0);
+  const double* v = state.local_values();
+  for (int i = 0; i < 4; ++i) CHECK(v[i] == Approx(1.0 - 0.1 * 0.5).epsilon(1e-12));
+  for (int i = 4; i < 6; ++i) CHECK(v[i] == 1.0);
 }
 
 TEST_CASE("the clip factor scales the global norm down to the limit and never up", "[train][clip]") {

@@ -1,15 +1,18 @@
-// All of a model's parameters in one flat buffer, with a named view per tensor and a gradient buffer of the same
-// layout. Sharding, bucketing and checkpoints are then a matter of offsets into one array.
+// The layout of a model's parameters in one flat buffer: a named entry per tensor (its offset, the shape this rank
+// holds, and where that part sits in the full tensor), grouped into units (embedding, each layer, head) that ZeRO
+// shards and gathers. Initial values depend only on (seed, name, position in the full tensor), so a model split
+// over any number of ranks starts as exactly the slices of the unsplit one.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
 #include "plait/core/error.hpp"
-#include "plait/core/memory.hpp"
 #include "plait/core/rng.hpp"
 #include "plait/core/tensor.hpp"
+#include "plait/parallel/sharded_state.hpp"
 
 namespace plait::model {
 
@@ -21,59 +24,80 @@ struct Init {
   static Init constant(double value) { return {Kind::constant, value}; }
 };
 
-struct ParameterInfo {
-  std::string name;
-  std::int64_t offset = 0;  // into the flat buffer
-  core::Shape shape;        // the shape this rank holds
-  bool weight_decay = true; // norms and biases are excluded from weight decay
-  Init init;
-  // Where this rank's part sits in the full tensor: rows [row_begin, row_begin + rows) and columns
-  // [col_begin, col_begin + cols) of a (full_rows, full_cols) matrix (a vector is one row).
-  std::int64_t full_rows = 0, full_cols = 0, row_begin = 0, col_begin = 0;
-  std::int64_t numel() const { return shape.numel(); }
+// This rank's part of a (full_rows, full_cols) tensor: rows [row_begin, +rows), columns [col_begin, +cols).
+struct Slice {
+  std::int64_t full_rows = -1, full_cols = -1, row_begin = 0, col_begin = 0;
 };
 
-template <class T, template <class> class Buffer>
-class ParameterSet {
+struct ParameterInfo {
+  std::string name;
+  std::int64_t offset = 0;
+  core::Shape shape;  // what this rank holds; a vector is one row
+  bool weight_decay = true;
+  bool tp_replicated = false;    // every TP rank holds the same values
+  bool tp_partial_grad = false;  // its gradient is summed over TP (replicated tensors under sequence parallelism)
+  Init init;
+  Slice slice;
+  int unit = 0;
+  std::int64_t numel() const { return shape.numel(); }
+  std::int64_t rows() const { return shape.rank == 1 ? 1 : shape[0]; }
+  std::int64_t cols() const { return numel() / rows(); }
+};
+
+class ParameterLayout {
  public:
-  // Declares a tensor; call finalize() once all are declared. The full shape and the slice this rank holds define
-  // the value of each element, so a sharded model initialises to exactly the slices of the unsharded one.
-  void declare(std::string name, core::Shape shape, bool weight_decay, Init init, std::int64_t full_rows = -1,
-               std::int64_t full_cols = -1, std::int64_t row_begin = 0, std::int64_t col_begin = 0) {
-    PLAIT_CHECK(!finalized_, "parameter '", name, "' declared after the parameter set was finalized");
+  // Opens the next unit; tensors declared after it belong to it.
+  void begin_unit() {
+    if (!units_.empty()) units_.back().end = total_;
+    units_.push_back({total_, total_});
+  }
+
+  const ParameterInfo& declare(std::string name, core::Shape shape, bool weight_decay, Init init, Slice slice = {},
+                               bool tp_replicated = false, bool tp_partial_grad = false) {
+    PLAIT_CHECK(!units_.empty(), "declare '", name, "' inside a unit (begin_unit first)");
     ParameterInfo info;
     info.name = std::move(name);
     info.offset = total_;
     info.shape = shape;
     info.weight_decay = weight_decay;
+    info.tp_replicated = tp_replicated;
+    info.tp_partial_grad = tp_partial_grad;
     info.init = init;
-    const std::int64_t rows = shape.rank == 1 ? 1 : shape[0];
-    const std::int64_t cols = shape.rank == 1 ? shape[0] : shape.numel() / shape[0];
-    info.full_rows = full_rows < 0 ? rows : full_rows;
-    info.full_cols = full_cols < 0 ? cols : full_cols;
-    info.row_begin = row_begin;
-    info.col_begin = col_begin;
-    total_ += shape.numel();
+    info.slice = slice;
+    if (info.slice.full_rows < 0) info.slice.full_rows = info.rows();
+    if (info.slice.full_cols < 0) info.slice.full_cols = info.cols();
+    info.unit = static_cast<int>(units_.size()) - 1;
+    total_ += info.numel();
+    units_.back().end = total_;
     infos_.push_back(std::move(info));
+    return infos_.back();
   }
 
-  void finalize() {
-    values_ = Buffer<T>(static_cast<std::size_t>(total_), core::MemoryKind::parameters);
-    grads_ = Buffer<T>(static_cast<std::size_t>(total_), core::MemoryKind::gradients);
-    finalized_ = true;
+  std::int64_t size() const { return total_; }
+  const std::vector<ParameterInfo>& infos() const { return infos_; }
+  const std::vector<parallel::Unit>& units() const { return units_; }
+  const ParameterInfo& info(const std::string& name) const {
+    for (const ParameterInfo& p : infos_)
+      if (p.name == name) return p;
+    core::fail("no parameter named '", name, "'");
   }
 
-  // Fills every value from (seed, tensor name, index in the full tensor): independent of how it is sharded.
-  // (Host memory only; a device backend initialises on the host and copies.)
+  std::vector<parallel::Segment> segments() const {
+    std::vector<parallel::Segment> out;
+    for (const ParameterInfo& p : infos_) out.push_back({p.offset, p.numel(), p.weight_decay, p.tp_replicated, p.tp_partial_grad});
+    return out;
+  }
+
+  // Writes every tensor's initial values into `values` (host memory, size() elements).
+  template <class T>
   void initialize(std::uint64_t seed, T* values) const {
     for (const ParameterInfo& p : infos_) {
       const core::CounterRng rng(seed, std::hash<std::string>{}(p.name));
-      const std::int64_t rows = p.shape.rank == 1 ? 1 : p.shape[0];
-      const std::int64_t cols = p.numel() / rows;
+      const std::int64_t rows = p.rows(), cols = p.cols();
 #pragma omp parallel for
       for (std::int64_t r = 0; r < rows; ++r) {
         for (std::int64_t c = 0; c < cols; ++c) {
-          const std::int64_t full_index = (p.row_begin + r) * p.full_cols + (p.col_begin + c);
+          const std::int64_t full_index = (p.slice.row_begin + r) * p.slice.full_cols + (p.slice.col_begin + c);
           const double value = p.init.kind == Init::Kind::constant
                                    ? p.init.value
                                    : p.init.value * rng.normal(static_cast<std::uint64_t>(full_index));
@@ -83,28 +107,10 @@ class ParameterSet {
     }
   }
 
-  const ParameterInfo& info(const std::string& name) const {
-    for (const ParameterInfo& p : infos_)
-      if (p.name == name) return p;
-    core::fail("no parameter named '", name, "'");
-  }
-  const std::vector<ParameterInfo>& infos() const { return infos_; }
-  std::int64_t size() const { return total_; }
-
-  T* values() { return values_.data(); }
-  const T* values() const { return values_.data(); }
-  T* grads() { return grads_.data(); }
-  const T* grads() const { return grads_.data(); }
-  T* value(const ParameterInfo& p) { return values_.data() + p.offset; }
-  const T* value(const ParameterInfo& p) const { return values_.data() + p.offset; }
-  T* grad(const ParameterInfo& p) { return grads_.data() + p.offset; }
-
  private:
   std::vector<ParameterInfo> infos_;
+  std::vector<parallel::Unit> units_;
   std::int64_t total_ = 0;
-  bool finalized_ = false;
-  Buffer<T> values_;
-  Buffer<T> grads_;
 };
 
 }  // namespace plait::model

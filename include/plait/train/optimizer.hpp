@@ -1,5 +1,6 @@
-// AdamW over a model's flat parameter buffer: one moment buffer pair of the same layout, weight decay only on the
-// tensors that want it (not norms or biases), the global-norm clip factor folded into the update.
+// AdamW over a model's ShardedState: moments for the elements this rank updates (all of them under ZeRO-0, its
+// shards under ZeRO-1..3), weight decay only on the tensors that want it (not norms), and the global-norm clip
+// factor folded into the update so clipping costs no extra pass over the gradients.
 #pragma once
 
 #include <cmath>
@@ -8,6 +9,7 @@
 #include "plait/backend/concepts.hpp"
 #include "plait/core/memory.hpp"
 #include "plait/kernels/adamw.hpp"
+#include "plait/parallel/sharded_state.hpp"
 
 namespace plait::train {
 
@@ -24,29 +26,29 @@ inline double clip_factor(double norm, double max_norm) {
   return max_norm / (norm + 1e-6);
 }
 
-template <concepts::Backend B, class Parameters>
+template <concepts::Backend B>
 class AdamW {
  public:
   using M = typename B::master_type;
 
-  AdamW(const Parameters& params, AdamWConfig config)
+  AdamW(std::int64_t elements, AdamWConfig config)
       : config_(config),
-        m_(static_cast<std::size_t>(params.size()), core::MemoryKind::optimizer),
-        v_(static_cast<std::size_t>(params.size()), core::MemoryKind::optimizer) {}
+        m_(static_cast<std::size_t>(elements), core::MemoryKind::optimizer),
+        v_(static_cast<std::size_t>(elements), core::MemoryKind::optimizer) {}
 
-  // One update of every parameter with learning rate lr, gradients multiplied by grad_scale first.
-  void step(Parameters& params, double lr, double grad_scale) {
+  // One update of every parameter this rank owns with learning rate lr, gradients multiplied by grad_scale first.
+  template <class State>
+  void step(State& state, double lr, double grad_scale) {
     ++steps_;
-    for (const auto& p : params.infos()) {
-      kernels::AdamWStep s{lr, config_.beta1, config_.beta2, config_.eps,
-                           p.weight_decay ? config_.weight_decay : 0.0, grad_scale, steps_};
-      B::adamw_update(params.value(p), params.grad(p), m_.data() + p.offset, v_.data() + p.offset, p.numel(), s);
-    }
+    state.for_each_owned([&](const parallel::Segment& seg, auto* values, const auto* grads, std::int64_t at, std::int64_t n) {
+      const kernels::AdamWStep s{lr, config_.beta1, config_.beta2, config_.eps,
+                                 seg.weight_decay ? config_.weight_decay : 0.0, grad_scale, steps_};
+      B::adamw_update(values, grads, m_.data() + at, v_.data() + at, n, s);
+    });
   }
 
   std::int64_t steps() const { return steps_; }
-  M* first_moment() { return m_.data(); }
-  M* second_moment() { return v_.data(); }
+  std::int64_t elements() const { return static_cast<std::int64_t>(m_.size()); }
 
  private:
   AdamWConfig config_;

@@ -17,7 +17,9 @@ std::vector<std::int32_t> sample(Model& model, std::vector<std::int32_t> context
   const core::CounterRng rng(seed, 0x5A4D);
   const std::int64_t max_seq = model.config().max_seq;
   for (std::int64_t i = 0; i < new_tokens; ++i) {
-    const std::int64_t len = std::min<std::int64_t>(static_cast<std::int64_t>(context.size()), max_seq);
+    std::int64_t len = std::min<std::int64_t>(static_cast<std::int64_t>(context.size()), max_seq);
+    len -= len % Model::sequence_multiple;  // sequence parallelism splits the rows evenly over TP
+    if (len == 0) len = std::min<std::int64_t>(static_cast<std::int64_t>(context.size()), Model::sequence_multiple);
     std::vector<double> logits = model.last_logits(context.data() + context.size() - len, 1, len);
     const double top = *std::max_element(logits.begin(), logits.end());
     double total = 0.0;

@@ -1,5 +1,7 @@
-// One optimizer step of a model: gradient accumulation over micro-batches, the global gradient norm and its clip
-// factor, AdamW with the scheduled learning rate, and the step's metrics (loss, tokens/s, MFU, memory).
+// One optimizer step of a model under its layout: this data-parallel rank's part of the global batch in
+// micro-batches, gradients reduced as the ZeRO stage says, the global gradient norm and its clip factor, AdamW
+// with the scheduled learning rate on what this rank owns, the parameters made whole again, and the step's
+// metrics (loss over the global batch, tokens/s, MFU, memory).
 #pragma once
 
 #include <chrono>
@@ -7,6 +9,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "plait/comm/communicator.hpp"
 #include "plait/core/error.hpp"
 #include "plait/core/memory.hpp"
 #include "plait/train/data.hpp"
@@ -17,13 +20,12 @@
 namespace plait::train {
 
 struct TrainConfig {
-  std::int64_t micro_batch = 4;  // sequences per forward/backward
-  std::int64_t grad_accum = 1;   // micro-batches per optimizer step
+  std::int64_t global_batch = 4;  // sequences per optimizer step, over all data-parallel ranks
+  std::int64_t micro_batch = 4;   // sequences per forward/backward on one rank
   WarmupCosine lr{};
   AdamWConfig adamw{};
-  double clip_norm = 1.0;        // <= 0: no clipping
-  double peak_flops = 0.0;       // per device, for MFU; 0: not reported
-  int devices = 1;
+  double clip_norm = 1.0;         // <= 0: no clipping
+  double peak_flops = 0.0;        // per device, for MFU; 0: not reported
 };
 
 template <class Model>
@@ -32,60 +34,74 @@ class Trainer {
   using B = typename Model::Backend;
 
   Trainer(Model& model, TrainConfig config)
-      : model_(model), config_(config), optimizer_(model.parameters(), config.adamw) {
-    PLAIT_CHECK(config_.micro_batch >= 1 && config_.grad_accum >= 1, "micro-batch and gradient accumulation must be >= 1");
+      : model_(model), config_(config), optimizer_(model.state().optimizer_elements(), config.adamw) {
+    const int dp = model_.grid().dp_size();
+    PLAIT_CHECK(config_.micro_batch >= 1, "the micro-batch must be at least 1 sequence");
+    PLAIT_CHECK(config_.global_batch % (dp * config_.micro_batch) == 0, "the global batch (", config_.global_batch,
+                " sequences) must be a multiple of data-parallel degree x micro-batch = ", dp, " x ",
+                config_.micro_batch, " = ", dp * config_.micro_batch, ": change --batch or --micro-batch, or run on ",
+                "a world size that gives another data-parallel degree");
   }
 
-  std::int64_t sequences_per_step() const { return config_.micro_batch * config_.grad_accum; }
+  std::int64_t grad_accum() const { return config_.global_batch / (model_.grid().dp_size() * config_.micro_batch); }
 
   // Optimizer step `step` (1-based) on the global batch the dataset gives for that step.
   StepMetrics step(const TokenDataset& data, std::int64_t step) {
     const auto start = std::chrono::steady_clock::now();
     const std::int64_t seq = data.seq(), mb = config_.micro_batch;
-    const double tokens = static_cast<double>(sequences_per_step() * seq);
+    const double tokens = static_cast<double>(config_.global_batch * seq);
+    const std::int64_t per_rank = config_.global_batch / model_.grid().dp_size();
+    const std::int64_t first = model_.grid().dp_rank() * per_rank;
     inputs_.resize(static_cast<std::size_t>(mb * seq));
     targets_.resize(static_cast<std::size_t>(mb * seq));
 
     B::memory().reset_peaks();
+    auto& state = model_.state();
     model_.zero_grad();
     double loss_sum = 0.0;
-    for (std::int64_t m = 0; m < config_.grad_accum; ++m) {
-      data.batch(step, m * mb, mb, inputs_.data(), targets_.data());
+    for (std::int64_t m = 0; m < grad_accum(); ++m) {
+      data.batch(step, first + m * mb, mb, inputs_.data(), targets_.data());
       loss_sum += model_.forward_backward(inputs_.data(), targets_.data(), mb, seq, 1.0 / tokens);
     }
-    auto& params = model_.parameters();
-    const double norm = std::sqrt(B::sum_squares(params.grads(), params.size()));
+    state.reduce_gradients();
+    const double norm = std::sqrt(state.grad_sum_squares());
     PLAIT_CHECK(std::isfinite(norm), "the gradient norm is not finite at step ", step,
                 ": lower the learning rate (--lr) or check the data");
     const double lr = config_.lr(step);
-    optimizer_.step(params, lr, clip_factor(norm, config_.clip_norm));
+    last_clip_factor_ = clip_factor(norm, config_.clip_norm);
+    optimizer_.step(state, lr, last_clip_factor_);
+    state.sync_parameters();
+    model_.grid().dp().all_reduce(&loss_sum, 1, comm::ReduceOp::sum);  // TP ranks hold the same loss already
     B::synchronize();
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
-    StepMetrics m;
-    m.step = step;
-    m.loss = loss_sum / tokens;
-    m.lr = lr;
-    m.grad_norm = norm;
-    m.step_seconds = seconds;
-    m.tokens_per_s = tokens / seconds;
-    m.mfu = model_flops_utilization(model_.config(), seq, tokens, seconds, config_.peak_flops, config_.devices);
+    StepMetrics out;
+    out.step = step;
+    out.loss = loss_sum / tokens;
+    out.lr = lr;
+    out.grad_norm = norm;
+    out.step_seconds = seconds;
+    out.tokens_per_s = tokens / seconds;
+    out.mfu = model_flops_utilization(model_.config(), seq, tokens, seconds, config_.peak_flops,
+                                      model_.grid().world().size());
     auto& mem = B::memory();
-    m.peak_bytes = mem.peak();
-    m.param_bytes = mem.current(core::MemoryKind::parameters);
-    m.grad_bytes = mem.current(core::MemoryKind::gradients);
-    m.optimizer_bytes = mem.current(core::MemoryKind::optimizer);
-    m.activation_peak_bytes = mem.peak(core::MemoryKind::activations);
-    return m;
+    out.peak_bytes = mem.peak();
+    out.param_bytes = mem.current(core::MemoryKind::parameters);
+    out.grad_bytes = mem.current(core::MemoryKind::gradients);
+    out.optimizer_bytes = mem.current(core::MemoryKind::optimizer);
+    out.activation_peak_bytes = mem.peak(core::MemoryKind::activations);
+    return out;
   }
 
-  AdamW<B, typename Model::Parameters>& optimizer() { return optimizer_; }
+  double last_clip_factor() const { return last_clip_factor_; }
+  AdamW<B>& optimizer() { return optimizer_; }
 
  private:
   Model& model_;
   TrainConfig config_;
-  AdamW<B, typename Model::Parameters> optimizer_;
+  AdamW<B> optimizer_;
   std::vector<std::int32_t> inputs_, targets_;
+  double last_clip_factor_ = 1.0;
 };
 
 }  // namespace plait::train

@@ -1,0 +1,129 @@
+// Mpi: the Communicator concept on Open MPI, for the Host backend (ranks on CPUs stand in for GPUs).
+// Pitfalls: more ranks than cores need --oversubscribe (or mpi_yield_when_idle), or ranks spin on each other.
+#pragma once
+
+#include <mpi.h>
+
+#include <climits>
+#include <cstdint>
+#include <memory>
+
+#include "plait/comm/communicator.hpp"
+#include "plait/core/error.hpp"
+
+namespace plait::comm {
+
+namespace detail {
+template <class T> MPI_Datatype mpi_type();
+template <> inline MPI_Datatype mpi_type<float>() { return MPI_FLOAT; }
+template <> inline MPI_Datatype mpi_type<double>() { return MPI_DOUBLE; }
+template <> inline MPI_Datatype mpi_type<std::int32_t>() { return MPI_INT32_T; }
+template <> inline MPI_Datatype mpi_type<std::int64_t>() { return MPI_INT64_T; }
+template <> inline MPI_Datatype mpi_type<std::uint8_t>() { return MPI_UINT8_T; }
+
+inline int count(std::int64_t n) {
+  PLAIT_CHECK(n >= 0 && n <= INT_MAX, "a message of ", n, " elements is larger than MPI's int count allows");
+  return static_cast<int>(n);
+}
+inline void check(int code, const char* call) {
+  if (code == MPI_SUCCESS) return;
+  char text[MPI_MAX_ERROR_STRING];
+  int length = 0;
+  MPI_Error_string(code, text, &length);
+  core::fail(call, " failed: ", text);
+}
+}  // namespace detail
+
+// Initialises MPI for the life of the object if nobody has (a program that links plait can also do it itself).
+class MpiSession {
+ public:
+  MpiSession(int* argc, char*** argv) {
+    int initialized = 0;
+    MPI_Initialized(&initialized);
+    if (!initialized) {
+      MPI_Init(argc, argv);
+      owner_ = true;
+    }
+  }
+  MpiSession(const MpiSession&) = delete;
+  MpiSession& operator=(const MpiSession&) = delete;
+  ~MpiSession() {
+    if (owner_) MPI_Finalize();
+  }
+
+ private:
+  bool owner_ = false;
+};
+
+class Mpi {
+ public:
+  // The world, or a communicator this object will free.
+  Mpi() : comm_(std::make_shared<Handle>(MPI_COMM_WORLD, false)) {}
+  static Mpi world() { return Mpi(); }
+
+  int rank() const {
+    int r = 0;
+    MPI_Comm_rank(comm_->comm, &r);
+    return r;
+  }
+  int size() const {
+    int s = 1;
+    MPI_Comm_size(comm_->comm, &s);
+    return s;
+  }
+  MPI_Comm native() const { return comm_->comm; }
+
+  template <class T>
+  void all_reduce(T* data, std::int64_t n, ReduceOp op) {
+    detail::check(MPI_Allreduce(MPI_IN_PLACE, data, detail::count(n), detail::mpi_type<T>(),
+                                op == ReduceOp::sum ? MPI_SUM : MPI_MAX, comm_->comm),
+                  "MPI_Allreduce");
+  }
+  template <class T>
+  void reduce_scatter(const T* send, T* recv, std::int64_t n) {
+    detail::check(MPI_Reduce_scatter_block(send, recv, detail::count(n), detail::mpi_type<T>(), MPI_SUM, comm_->comm),
+                  "MPI_Reduce_scatter_block");
+  }
+  template <class T>
+  void all_gather(const T* send, T* recv, std::int64_t n) {
+    detail::check(MPI_Allgather(send, detail::count(n), detail::mpi_type<T>(), recv, detail::count(n),
+                                detail::mpi_type<T>(), comm_->comm),
+                  "MPI_Allgather");
+  }
+  template <class T>
+  void broadcast(T* data, std::int64_t n, int root) {
+    detail::check(MPI_Bcast(data, detail::count(n), detail::mpi_type<T>(), root, comm_->comm), "MPI_Bcast");
+  }
+  template <class T>
+  void send(const T* data, std::int64_t n, int peer, int tag) {
+    detail::check(MPI_Send(data, detail::count(n), detail::mpi_type<T>(), peer, tag, comm_->comm), "MPI_Send");
+  }
+  template <class T>
+  void recv(T* data, std::int64_t n, int peer, int tag) {
+    detail::check(MPI_Recv(data, detail::count(n), detail::mpi_type<T>(), peer, tag, comm_->comm, MPI_STATUS_IGNORE),
+                  "MPI_Recv");
+  }
+  void barrier() { detail::check(MPI_Barrier(comm_->comm), "MPI_Barrier"); }
+
+  Mpi split(int colour, int key) const {
+    MPI_Comm sub = MPI_COMM_NULL;
+    detail::check(MPI_Comm_split(comm_->comm, colour, key, &sub), "MPI_Comm_split");
+    return Mpi(std::make_shared<Handle>(sub, true));
+  }
+
+ private:
+  struct Handle {
+    MPI_Comm comm;
+    bool owned;
+    Handle(MPI_Comm c, bool o) : comm(c), owned(o) {}
+    ~Handle() {
+      int finalized = 0;
+      MPI_Finalized(&finalized);
+      if (owned && !finalized) MPI_Comm_free(&comm);
+    }
+  };
+  explicit Mpi(std::shared_ptr<Handle> handle) : comm_(std::move(handle)) {}
+  std::shared_ptr<Handle> comm_;
+};
+
+}  // namespace plait::comm

@@ -1,0 +1,245 @@
+// ShardedState<ZeroStage, Backend, Communicator>: where a rank's parameters, gradients and optimizer state live
+// under ZeRO stage K, over the data-parallel group. The model sees only "units" (contiguous ranges of its flat
+// parameter buffer: the embedding, each layer, the head) that it acquires before use and whose gradients it hands
+// back when their backward is done; what that costs depends on the stage and nothing else.
+//
+// Each unit is padded to a multiple of DP and cut into DP equal shards; rank r owns shard r of every unit:
+//
+//   unit u (len_u, padded):  [ shard 0 | shard 1 | shard 2 | shard 3 ]      DP = 4
+//   stage 0: every rank holds all of P parameters, P gradients, 2P moments (the optimizer runs everywhere)
+//   stage 1: P parameters, P gradients, moments of its shards only; after the update, parameters all-gathered
+//   stage 2: P parameters, gradients of its shards only (each unit's gradient reduce-scattered when its backward
+//            ends, per micro-batch), moments of its shards
+//   stage 3: parameters of its shards only (a unit all-gathered before use, freed after), gradients and moments
+//            of its shards
+// Pitfall: the global gradient norm must count each element once: replicated tensors (norm weights under TP) on
+// one TP rank only, and under stages 0-1 the (identical) full gradient of each DP rank without summing over DP.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <functional>
+#include <utility>
+#include <vector>
+
+#include "plait/backend/concepts.hpp"
+#include "plait/comm/communicator.hpp"
+#include "plait/core/error.hpp"
+#include "plait/core/memory.hpp"
+
+namespace plait::parallel {
+
+// A tensor as the optimizer and the reductions see it: a range of the flat buffer with its flags.
+struct Segment {
+  std::int64_t offset = 0, size = 0;
+  bool weight_decay = true;
+  bool tp_replicated = false;    // the same values on every TP rank (norm weights)
+  bool tp_partial_grad = false;  // its gradient is a partial sum over TP ranks (norm weights under SP)
+};
+
+struct Unit {
+  std::int64_t begin = 0, end = 0;
+  std::int64_t size() const { return end - begin; }
+};
+
+template <class Zero, concepts::Backend B, concepts::Communicator C>
+class ShardedState {
+ public:
+  using T = typename B::value_type;
+  template <class U>
+  using Buffer = typename B::template Buffer<U>;
+  static constexpr int stage = Zero::stage;
+
+  // DP-all-reduce bucket for stages 0-1 (elements): one collective per bucket, not per tensor.
+  static constexpr std::int64_t bucket_elements = std::int64_t{1} << 22;
+
+  ShardedState(std::vector<Unit> units, std::vector<Segment> segments, C& dp, C& tp)
+      : units_(std::move(units)), segments_(std::move(segments)), dp_(dp), tp_(tp) {
+    const std::int64_t d = dp_.size(), r = dp_.rank();
+    std::int64_t shard_offset = 0;
+    for (const Unit& u : units_) {
+      PLAIT_CHECK(u.begin == total_, "parameter units must tile the flat buffer in order");
+      total_ = u.end;
+      const std::int64_t shard = (u.size() + d - 1) / d;
+      shards_.push_back({shard_offset, shard, u.begin + r * shard});
+      shard_offset += shard;
+    }
+    shard_total_ = shard_offset;
+    if constexpr (stage < 3) values_ = Buffer<T>(size_of(total_), core::MemoryKind::parameters);
+    else values_ = Buffer<T>(size_of(shard_total_), core::MemoryKind::parameters);
+    if constexpr (stage < 2) grads_ = Buffer<T>(size_of(total_), core::MemoryKind::gradients);
+    else grads_ = Buffer<T>(size_of(shard_total_), core::MemoryKind::gradients);
+    open_values_.resize(units_.size());
+    open_grads_.resize(units_.size());
+  }
+
+  std::int64_t size() const { return total_; }
+  const std::vector<Unit>& units() const { return units_; }
+  const std::vector<Segment>& segments() const { return segments_; }
+  // Elements of optimizer state (per moment) this rank keeps.
+  std::int64_t optimizer_elements() const { return stage == 0 ? total_ : shard_total_; }
+
+  // Sets the parameters from the full (TP-local) flat buffer `full`, host memory, identical on every DP rank.
+  void load(const T* full) {
+    if constexpr (stage < 3) {
+      std::copy(full, full + total_, values_.data());
+    } else {
+      for (std::size_t u = 0; u < units_.size(); ++u) {
+        const Shard& s = shards_[u];
+        for (std::int64_t i = 0; i < s.size; ++i) {
+          const std::int64_t at = s.unit_begin + i;
+          values_[static_cast<std::size_t>(s.offset + i)] = at < units_[u].end ? full[at] : T(0);
+        }
+      }
+    }
+  }
+
+  // Writes the full (TP-local) flat buffer into `full` on every rank (a collective under stage 3).
+  void gather(T* full) {
+    for (std::size_t u = 0; u < units_.size(); ++u) {
+      const T* values = acquire(static_cast<int>(u));
+      std::copy(values, values + units_[u].size(), full + units_[u].begin);
+      release(static_cast<int>(u));
+    }
+  }
+
+  // This rank's storage: all values below stage 3 (its shards from stage 3), all gradients below stage 2.
+  T* local_values() { return values_.data(); }
+  T* local_grads() { return grads_.data(); }
+  std::int64_t local_values_size() const { return static_cast<std::int64_t>(values_.size()); }
+  std::int64_t local_grads_size() const { return static_cast<std::int64_t>(grads_.size()); }
+
+  // ---- what the model calls
+
+  // The values of unit u, all of them (stage 3: all-gathered now; a collective every DP rank must join).
+  const T* acquire(int u) {
+    if constexpr (stage < 3) {
+      return values_.data() + units_[u].begin;
+    } else {
+      Buffer<T>& open = open_values_[u];
+      if (open.size() == 0) {
+        const Shard& s = shards_[u];
+        open = Buffer<T>(size_of(s.size * dp_.size()), core::MemoryKind::parameters);
+        dp_.all_gather(values_.data() + s.offset, open.data(), s.size);
+      }
+      return open.data();
+    }
+  }
+  void release(int u) {
+    if constexpr (stage == 3) open_values_[u] = Buffer<T>();
+  }
+
+  // Where unit u's gradient accumulates during backward (stages 2-3: a zeroed buffer held until grad_done).
+  T* grad(int u) {
+    if constexpr (stage < 2) {
+      return grads_.data() + units_[u].begin;
+    } else {
+      Buffer<T>& open = open_grads_[u];
+      if (open.size() == 0) open = Buffer<T>(size_of(shards_[u].size * dp_.size()), core::MemoryKind::gradients);
+      return open.data();
+    }
+  }
+  // Unit u's backward for this micro-batch is over: stages 2-3 reduce-scatter its gradient into this rank's shard.
+  void grad_done(int u) {
+    if constexpr (stage >= 2) {
+      Buffer<T>& open = open_grads_[u];
+      PLAIT_CHECK(open.size() != 0, "grad_done(", u, ") without a gradient");
+      reduce_partial_over_tp(open.data(), units_[u]);
+      const Shard& s = shards_[u];
+      Buffer<T> mine(size_of(s.size), core::MemoryKind::gradients);
+      dp_.reduce_scatter(open.data(), mine.data(), s.size);
+      B::add(mine.data(), grads_.data() + s.offset, s.size);
+      open = Buffer<T>();
+    }
+  }
+
+  // ---- what the training step calls
+
+  void zero_grad() { B::fill(grads_.data(), static_cast<std::int64_t>(grads_.size()), 0.0); }
+
+  // After the last micro-batch: stages 0-1 sum the gradients over TP (SP-partial tensors) and DP, in buckets.
+  void reduce_gradients() {
+    if constexpr (stage < 2) {
+      reduce_partial_over_tp(grads_.data(), Unit{0, total_});
+      if (dp_.size() > 1)
+        for (std::int64_t at = 0; at < total_; at += bucket_elements)
+          dp_.all_reduce(grads_.data() + at, std::min(bucket_elements, total_ - at), comm::ReduceOp::sum);
+    }
+  }
+
+  // The sum of squares of the whole model's gradient, the same on every rank (each element counted once).
+  double grad_sum_squares() {
+    double local = 0.0;
+    for_each_owned([&](const Segment& seg, T*, const T* g, std::int64_t, std::int64_t n) {
+      if (seg.tp_replicated && tp_.rank() != 0) return;
+      local += B::sum_squares(g, n);
+    });
+    if (stage >= 1) dp_.all_reduce(&local, 1, comm::ReduceOp::sum);  // shards are disjoint over DP
+    tp_.all_reduce(&local, 1, comm::ReduceOp::sum);
+    return local;
+  }
+
+  // Calls fn(segment, values, grads, optimizer_offset, n) for each piece of a tensor this rank updates.
+  template <class Fn>
+  void for_each_owned(Fn&& fn) {
+    std::size_t seg = 0;
+    for (std::size_t u = 0; u < units_.size(); ++u) {
+      const Shard& s = shards_[u];
+      const std::int64_t lo = stage == 0 ? units_[u].begin : std::max(s.unit_begin, units_[u].begin);
+      const std::int64_t hi = stage == 0 ? units_[u].end : std::min(s.unit_begin + s.size, units_[u].end);
+      while (seg < segments_.size() && segments_[seg].offset + segments_[seg].size <= units_[u].begin) ++seg;
+      for (std::size_t k = seg; k < segments_.size() && segments_[k].offset < units_[u].end; ++k) {
+        const Segment& g = segments_[k];
+        const std::int64_t a = std::max(lo, g.offset), b = std::min(hi, g.offset + g.size);
+        if (a >= b) continue;
+        // Offsets: into the full buffer (stage 0, and values/grads below stage 3/2) or into the shard.
+        const std::int64_t in_shard = s.offset + (a - s.unit_begin);
+        T* values = values_.data() + (stage < 3 ? a : in_shard);
+        T* grads = grads_.data() + (stage < 2 ? a : in_shard);
+        fn(g, values, static_cast<const T*>(grads), stage == 0 ? a : in_shard, b - a);
+      }
+    }
+  }
+
+  // After the optimizer: stages 1-2 all-gather the updated shards so every rank holds all parameters again.
+  void sync_parameters() {
+    if constexpr (stage == 1 || stage == 2) {
+      if (dp_.size() == 1) return;
+      for (std::size_t u = 0; u < units_.size(); ++u) {
+        const Shard& s = shards_[u];
+        Buffer<T> mine(size_of(s.size), core::MemoryKind::workspace), all(size_of(s.size * dp_.size()), core::MemoryKind::workspace);
+        const std::int64_t valid = std::max<std::int64_t>(0, std::min(s.size, units_[u].end - s.unit_begin));
+        if (valid > 0) B::copy(values_.data() + s.unit_begin, mine.data(), valid);
+        dp_.all_gather(mine.data(), all.data(), s.size);
+        B::copy(all.data(), values_.data() + units_[u].begin, units_[u].size());
+      }
+    }
+  }
+
+ private:
+  struct Shard {
+    std::int64_t offset;      // into this rank's shard storage
+    std::int64_t size;        // elements per shard of this unit (padded)
+    std::int64_t unit_begin;  // flat offset where this rank's shard starts (may run past the unit's end: padding)
+  };
+  static std::size_t size_of(std::int64_t n) { return static_cast<std::size_t>(n); }
+
+  // Norm weights under sequence parallelism see only this rank's rows: their gradients are summed over TP.
+  void reduce_partial_over_tp(T* unit_grads, const Unit& unit) {
+    if (tp_.size() == 1) return;
+    for (const Segment& g : segments_)
+      if (g.tp_partial_grad && g.offset >= unit.begin && g.offset + g.size <= unit.end)
+        tp_.all_reduce(unit_grads + (g.offset - unit.begin), g.size, comm::ReduceOp::sum);
+  }
+
+  std::vector<Unit> units_;
+  std::vector<Segment> segments_;
+  std::vector<Shard> shards_;
+  C& dp_;
+  C& tp_;
+  std::int64_t total_ = 0, shard_total_ = 0;
+  Buffer<T> values_, grads_;
+  std::vector<Buffer<T>> open_values_, open_grads_;
+};
+
+}  // namespace plait::parallel

@@ -1,0 +1,166 @@
+// Fitting the calibration constants on measured runs: the memory constants by how many fits/OOM outcomes they
+// get right, the time constants by the mean absolute MFU error (Nelder-Mead inside bounds). Only the rows a
+// caller selects are used, so the rest stay held out.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <functional>
+#include <random>
+#include <vector>
+
+#include "plait/plan/accuracy.hpp"
+
+namespace plait::plan {
+
+struct FittedConstant {
+  const char* name;
+  double Calibration::*member;
+  double lo, hi;
+};
+
+inline const std::vector<FittedConstant>& memory_constants() {
+  static const std::vector<FittedConstant> v = {
+      {"logits_bytes_per_element", &Calibration::logits_bytes_per_element, 4.0, 24.0},
+      {"framework_overhead_bytes", &Calibration::framework_overhead_bytes, 0.5e9, 8e9},
+      {"fragmentation", &Calibration::fragmentation, 0.0, 0.4},
+      {"recompute_working_layers", &Calibration::recompute_working_layers, 1.0, 4.0},
+      {"attention_mask_bytes", &Calibration::attention_mask_bytes, 0.0, 16.0}};
+  return v;
+}
+
+inline const std::vector<FittedConstant>& time_constants() {
+  static const std::vector<FittedConstant> v = {
+      {"gemm_peak_efficiency", &Calibration::gemm_peak_efficiency, 0.4, 0.95},
+      {"gemm_half_dim", &Calibration::gemm_half_dim, 0.0, 1024.0},
+      {"attention_efficiency", &Calibration::attention_efficiency, 0.2, 0.9},
+      {"memory_efficiency", &Calibration::memory_efficiency, 0.2, 1.0},
+      {"link_efficiency", &Calibration::link_efficiency, 0.1, 1.0},
+      {"network_efficiency", &Calibration::network_efficiency, 0.1, 1.0},
+      {"data_parallel_exposed", &Calibration::data_parallel_exposed, 0.0, 1.0},
+      {"data_parallel_exposed_pipelined", &Calibration::data_parallel_exposed_pipelined, 0.0, 1.0},
+      {"per_layer_overhead_s", &Calibration::per_layer_overhead_s, 0.0, 0.02},
+      {"per_step_overhead_s", &Calibration::per_step_overhead_s, 0.0, 3.0}};
+  return v;
+}
+
+namespace detail {
+inline void set_unit(Calibration& c, const std::vector<FittedConstant>& k, const std::vector<double>& u) {
+  for (std::size_t i = 0; i < k.size(); ++i)
+    c.*(k[i].member) = k[i].lo + std::clamp(u[i], 0.0, 1.0) * (k[i].hi - k[i].lo);
+}
+inline std::vector<double> get_unit(const Calibration& c, const std::vector<FittedConstant>& k) {
+  std::vector<double> u(k.size());
+  for (std::size_t i = 0; i < k.size(); ++i)
+    u[i] = std::clamp((c.*(k[i].member) - k[i].lo) / (k[i].hi - k[i].lo), 0.0, 1.0);
+  return u;
+}
+
+// Nelder-Mead on the unit cube (points clamped into it).
+inline std::vector<double> nelder_mead(const std::function<double(const std::vector<double>&)>& f,
+                                       std::vector<double> x0, double step, int iterations) {
+  const std::size_t n = x0.size();
+  std::vector<std::vector<double>> pts(n + 1, x0);
+  std::vector<double> val(n + 1);
+  for (std::size_t i = 0; i < n; ++i) pts[i + 1][i] = std::clamp(x0[i] + (x0[i] > 0.5 ? -step : step), 0.0, 1.0);
+  for (std::size_t i = 0; i <= n; ++i) val[i] = f(pts[i]);
+  auto clampv = [](std::vector<double> v) {
+    for (auto& x : v) x = std::clamp(x, 0.0, 1.0);
+    return v;
+  };
+  for (int it = 0; it < iterations; ++it) {
+    std::vector<std::size_t> order(n + 1);
+    for (std::size_t i = 0; i <= n; ++i) order[i] = i;
+    std::sort(order.begin(), order.end(), [&](auto a, auto b) { return val[a] < val[b]; });
+    const std::size_t best = order[0], worst = order[n], second = order[n - 1];
+    std::vector<double> centroid(n, 0.0);
+    for (std::size_t i = 0; i < n; ++i)
+      for (std::size_t d = 0; d < n; ++d) centroid[d] += pts[order[i]][d] / static_cast<double>(n);
+    auto along = [&](double a) {
+      std::vector<double> v(n);
+      for (std::size_t d = 0; d < n; ++d) v[d] = centroid[d] + a * (pts[worst][d] - centroid[d]);
+      return clampv(v);
+    };
+    const auto xr = along(-1.0);
+    const double fr = f(xr);
+    if (fr < val[best]) {
+      const auto xe = along(-2.0);
+      const double fe = f(xe);
+      if (fe < fr) pts[worst] = xe, val[worst] = fe;
+      else pts[worst] = xr, val[worst] = fr;
+    } else if (fr < val[second]) {
+      pts[worst] = xr, val[worst] = fr;
+    } else {
+      const auto xc = along(0.5);
+      const double fc = f(xc);
+      if (fc < val[worst]) {
+        pts[worst] = xc, val[worst] = fc;
+      } else {
+        for (std::size_t i = 0; i <= n; ++i) {
+          if (i == best) continue;
+          for (std::size_t d = 0; d < n; ++d) pts[i][d] = pts[best][d] + 0.5 * (pts[i][d] - pts[best][d]);
+          val[i] = f(pts[i]);
+        }
+      }
+    }
+  }
+  std::size_t best = 0;
+  for (std::size_t i = 1; i <= n; ++i)
+    if (val[i] < val[best]) best = i;
+  return pts[best];
+}
+}  // namespace detail
+
+// Fits hw.calibration on the rows `include` selects; returns the fitted hardware.
+inline Hardware fit_calibration(const CsvTable& runs, Hardware hw, const std::string& path,
+                                const std::function<bool(const Scored&)>& include) {
+  std::vector<Scored> rows;
+  for (auto& s : score_runs(runs, hw, path))
+    if (include(s)) rows.push_back(std::move(s));
+  PLAIT_CHECK(!rows.empty(), "no supported ok/oom rows to fit on");
+
+  // Memory: wrong outcomes count 1 each, plus how far (in units of capacity) the wrong ones miss, so that
+  // among equally right constants the one with the smallest misses wins.
+  auto memory_loss = [&](const std::vector<double>& u) {
+    Calibration c = hw.calibration;
+    detail::set_unit(c, memory_constants(), u);
+    double loss = 0;
+    for (const auto& s : rows) {
+      const double bytes = memory_per_rank(s.run.workload, s.run.layout, c).total();
+      const bool fits = bytes <= hw.memory_bytes;
+      if (fits != s.ran) loss += 1.0 + std::abs(bytes - hw.memory_bytes) / hw.memory_bytes;
+    }
+    return loss;
+  };
+  // Memory loss is a step function: random restarts around the best point, then Nelder-Mead to polish.
+  std::mt19937 rng(12345);
+  std::uniform_real_distribution<double> unit(0.0, 1.0);
+  std::normal_distribution<double> jitter(0.0, 0.1);
+  auto best_u = detail::get_unit(hw.calibration, memory_constants());
+  double best_loss = memory_loss(best_u);
+  for (int it = 0; it < 3000; ++it) {
+    auto u = best_u;
+    for (auto& x : u) x = it % 3 == 0 ? unit(rng) : std::clamp(x + jitter(rng), 0.0, 1.0);
+    const double l = memory_loss(u);
+    if (l < best_loss) best_loss = l, best_u = u;
+  }
+  detail::set_unit(hw.calibration, memory_constants(), best_u);
+
+  auto time_loss = [&](const std::vector<double>& u) {
+    Hardware h = hw;
+    detail::set_unit(h.calibration, time_constants(), u);
+    double err = 0;
+    int n = 0;
+    for (const auto& s : rows)
+      if (s.ran) err += std::abs(mfu(s.run.workload, h, step_time(s.run.workload, s.run.layout, h).total()) -
+                                 s.measured_mfu),
+            ++n;
+    return n ? err / n : 0.0;
+  };
+  auto u = detail::get_unit(hw.calibration, time_constants());
+  for (int restart = 0; restart < 4; ++restart) u = detail::nelder_mead(time_loss, u, 0.2, 1500);
+  detail::set_unit(hw.calibration, time_constants(), u);
+  return hw;
+}
+
+}  // namespace plait::plan

@@ -1,0 +1,195 @@
+// What the planner knows about a cluster: per-GPU peak rate, memory and bandwidths, the links between GPUs, and the
+// few calibrated constants of the software stack measured on it. Built-ins for the paper's DGX A100 cluster and
+// DGX H100; anything else comes from a JSON file (bench/calibrate.cpp writes one).
+#pragma once
+
+#include <fstream>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "plait/core/error.hpp"
+
+namespace plait::plan {
+
+// Constants that no datasheet gives: how close the kernels and collectives of a training stack come to the
+// hardware's peaks, and how much memory the stack keeps besides tensors. Each is fitted on measurements
+// (plait-plan fit, or bench/calibrate.cpp); defaults are the dgx-a100-80gb fit, see there.
+struct Calibration {
+  // Defaults: `plait-plan fit --fit-study layouts` on the paper's runs.csv (DGX A100 80GB, their PyTorch stack;
+  // fitted on 13B 2k/64 GPUs, 13B 8k/128, 65B 2k/128; 13B 2k/32 and 13B 8k/64 held out), rounded.
+
+  // Compute. GEMM time = FLOPs / (peak * efficiency(M, N, K)); the efficiency falls as a dimension shrinks:
+  // efficiency = gemm_peak_efficiency / (1 + gemm_half_dim / M + gemm_half_dim / N + gemm_half_dim / K),
+  // which is how TP slicing (smaller N or K) and small micro-batches (smaller M) lose speed.
+  double gemm_peak_efficiency = 0.849;
+  double gemm_half_dim = 298.0;
+  double attention_efficiency = 0.898;       // flash attention FLOPs (causal half counted) vs peak
+  double memory_efficiency = 0.490;          // fraction of HBM bandwidth the memory-bound kernels reach
+  double link_efficiency = 0.292;            // fraction of the NVLink bandwidth a TP all-reduce reaches
+  double network_efficiency = 0.356;         // fraction of the per-GPU network bandwidth a DP collective reaches
+  double data_parallel_exposed = 0.005;      // share of DP communication not hidden behind backward, no pipeline
+  double data_parallel_exposed_pipelined = 1.0;  // the same with a pipeline: the reduction waits for the flush
+  double per_layer_overhead_s = 0.000295;    // launch and host time per layer per micro-batch (fwd + bwd)
+  double per_step_overhead_s = 0.737;        // optimizer launch, logging, synchronization per step
+
+  // Memory.
+  double logits_bytes_per_element = 9.95;    // bf16 logits + fp32 copy for the loss + fp32 gradient = 10
+  double framework_overhead_bytes = 2.34e9;  // CUDA context, NCCL and cuBLAS workspaces
+  double fragmentation = 0.252;              // caching-allocator slack on activations
+  double recompute_working_layers = 3.96;    // layers of full activations alive while one layer is recomputed
+  double attention_mask_bytes = 2.71;        // bytes per (s x s x micro-batch) element kept per layer in flight:
+                                             // the runs OOM at 8k more than activations explain (a mask, we guess)
+};
+
+struct Hardware {
+  std::string name;
+  double peak_flops = 0;            // dense bf16 FLOP/s per GPU
+  double memory_bytes = 0;          // HBM per GPU
+  double hbm_bandwidth = 0;         // bytes/s per GPU
+  int gpus_per_node = 8;
+  double link_bandwidth = 0;        // intra-node (NVLink) bytes/s per GPU, one direction
+  double link_latency_s = 3e-6;
+  double network_bandwidth = 0;     // inter-node bytes/s per GPU, one direction
+  double network_latency_s = 5e-6;
+  Calibration calibration;
+};
+
+// The paper's cluster: DGX A100 80GB, NVLink 3 (600 GB/s both directions), 8 x 200 Gb/s HDR InfiniBand per node.
+// Calibration fitted by `plait-plan fit` on the paper's "layouts" study (13B 2k/64 GPUs, 13B 8k/128, 65B 2k/128;
+// FlashAttention-2 with and without the RMSNorm kernel); the "seqpar" study is held out (docs/planner.md).
+inline Hardware dgx_a100_80gb() {
+  Hardware hw;
+  hw.name = "dgx-a100-80gb";
+  hw.peak_flops = 312e12;
+  hw.memory_bytes = 80.0 * (1ull << 30);
+  hw.hbm_bandwidth = 2.039e12;
+  hw.gpus_per_node = 8;
+  hw.link_bandwidth = 300e9;
+  hw.network_bandwidth = 25e9;
+  return hw;  // calibration: the defaults above, which are this fit
+}
+
+// DGX H100: NVLink 4 (900 GB/s both directions), 8 x 400 Gb/s NDR per node. Not measured here: it reuses the A100
+// fit's efficiencies, which is a guess to replace with `plait-bench-calibrate` on the machine.
+inline Hardware dgx_h100() {
+  Hardware hw = dgx_a100_80gb();
+  hw.name = "dgx-h100";
+  hw.peak_flops = 989e12;
+  hw.memory_bytes = 80.0 * (1ull << 30);
+  hw.hbm_bandwidth = 3.35e12;
+  hw.link_bandwidth = 450e9;
+  hw.network_bandwidth = 50e9;
+  return hw;
+}
+
+inline nlohmann::json to_json(const Calibration& c) {
+  return {{"gemm_peak_efficiency", c.gemm_peak_efficiency},
+          {"gemm_half_dim", c.gemm_half_dim},
+          {"attention_efficiency", c.attention_efficiency},
+          {"memory_efficiency", c.memory_efficiency},
+          {"link_efficiency", c.link_efficiency},
+          {"network_efficiency", c.network_efficiency},
+          {"data_parallel_exposed", c.data_parallel_exposed},
+          {"data_parallel_exposed_pipelined", c.data_parallel_exposed_pipelined},
+          {"per_layer_overhead_s", c.per_layer_overhead_s},
+          {"per_step_overhead_s", c.per_step_overhead_s},
+          {"logits_bytes_per_element", c.logits_bytes_per_element},
+          {"framework_overhead_bytes", c.framework_overhead_bytes},
+          {"fragmentation", c.fragmentation},
+          {"recompute_working_layers", c.recompute_working_layers},
+          {"attention_mask_bytes", c.attention_mask_bytes}};
+}
+
+inline nlohmann::json to_json(const Hardware& hw) {
+  return {{"name", hw.name},
+          {"peak_flops", hw.peak_flops},
+          {"memory_bytes", hw.memory_bytes},
+          {"hbm_bandwidth", hw.hbm_bandwidth},
+          {"gpus_per_node", hw.gpus_per_node},
+          {"link_bandwidth", hw.link_bandwidth},
+          {"link_latency_s", hw.link_latency_s},
+          {"network_bandwidth", hw.network_bandwidth},
+          {"network_latency_s", hw.network_latency_s},
+          {"calibration", to_json(hw.calibration)}};
+}
+
+namespace detail {
+template <class T>
+void read_optional(const nlohmann::json& j, const char* key, T& into) {
+  if (j.contains(key)) into = j.at(key).get<T>();
+}
+}  // namespace detail
+
+// Keys left out keep the dgx-a100-80gb values, so a file may give only what differs; unknown keys are an error
+// (a typo would otherwise silently keep a default).
+inline Hardware hardware_from_json(const nlohmann::json& j) {
+  Hardware hw = dgx_a100_80gb();
+  static const char* known[] = {"name", "peak_flops", "memory_bytes", "hbm_bandwidth", "gpus_per_node",
+                                "link_bandwidth", "link_latency_s", "network_bandwidth", "network_latency_s",
+                                "calibration", "measured"};
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    bool ok = false;
+    for (const char* k : known) ok = ok || it.key() == k;
+    PLAIT_CHECK(ok, "unknown hardware key '", it.key(), "'; known keys: name, peak_flops, memory_bytes, hbm_bandwidth, ",
+                "gpus_per_node, link_bandwidth, link_latency_s, network_bandwidth, network_latency_s, calibration");
+  }
+  detail::read_optional(j, "name", hw.name);
+  detail::read_optional(j, "peak_flops", hw.peak_flops);
+  detail::read_optional(j, "memory_bytes", hw.memory_bytes);
+  detail::read_optional(j, "hbm_bandwidth", hw.hbm_bandwidth);
+  detail::read_optional(j, "gpus_per_node", hw.gpus_per_node);
+  detail::read_optional(j, "link_bandwidth", hw.link_bandwidth);
+  detail::read_optional(j, "link_latency_s", hw.link_latency_s);
+  detail::read_optional(j, "network_bandwidth", hw.network_bandwidth);
+  detail::read_optional(j, "network_latency_s", hw.network_latency_s);
+  if (j.contains("calibration")) {
+    const auto& c = j.at("calibration");
+    auto& k = hw.calibration;
+    nlohmann::json reference = to_json(k);
+    for (auto it = c.begin(); it != c.end(); ++it)
+      PLAIT_CHECK(reference.contains(it.key()), "unknown calibration key '", it.key(), "'");
+    detail::read_optional(c, "gemm_peak_efficiency", k.gemm_peak_efficiency);
+    detail::read_optional(c, "gemm_half_dim", k.gemm_half_dim);
+    detail::read_optional(c, "attention_efficiency", k.attention_efficiency);
+    detail::read_optional(c, "memory_efficiency", k.memory_efficiency);
+    detail::read_optional(c, "link_efficiency", k.link_efficiency);
+    detail::read_optional(c, "network_efficiency", k.network_efficiency);
+    detail::read_optional(c, "data_parallel_exposed", k.data_parallel_exposed);
+    detail::read_optional(c, "data_parallel_exposed_pipelined", k.data_parallel_exposed_pipelined);
+    detail::read_optional(c, "per_layer_overhead_s", k.per_layer_overhead_s);
+    detail::read_optional(c, "per_step_overhead_s", k.per_step_overhead_s);
+    detail::read_optional(c, "logits_bytes_per_element", k.logits_bytes_per_element);
+    detail::read_optional(c, "framework_overhead_bytes", k.framework_overhead_bytes);
+    detail::read_optional(c, "fragmentation", k.fragmentation);
+    detail::read_optional(c, "recompute_working_layers", k.recompute_working_layers);
+    detail::read_optional(c, "attention_mask_bytes", k.attention_mask_bytes);
+  }
+  PLAIT_CHECK(hw.peak_flops > 0 && hw.memory_bytes > 0 && hw.hbm_bandwidth > 0 && hw.link_bandwidth > 0 &&
+                  hw.network_bandwidth > 0 && hw.gpus_per_node > 0,
+              "hardware '", hw.name, "': peak_flops, memory_bytes, hbm_bandwidth, link_bandwidth, network_bandwidth ",
+              "and gpus_per_node must be positive");
+  return hw;
+}
+
+// A built-in name (dgx-a100-80gb, dgx-h100) or a path to a JSON file.
+inline Hardware load_hardware(const std::string& name_or_file) {
+  if (name_or_file == "dgx-a100-80gb") return dgx_a100_80gb();
+  if (name_or_file == "dgx-h100") return dgx_h100();
+  std::ifstream in(name_or_file);
+  PLAIT_CHECK(in.good(), "hardware '", name_or_file, "' is neither a built-in (dgx-a100-80gb, dgx-h100) nor a ",
+              "readable JSON file");
+  nlohmann::json j;
+  try {
+    in >> j;
+  } catch (const nlohmann::json::exception& e) {
+    core::fail("hardware file '", name_or_file, "' is not valid JSON: ", e.what());
+  }
+  try {
+    return hardware_from_json(j);
+  } catch (const nlohmann::json::exception& e) {
+    core::fail("hardware file '", name_or_file, "': ", e.what());
+  }
+}
+
+}  // namespace plait::plan

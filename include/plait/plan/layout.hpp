@@ -1,0 +1,145 @@
+// One candidate the planner weighs: a parallel layout (TP, PP and its schedule, micro-batch, checkpointing,
+// sequence parallelism, ZeRO stage, kernel set) for a workload (model, sequence length, GPUs, global batch),
+// as runtime values: the planner compares thousands of them, the trainer turns the chosen one into a type.
+#pragma once
+
+#include <cstdint>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "plait/core/error.hpp"
+#include "plait/model/config.hpp"
+
+namespace plait::plan {
+
+enum class Schedule { gpipe, one_f_one_b, interleaved, zero_bubble };
+enum class Recompute { none, selective, full };     // full: every layer keeps only its input ("every_layer")
+enum class KernelSet { flash_attention2, flash_attention2_rmsnorm };
+
+inline const char* name(Schedule s) {
+  switch (s) {
+    case Schedule::gpipe: return "gpipe";
+    case Schedule::one_f_one_b: return "1f1b";
+    case Schedule::interleaved: return "interleaved";
+    case Schedule::zero_bubble: return "zero-bubble";
+  }
+  return "?";
+}
+inline const char* name(Recompute r) {
+  switch (r) {
+    case Recompute::none: return "none";
+    case Recompute::selective: return "selective";
+    case Recompute::full: return "full";
+  }
+  return "?";
+}
+inline const char* name(KernelSet k) {
+  return k == KernelSet::flash_attention2 ? "flash_attention2" : "flash_attention2 + RMS kernel";
+}
+
+struct Workload {
+  ModelConfig model;
+  std::int64_t seq_len = 2048;
+  std::int64_t gpus = 8;
+  std::int64_t global_batch = 2048;    // sequences per optimizer step
+};
+
+struct Layout {
+  int tp = 1;
+  int pp = 1;
+  Schedule schedule = Schedule::one_f_one_b;
+  int virtual_stages = 1;              // model chunks per stage for the interleaved schedule
+  std::int64_t micro_batch = 1;
+  Recompute recompute = Recompute::none;
+  bool sequence_parallel = false;
+  int zero = 1;                        // 0..3; the paper's runs need 1 to fit (see docs/planner.md)
+  KernelSet kernels = KernelSet::flash_attention2_rmsnorm;
+};
+
+inline std::int64_t data_parallel(const Workload& w, const Layout& l) { return w.gpus / (l.tp * l.pp); }
+inline std::int64_t micro_batches(const Workload& w, const Layout& l) {
+  return w.global_batch / (data_parallel(w, l) * l.micro_batch);
+}
+
+// An empty string when the layout can run the workload, else a sentence saying what to change.
+inline std::string layout_problem(const Workload& w, const Layout& l) {
+  std::ostringstream why;
+  const auto& m = w.model;
+  if (l.tp < 1 || l.pp < 1 || l.micro_batch < 1) why << "tp, pp and micro-batch must be at least 1";
+  else if (w.gpus % (l.tp * l.pp) != 0)
+    why << "gpus (" << w.gpus << ") must be divisible by tp x pp (" << l.tp * l.pp << ")";
+  else if (m.heads % l.tp != 0 || m.kv_heads % l.tp != 0)
+    why << "tp (" << l.tp << ") must divide the heads (" << m.heads << ") and kv heads (" << m.kv_heads << ")";
+  else if (m.ffn % l.tp != 0) why << "tp (" << l.tp << ") must divide the FFN size (" << m.ffn << ")";
+  else if (m.layers % (l.pp * l.virtual_stages) != 0)
+    why << "pp x virtual stages (" << l.pp * l.virtual_stages << ") must divide the layers (" << m.layers << ")";
+  else if (w.global_batch % (data_parallel(w, l) * l.micro_batch) != 0)
+    why << "global batch (" << w.global_batch << ") must be divisible by data parallel (" << data_parallel(w, l)
+        << ") x micro-batch (" << l.micro_batch << ")";
+  else if (l.zero < 0 || l.zero > 3) why << "ZeRO stage must be 0, 1, 2 or 3";
+  else if (l.zero >= 2 && l.pp > 1)
+    why << "ZeRO-" << l.zero << " shards gradients, which pipeline micro-batches accumulate: use ZeRO-1 with pp > 1";
+  else if (l.schedule == Schedule::interleaved && l.virtual_stages < 2)
+    why << "the interleaved schedule needs at least 2 virtual stages";
+  else if (l.pp > 1 && micro_batches(w, l) < l.pp)
+    why << "fewer micro-batches (" << micro_batches(w, l) << ") than pipeline stages (" << l.pp << ")";
+  return why.str();
+}
+
+inline std::string describe(const Layout& l) {
+  std::ostringstream out;
+  out << "tp" << l.tp << " pp" << l.pp;
+  if (l.pp > 1) {
+    out << ' ' << name(l.schedule);
+    if (l.schedule == Schedule::interleaved) out << 'x' << l.virtual_stages;
+  }
+  out << " mbs" << l.micro_batch << (l.sequence_parallel ? " sp" : "") << " zero" << l.zero
+      << " ckpt=" << name(l.recompute) << (l.kernels == KernelSet::flash_attention2 ? " fa2" : " fa2+rms");
+  return out.str();
+}
+
+// LLaMA shapes (paper.md) with the ~128k vocabulary the paper's step times imply; untied embedding and head.
+inline ModelConfig llama(std::int64_t layers, std::int64_t hidden, std::int64_t heads, std::int64_t ffn) {
+  ModelConfig m;
+  m.vocab = 128000;
+  m.hidden = hidden;
+  m.layers = layers;
+  m.heads = heads;
+  m.kv_heads = heads;
+  m.ffn = ffn;
+  m.max_seq = 8192;
+  return m;
+}
+
+// llama-13b, llama-30b, llama-65b (or 13B, 30B, 65B as the paper's runs name them), or a JSON file with
+// ModelConfig's fields (vocab, hidden, layers, heads, kv_heads, ffn).
+inline ModelConfig load_model(const std::string& name_or_file) {
+  if (name_or_file == "llama-13b" || name_or_file == "13B") return llama(40, 5120, 40, 13824);
+  if (name_or_file == "llama-30b" || name_or_file == "30B") return llama(60, 6656, 52, 17920);
+  if (name_or_file == "llama-65b" || name_or_file == "65B") return llama(80, 8192, 64, 22016);
+  std::ifstream in(name_or_file);
+  PLAIT_CHECK(in.good(), "model '", name_or_file, "' is neither llama-13b, llama-30b, llama-65b nor a readable JSON ",
+              "file");
+  try {
+    nlohmann::json j;
+    in >> j;
+    ModelConfig m;
+    m.vocab = j.at("vocab").get<std::int64_t>();
+    m.hidden = j.at("hidden").get<std::int64_t>();
+    m.layers = j.at("layers").get<std::int64_t>();
+    m.heads = j.at("heads").get<std::int64_t>();
+    m.kv_heads = j.value("kv_heads", m.heads);
+    m.ffn = j.at("ffn").get<std::int64_t>();
+    m.max_seq = j.value("max_seq", std::int64_t{8192});
+    m.tied_embedding = j.value("tied_embedding", false);
+    m.validate();
+    return m;
+  } catch (const nlohmann::json::exception& e) {
+    core::fail("model file '", name_or_file, "': ", e.what(), " (needs vocab, hidden, layers, heads, ffn)");
+  }
+}
+
+}  // namespace plait::plan

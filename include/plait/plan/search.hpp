@@ -1,0 +1,85 @@
+// The planner: every layout a workload admits (TP, PP and schedule, micro-batch, checkpointing, SP, ZeRO),
+// predicted memory and step time for each, the ones that fit ranked fastest first, each with what bounds it.
+#pragma once
+
+#include <algorithm>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "plait/plan/memory_model.hpp"
+#include "plait/plan/time_model.hpp"
+
+namespace plait::plan {
+
+struct Ranked {
+  Layout layout;
+  MemoryBreakdown memory;
+  StepTime time;
+  double mfu = 0;
+  std::string reason;  // one line: what bounds it
+};
+
+struct SearchSpace {
+  std::vector<std::int64_t> micro_batches = {1, 2, 4, 8};
+  std::vector<KernelSet> kernels = {KernelSet::flash_attention2_rmsnorm};
+  bool allow_zero_2_3 = true;
+  bool allow_recompute = true;
+};
+
+inline std::string explain(const Workload& w, const Layout& l, const Hardware& hw, const MemoryBreakdown& mem,
+                           const StepTime& time) {
+  const double total = time.total();
+  const double useful = time.compute / total;
+  char buf[256];
+  std::string bound = time.bound();
+  double bound_s = bound == "tensor-parallel all-reduces"           ? time.tensor_comm
+                   : bound == "pipeline point-to-point"             ? time.pipeline_comm
+                   : bound == "pipeline bubble"                     ? time.bubble
+                   : bound == "data-parallel gradient reduction"    ? time.data_comm
+                                                                    : time.optimizer + time.overhead;
+  std::snprintf(buf, sizeof buf, "compute %.0f%% of step; next cost %s %.0f%%; memory %.0f of %.0f GiB%s",
+                100.0 * useful, bound.c_str(), 100.0 * bound_s / total, mem.total() / (1ull << 30),
+                hw.memory_bytes / (1ull << 30),
+                l.recompute == Recompute::full ? "; recompute adds a forward pass" : "");
+  (void)w;
+  return buf;
+}
+
+inline std::vector<Ranked> rank_layouts(const Workload& w, const Hardware& hw, const SearchSpace& space = {}) {
+  std::vector<Ranked> out;
+  const auto& m = w.model;
+  for (int tp = 1; tp <= hw.gpus_per_node; tp *= 2)
+    for (int pp = 1; pp <= m.layers && tp * pp <= w.gpus; ++pp) {
+      if (w.gpus % (tp * pp) != 0) continue;
+      for (Schedule sched : {Schedule::one_f_one_b, Schedule::interleaved, Schedule::zero_bubble, Schedule::gpipe})
+        for (std::int64_t mbs : space.micro_batches)
+          for (Recompute rc : {Recompute::none, Recompute::full})
+            for (int sp = 0; sp <= 1; ++sp)
+              for (int zero = 0; zero <= 3; ++zero)
+                for (KernelSet k : space.kernels) {
+                  if (pp == 1 && sched != Schedule::one_f_one_b) continue;
+                  if (sp == 1 && tp == 1) continue;  // nothing to split
+                  if (rc == Recompute::full && !space.allow_recompute) continue;
+                  if (zero >= 2 && !space.allow_zero_2_3) continue;
+                  Layout l;
+                  l.tp = tp, l.pp = pp, l.schedule = sched, l.virtual_stages = sched == Schedule::interleaved ? 2 : 1;
+                  l.micro_batch = mbs, l.recompute = rc, l.sequence_parallel = sp == 1, l.zero = zero, l.kernels = k;
+                  if (!layout_problem(w, l).empty()) continue;
+                  Ranked r;
+                  r.layout = l;
+                  r.memory = memory_per_rank(w, l, hw.calibration);
+                  if (r.memory.total() > hw.memory_bytes) continue;
+                  r.time = step_time(w, l, hw);
+                  r.mfu = mfu(w, hw, r.time.total());
+                  r.reason = explain(w, l, hw, r.memory, r.time);
+                  out.push_back(std::move(r));
+                }
+    }
+  std::stable_sort(out.begin(), out.end(), [](const Ranked& a, const Ranked& b) {
+    return a.time.total() < b.time.total();
+  });
+  return out;
+}
+
+}  // namespace plait::plan

@@ -1,0 +1,162 @@
+// Seconds per training step for a layout: GEMMs and attention at calibrated, shape-dependent efficiencies,
+// memory-bound kernels by bytes, TP collectives on the intra-node link, pipeline point-to-point and bubble,
+// data-parallel collectives on the network, recompute, and MFU by paper.md's formula.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+
+#include "plait/plan/hardware.hpp"
+#include "plait/plan/layout.hpp"
+
+namespace plait::plan {
+
+// Idle fraction of a pipeline relative to its busy time: (p-1)/m for GPipe and 1F1B, (p-1)/(v m) interleaved
+// (paper.md). Zero-bubble ZB-H1 (Qi et al. 2023) fills about two thirds of 1F1B's bubble with weight-gradient
+// work at 1F1B's memory: (p-1)/(3 m).
+inline double pipeline_bubble_fraction(Schedule s, double p, double m, double v = 1) {
+  if (p <= 1) return 0.0;
+  switch (s) {
+    case Schedule::gpipe:
+    case Schedule::one_f_one_b: return (p - 1.0) / m;
+    case Schedule::interleaved: return (p - 1.0) / (v * m);
+    case Schedule::zero_bubble: return (p - 1.0) / (3.0 * m);
+  }
+  return (p - 1.0) / m;
+}
+
+// Model FLOPs per step as the paper and PaLM count them: tokens x (6N + 12 L H Q T).
+inline double model_flops_per_step(const Workload& w) {
+  return static_cast<double>(w.global_batch * w.seq_len) * w.model.flops_per_token(w.seq_len);
+}
+inline double mfu(const Workload& w, const Hardware& hw, double step_seconds) {
+  return model_flops_per_step(w) / (step_seconds * hw.peak_flops * static_cast<double>(w.gpus));
+}
+
+inline double gemm_efficiency(const Calibration& c, double m, double n, double k) {
+  return c.gemm_peak_efficiency / (1.0 + c.gemm_half_dim / m + c.gemm_half_dim / n + c.gemm_half_dim / k);
+}
+inline double gemm_seconds(const Hardware& hw, double m, double n, double k) {
+  return 2.0 * m * n * k / (hw.peak_flops * gemm_efficiency(hw.calibration, m, n, k));
+}
+
+// Ring all-reduce moves 2 (n-1)/n of the bytes with 2 (n-1) latencies; a tree 2 log2(n) latencies and about
+// twice the bytes. NCCL picks by size; so do we.
+inline double allreduce_seconds(double bytes, double n, double bandwidth, double latency) {
+  if (n <= 1) return 0.0;
+  const double ring = 2.0 * (n - 1.0) / n * bytes / bandwidth + 2.0 * (n - 1.0) * latency;
+  const double tree = 2.0 * bytes / bandwidth + 2.0 * std::log2(n) * latency;
+  return std::min(ring, tree);
+}
+
+struct StepTime {
+  double compute = 0;        // GEMMs, attention and memory-bound kernels of all micro-batches on the slowest stage
+  double tensor_comm = 0;    // TP all-reduces (or SP reduce-scatter + all-gather), not overlapped
+  double pipeline_comm = 0;  // point-to-point between stages
+  double bubble = 0;         // idle pipeline time
+  double data_comm = 0;      // exposed part of the DP gradient reduction (and ZeRO gathers)
+  double optimizer = 0;      // the Adam update, memory-bound
+  double overhead = 0;       // launch and per-step host time
+  double total() const { return compute + tensor_comm + pipeline_comm + bubble + data_comm + optimizer + overhead; }
+  // The largest cost other than useful compute: what the one-line reason names.
+  std::string bound() const {
+    const std::pair<double, const char*> parts[] = {{tensor_comm, "tensor-parallel all-reduces"},
+                                                    {pipeline_comm, "pipeline point-to-point"},
+                                                    {bubble, "pipeline bubble"},
+                                                    {data_comm, "data-parallel gradient reduction"},
+                                                    {optimizer + overhead, "optimizer and per-step overhead"}};
+    const auto* worst = &parts[0];
+    for (const auto& p : parts)
+      if (p.first > worst->first) worst = &p;
+    return worst->second;
+  }
+};
+
+inline StepTime step_time(const Workload& w, const Layout& l, const Hardware& hw) {
+  const auto& c = hw.calibration;
+  const auto& m = w.model;
+  const double t = l.tp, p = l.pp, dp = static_cast<double>(data_parallel(w, l));
+  const double mb = static_cast<double>(micro_batches(w, l));
+  const double s = static_cast<double>(w.seq_len), b = static_cast<double>(l.micro_batch);
+  const double h = static_cast<double>(m.hidden), kv = static_cast<double>(m.kv_dim()),
+               f = static_cast<double>(m.ffn), vocab = static_cast<double>(m.vocab);
+  const double tokens = s * b;
+
+  // One layer, one micro-batch, forward. TP slices N (column-parallel) or K (row-parallel) of each GEMM.
+  const double gemm = gemm_seconds(hw, tokens, (h + 2.0 * kv) / t, h)   // QKV
+                      + gemm_seconds(hw, tokens, h, h / t)              // attention output
+                      + gemm_seconds(hw, tokens, 2.0 * f / t, h)        // gate and up
+                      + gemm_seconds(hw, tokens, h, f / t);             // down
+  // Causal attention: QK^T and PV, 2 x 2 s^2 h FLOPs per sequence, half of them masked out.
+  const double attention = 2.0 * s * s * h * b / t / (hw.peak_flops * c.attention_efficiency);
+  // Memory-bound bytes per token: norms (fused: read x, write y forward; read x, dy, write dx backward = 5 passes
+  // of h in bf16 per norm; unfused PyTorch: ~50 bytes per element forward and backward per norm, counted from its
+  // upcast, pow, mean, rsqrt, mul, downcast and weight multiply and their backward), residual adds, RoPE, SwiGLU.
+  const double norm_tokens = l.sequence_parallel ? tokens / t : tokens;
+  const double norm_bytes = 2.0 * (l.kernels == KernelSet::flash_attention2_rmsnorm ? 10.0 : 100.0) * h;
+  const double other_bytes = 2.0 * 2.0 * 3.0 * h + 2.0 * 4.0 * 2.0 * (h + kv) / t + 2.0 * 8.0 * f / t;
+  const double memory_bound =
+      (norm_tokens * norm_bytes + tokens * other_bytes) / (hw.hbm_bandwidth * c.memory_efficiency);
+  // Split of that work: forward 1, backward 2 for GEMMs and memory-bound kernels, 2.5 for flash attention.
+  const double forward = gemm + attention + memory_bound / 3.0;
+  const double backward = 2.0 * gemm + 2.5 * attention + memory_bound * 2.0 / 3.0;
+  const double recompute = l.recompute == Recompute::full ? forward
+                           : l.recompute == Recompute::selective ? attention : 0.0;
+
+  // TP: two all-reduces of the (s b h) activations forward, two backward, two more when a layer is recomputed.
+  // Sequence parallelism swaps each for a reduce-scatter + all-gather: the same bytes.
+  const bool tp_in_node = l.tp <= hw.gpus_per_node;
+  const double tp_bw = (tp_in_node ? hw.link_bandwidth * c.link_efficiency : hw.network_bandwidth * c.network_efficiency);
+  const double tp_lat = tp_in_node ? hw.link_latency_s : hw.network_latency_s;
+  const double one_allreduce = allreduce_seconds(tokens * h * 2.0, t, tp_bw, tp_lat);
+  const double tp_per_layer = one_allreduce * (l.recompute == Recompute::full ? 6.0 : 4.0);
+
+  const double layers_per_stage = static_cast<double>(m.layers) / p;
+  const double layer = forward + backward + recompute;
+  // The LM head (forward and backward GEMMs) and the softmax cross-entropy over the vocabulary on the last stage.
+  const double head = 3.0 * gemm_seconds(hw, tokens, vocab / t, h) +
+                      tokens * vocab / t * 12.0 / (hw.hbm_bandwidth * c.memory_efficiency);
+  // Layers split evenly, so the last stage (its layers and the head) is the slowest and paces the pipeline.
+  const double stage_compute = layers_per_stage * layer + head;
+  const double stage_tp = layers_per_stage * tp_per_layer;
+  const double stage_overhead = layers_per_stage * c.per_layer_overhead_s;
+
+  // Point-to-point: one activation tensor forward and one gradient backward per micro-batch and stage boundary
+  // (v times more with v interleaved chunks); over the link when the whole TP x PP group is in one node.
+  double p2p = 0;
+  if (l.pp > 1) {
+    const bool in_node = l.tp * l.pp <= hw.gpus_per_node;
+    const double bw = in_node ? hw.link_bandwidth * c.link_efficiency : hw.network_bandwidth * c.network_efficiency;
+    const double lat = in_node ? hw.link_latency_s : hw.network_latency_s;
+    const double bytes = tokens * h * 2.0 / (l.sequence_parallel ? t : 1.0);
+    const double chunks = l.schedule == Schedule::interleaved ? l.virtual_stages : 1.0;
+    p2p = 2.0 * chunks * (bytes / bw + lat);
+  }
+
+  StepTime out;
+  const double per_micro_batch = stage_compute + stage_tp + p2p + stage_overhead;
+  out.compute = mb * stage_compute;
+  out.tensor_comm = mb * stage_tp;
+  out.pipeline_comm = mb * p2p;
+  out.overhead = mb * stage_overhead + c.per_step_overhead_s;
+  out.bubble = pipeline_bubble_fraction(l.schedule, p, mb, l.virtual_stages) * mb * per_micro_batch;
+
+  // DP: reduce-scatter gradients and all-gather weights (ZeRO 1/2; the volume of one all-reduce, as ZeRO 0),
+  // ZeRO-3 gathers weights once more for backward. On the network when the DP group leaves the node.
+  const double params = static_cast<double>(m.parameters()) / (t * p);
+  if (dp > 1) {
+    const bool in_node = l.tp * l.pp * dp <= hw.gpus_per_node;
+    const double bw = in_node ? hw.link_bandwidth * c.link_efficiency : hw.network_bandwidth * c.network_efficiency;
+    const double lat = in_node ? hw.link_latency_s : hw.network_latency_s;
+    double reduce = allreduce_seconds(2.0 * params, dp, bw, lat);
+    if (l.zero >= 3) reduce *= 1.5;
+    out.data_comm = reduce * (l.pp > 1 ? c.data_parallel_exposed_pipelined : c.data_parallel_exposed);
+  }
+  // Adam reads and writes fp32 master, m, v and reads the gradient: ~32 bytes per parameter of the local shard.
+  const double shard = l.zero >= 1 ? params / dp : params;
+  out.optimizer = shard * 32.0 / (hw.hbm_bandwidth * c.memory_efficiency);
+  return out;
+}
+
+}  // namespace plait::plan
