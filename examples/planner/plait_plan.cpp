@@ -1,0 +1,239 @@
+// plait-plan: which parallel layout to train a model with on a cluster, and how well that prediction matched the
+// paper's measured runs. Subcommands: recommend, evaluate, fit. Bad input: a message saying what to change, exit 2.
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "plait/plan/accuracy.hpp"
+#include "plait/plan/fit.hpp"
+#include "plait/plan/hardware.hpp"
+#include "plait/plan/runs.hpp"
+#include "plait/plan/search.hpp"
+
+namespace {
+
+using namespace plait::plan;
+
+struct UsageError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+const char* top_usage =
+    "usage: plait-plan <command> [options]\n"
+    "  recommend  the best layouts for a model, sequence length, GPU count and global batch\n"
+    "  evaluate   predictions for every row of a runs CSV (the paper's runs.csv format)\n"
+    "  fit        fit the calibration constants on measured runs, write a hardware JSON\n"
+    "'plait-plan <command> --help' for each command's options.\n";
+
+const char* recommend_usage =
+    "usage: plait-plan recommend --model llama-13b|llama-30b|llama-65b|FILE.json --seq-len T --gpus G\n"
+    "                            --global-batch B --hardware dgx-a100-80gb|dgx-h100|FILE.json\n"
+    "                            [--top K] [--format table|csv|json] [--kernels fa2+rms|fa2|both]\n"
+    "Prints the K (default 5) fastest layouts that fit in GPU memory, with predicted memory per GPU, step time,\n"
+    "MFU (paper.md's formula) and what bounds each. Searches TP (within a node), PP and schedule (1F1B,\n"
+    "interleaved x2, zero-bubble, GPipe), micro-batch 1..8, full recompute or none, sequence parallelism, ZeRO 0..3.\n";
+
+const char* evaluate_usage =
+    "usage: plait-plan evaluate --hardware H --in RUNS.csv --out PRED.csv\n"
+    "Reads rows with the columns of the paper's runs.csv (study,model,seq_len,gpus,tp,pp,mbs,act_ckpt,kernel,\n"
+    "seq_parallel,...; optional global_batch, zero) and writes them back with fits_pred (0/1), mem_gib_pred,\n"
+    "step_time_s_pred and mfu_pred. Rows whose kernel set or checkpoint policy the planner does not model get\n"
+    "'unsupported'. When the input has status and mfu columns, the accuracy is printed to stderr.\n";
+
+const char* fit_usage =
+    "usage: plait-plan fit --hardware H --in RUNS.csv --out HW.json [--fit-study S]... [--fit-scenario M/T/G]...\n"
+    "Fits the calibration constants (memory and efficiency) of hardware H on the selected rows of RUNS.csv (all\n"
+    "rows when none is selected) and writes H with them as a JSON file that --hardware accepts. Prints the\n"
+    "accuracy on the fitted rows and on the held-out ones.\n";
+
+std::map<std::string, std::vector<std::string>> parse(int argc, char** argv, const std::vector<std::string>& known,
+                                                      const char* usage) {
+  std::map<std::string, std::vector<std::string>> out;
+  for (int i = 2; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--help" || a == "-h") {
+      std::cout << usage;
+      std::exit(0);
+    }
+    bool ok = false;
+    for (const auto& k : known) ok = ok || a == k;
+    if (!ok) throw UsageError("unknown option '" + a + "'\n" + usage);
+    if (i + 1 >= argc) throw UsageError("option " + a + " needs a value\n" + usage);
+    out[a].push_back(argv[++i]);
+  }
+  return out;
+}
+
+std::string need(std::map<std::string, std::vector<std::string>>& o, const std::string& k, const char* usage) {
+  if (!o.count(k)) throw UsageError("missing " + k + "\n" + usage);
+  return o[k].back();
+}
+
+long long need_int(std::map<std::string, std::vector<std::string>>& o, const std::string& k, const char* usage) {
+  const std::string v = need(o, k, usage);
+  std::size_t used = 0;
+  long long x = 0;
+  try {
+    x = std::stoll(v, &used);
+  } catch (...) {
+    used = 0;
+  }
+  if (used != v.size() || x <= 0) throw UsageError(k + " must be a positive integer, got '" + v + "'");
+  return x;
+}
+
+void print_accuracy(const Accuracy& a, const char* label) {
+  std::fprintf(stderr, "%s: %d rows (%d ran): fits/OOM right %.1f%%, MFU mean abs error %.2f points\n", label, a.rows,
+               a.ran, 100.0 * a.fit_accuracy, a.mfu_mae_points);
+  for (const auto& s : a.scenarios)
+    std::fprintf(stderr,
+                 "  %-14s rows %3d ran %3d  fits %5.1f%%  MFU MAE %5.2f  Spearman %.3f  pick gap %5.2f  best in top3 %s"
+                 "  pick: %s\n",
+                 s.scenario.c_str(), s.rows, s.ran, 100.0 * s.fit_accuracy, s.mfu_mae_points, s.spearman,
+                 s.pick_gap_points, s.best_in_top3 ? "yes" : "no", s.pick.c_str());
+}
+
+int recommend(int argc, char** argv) {
+  auto o = parse(argc, argv, {"--model", "--seq-len", "--gpus", "--global-batch", "--hardware", "--top", "--format",
+                              "--kernels"},
+                 recommend_usage);
+  Workload w;
+  w.model = load_model(need(o, "--model", recommend_usage));
+  w.seq_len = need_int(o, "--seq-len", recommend_usage);
+  w.gpus = need_int(o, "--gpus", recommend_usage);
+  w.global_batch = need_int(o, "--global-batch", recommend_usage);
+  const Hardware hw = load_hardware(need(o, "--hardware", recommend_usage));
+  const long long top = o.count("--top") ? need_int(o, "--top", recommend_usage) : 5;
+  const std::string format = o.count("--format") ? o["--format"].back() : "table";
+  if (format != "table" && format != "csv" && format != "json")
+    throw UsageError("--format must be table, csv or json, got '" + format + "'");
+  SearchSpace space;
+  const std::string kernels = o.count("--kernels") ? o["--kernels"].back() : "fa2+rms";
+  if (kernels == "fa2") space.kernels = {KernelSet::flash_attention2};
+  else if (kernels == "both") space.kernels = {KernelSet::flash_attention2_rmsnorm, KernelSet::flash_attention2};
+  else if (kernels != "fa2+rms") throw UsageError("--kernels must be fa2+rms, fa2 or both, got '" + kernels + "'");
+  if (w.gpus % hw.gpus_per_node != 0 && w.gpus > hw.gpus_per_node)
+    throw UsageError("--gpus " + std::to_string(w.gpus) + " is not a whole number of " +
+                     std::to_string(hw.gpus_per_node) + "-GPU nodes of " + hw.name + ": use a multiple of " +
+                     std::to_string(hw.gpus_per_node));
+  const auto ranked = rank_layouts(w, hw, space);
+  if (ranked.empty()) {
+    std::fprintf(stderr,
+                 "no layout of %s at seq %lld on %lld GPUs with global batch %lld fits in %.0f GiB per GPU: use more "
+                 "GPUs, a shorter sequence, or a global batch divisible by more data-parallel degrees\n",
+                 need(o, "--model", recommend_usage).c_str(), static_cast<long long>(w.seq_len),
+                 static_cast<long long>(w.gpus), static_cast<long long>(w.global_batch),
+                 hw.memory_bytes / (1ull << 30));
+    return 1;
+  }
+  const std::size_t n = std::min<std::size_t>(static_cast<std::size_t>(top), ranked.size());
+  if (format == "json") {
+    nlohmann::json j = nlohmann::json::array();
+    for (std::size_t i = 0; i < n; ++i) {
+      const auto& r = ranked[i];
+      j.push_back({{"rank", i + 1}, {"tp", r.layout.tp}, {"pp", r.layout.pp}, {"schedule", name(r.layout.schedule)},
+                   {"virtual_stages", r.layout.virtual_stages}, {"micro_batch", r.layout.micro_batch},
+                   {"recompute", name(r.layout.recompute)}, {"sequence_parallel", r.layout.sequence_parallel},
+                   {"zero", r.layout.zero}, {"kernels", name(r.layout.kernels)},
+                   {"data_parallel", data_parallel(w, r.layout)},
+                   {"memory_gib", r.memory.total() / (1ull << 30)}, {"step_time_s", r.time.total()},
+                   {"mfu", r.mfu}, {"reason", r.reason}});
+    }
+    std::cout << j.dump(2) << '\n';
+  } else if (format == "csv") {
+    std::cout << "rank,tp,pp,schedule,micro_batch,recompute,sequence_parallel,zero,kernels,dp,memory_gib,step_time_s,"
+                 "mfu,reason\n";
+    for (std::size_t i = 0; i < n; ++i) {
+      const auto& r = ranked[i];
+      std::printf("%zu,%d,%d,%s,%lld,%s,%d,%d,%s,%lld,%.2f,%.3f,%.4f,%s\n", i + 1, r.layout.tp, r.layout.pp,
+                  name(r.layout.schedule), static_cast<long long>(r.layout.micro_batch), name(r.layout.recompute),
+                  r.layout.sequence_parallel ? 1 : 0, r.layout.zero, csv_field(name(r.layout.kernels)).c_str(),
+                  static_cast<long long>(data_parallel(w, r.layout)), r.memory.total() / (1ull << 30),
+                  r.time.total(), r.mfu, csv_field(r.reason).c_str());
+    }
+  } else {
+    std::printf("%zu of %zu layouts that fit (%s, seq %lld, %lld GPUs, global batch %lld, %s):\n", n, ranked.size(),
+                need(o, "--model", recommend_usage).c_str(), static_cast<long long>(w.seq_len),
+                static_cast<long long>(w.gpus), static_cast<long long>(w.global_batch), hw.name.c_str());
+    std::printf("%-4s %-52s %4s %9s %9s %6s  %s\n", "rank", "layout", "dp", "mem GiB", "step s", "MFU", "why");
+    for (std::size_t i = 0; i < n; ++i) {
+      const auto& r = ranked[i];
+      std::printf("%-4zu %-52s %4lld %9.1f %9.2f %5.1f%%  %s\n", i + 1, describe(r.layout).c_str(),
+                  static_cast<long long>(data_parallel(w, r.layout)), r.memory.total() / (1ull << 30), r.time.total(),
+                  100.0 * r.mfu, r.reason.c_str());
+    }
+  }
+  return 0;
+}
+
+int evaluate_cmd(int argc, char** argv) {
+  auto o = parse(argc, argv, {"--hardware", "--in", "--out"}, evaluate_usage);
+  const Hardware hw = load_hardware(need(o, "--hardware", evaluate_usage));
+  const std::string in_path = need(o, "--in", evaluate_usage), out_path = need(o, "--out", evaluate_usage);
+  const CsvTable in = read_csv(in_path);
+  const CsvTable out = evaluate(in, hw, in_path);
+  std::ofstream file(out_path);
+  if (!file.good()) throw UsageError("cannot write '" + out_path + "': give a writable path with --out");
+  write_csv(out, file);
+  if (in.column("status") >= 0 && in.column("mfu") >= 0) print_accuracy(accuracy(score_runs(in, hw, in_path)), "all");
+  return 0;
+}
+
+int fit_cmd(int argc, char** argv) {
+  auto o = parse(argc, argv, {"--hardware", "--in", "--out", "--fit-study", "--fit-scenario"}, fit_usage);
+  const Hardware hw = load_hardware(need(o, "--hardware", fit_usage));
+  const std::string in_path = need(o, "--in", fit_usage), out_path = need(o, "--out", fit_usage);
+  const CsvTable in = read_csv(in_path);
+  if (in.column("status") < 0 || in.column("mfu") < 0)
+    throw UsageError("'" + in_path + "' needs status and mfu columns to fit on");
+  const auto studies = o["--fit-study"], scenarios = o["--fit-scenario"];
+  auto selected = [&](const Scored& s) {
+    if (studies.empty() && scenarios.empty()) return true;
+    for (const auto& x : studies)
+      if (s.study == x) return true;
+    for (const auto& x : scenarios)
+      if (s.scenario == x) return true;
+    return false;
+  };
+  const Hardware fitted = fit_calibration(in, hw, in_path, selected);
+  std::ofstream file(out_path);
+  if (!file.good()) throw UsageError("cannot write '" + out_path + "': give a writable path with --out");
+  file << to_json(fitted).dump(2) << '\n';
+  const auto scored = score_runs(in, fitted, in_path);
+  print_accuracy(accuracy(scored, selected), "fitted rows");
+  if (!studies.empty() || !scenarios.empty())
+    print_accuracy(accuracy(scored, [&](const Scored& s) { return !selected(s); }), "held-out rows");
+  std::cout << to_json(fitted.calibration).dump(2) << '\n';
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    if (argc < 2 || std::strcmp(argv[1], "--help") == 0 || std::strcmp(argv[1], "-h") == 0) {
+      std::cout << top_usage;
+      return argc < 2 ? 2 : 0;
+    }
+    const std::string cmd = argv[1];
+    if (cmd == "recommend") return recommend(argc, argv);
+    if (cmd == "evaluate") return evaluate_cmd(argc, argv);
+    if (cmd == "fit") return fit_cmd(argc, argv);
+    throw UsageError("unknown command '" + cmd + "'\n" + top_usage);
+  } catch (const UsageError& e) {
+    std::fprintf(stderr, "plait-plan: %s\n", e.what());
+    return 2;
+  } catch (const plait::Error& e) {
+    std::fprintf(stderr, "plait-plan: %s\n", e.what());
+    return 2;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "plait-plan: unexpected error: %s\n", e.what());
+    return 2;
+  }
+}
