@@ -1,0 +1,94 @@
+# The Cuda backend's build: finds nvcc and the CUDA toolkit (cudart, cuBLASLt, CCCL, NCCL) and defines plait::cuda,
+# the target every CUDA translation unit links. PLAIT_CUDA=OFF touches nothing CUDA; AUTO enables CUDA when nvcc is
+# found (CUDACXX, CMAKE_CUDA_COMPILER, PATH, /usr/local/cuda); ON makes a missing toolkit an error. Sets PLAIT_HAS_CUDA.
+#
+# Pitfalls: plait::plait is for g++ units (Debian's Thrust on the OpenMP system); a CUDA unit must see the toolkit's
+# CCCL only, so nothing here puts a directory holding another thrust/ on nvcc's include path. Pass raw pointers and std
+# types between g++ and nvcc units.
+include_guard(GLOBAL)
+
+set(PLAIT_HAS_CUDA FALSE)
+string(TOUPPER "${PLAIT_CUDA}" _plait_cuda_mode)
+if(_plait_cuda_mode STREQUAL "OFF")
+  return()
+endif()
+
+# Where is nvcc? CMake's own search only looks on PATH, and /usr/local/cuda/bin usually is not.
+if(NOT CMAKE_CUDA_COMPILER)
+  if(DEFINED ENV{CUDACXX} AND EXISTS "$ENV{CUDACXX}")
+    set(_plait_nvcc "$ENV{CUDACXX}")
+  else()
+    find_program(PLAIT_NVCC_EXECUTABLE nvcc HINTS ENV CUDA_HOME ENV CUDA_PATH PATH_SUFFIXES bin
+      PATHS /usr/local/cuda/bin)
+    set(_plait_nvcc "${PLAIT_NVCC_EXECUTABLE}")
+  endif()
+  if(_plait_nvcc)
+    set(CMAKE_CUDA_COMPILER "${_plait_nvcc}" CACHE FILEPATH "The CUDA compiler (nvcc)")
+  endif()
+endif()
+if(NOT CMAKE_CUDA_COMPILER)
+  if(_plait_cuda_mode STREQUAL "ON")
+    message(FATAL_ERROR "PLAIT_CUDA=ON but no nvcc was found: set CUDACXX or CMAKE_CUDA_COMPILER to the toolkit's nvcc, "
+                        "or configure with -DPLAIT_CUDA=AUTO to build without CUDA.")
+  endif()
+  message(STATUS "plait: no CUDA compiler found, building the Host backend only (PLAIT_CUDA=${PLAIT_CUDA})")
+  return()
+endif()
+
+# A100 (80) and H100/H200 (90). Set before enable_language so CMake's compiler default (an old arch) never applies.
+if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES OR CMAKE_CUDA_ARCHITECTURES STREQUAL "")
+  set(CMAKE_CUDA_ARCHITECTURES "80;90" CACHE STRING "CUDA architectures to build for")
+endif()
+enable_language(CUDA)
+
+# CMake 3.25 knows no C++20 flag for nvcc: without these, cuda_std_20 is an error.
+if(CMAKE_VERSION VERSION_LESS 3.26 AND CMAKE_CUDA_COMPILER_ID STREQUAL "NVIDIA")
+  set(CMAKE_CUDA20_STANDARD_COMPILE_OPTION "-std=c++20")
+  set(CMAKE_CUDA20_EXTENSION_COMPILE_OPTION "-std=c++20")
+  if(NOT "cuda_std_20" IN_LIST CMAKE_CUDA_COMPILE_FEATURES)
+    list(APPEND CMAKE_CUDA_COMPILE_FEATURES cuda_std_20)
+    set(CMAKE_CUDA20_COMPILE_FEATURES cuda_std_20)
+  endif()
+endif()
+
+find_package(CUDAToolkit REQUIRED)
+find_package(CCCL CONFIG REQUIRED HINTS ${CUDAToolkit_LIBRARY_DIR}/cmake/cccl)
+
+if(NOT TARGET plait::nccl)
+  find_library(PLAIT_NCCL_LIBRARY nccl HINTS ${CUDAToolkit_LIBRARY_DIR} ENV NCCL_HOME PATH_SUFFIXES lib lib64)
+  find_path(PLAIT_NCCL_INCLUDE_DIR nccl.h HINTS ${CUDAToolkit_INCLUDE_DIRS} ENV NCCL_HOME PATH_SUFFIXES include)
+  if(NOT PLAIT_NCCL_LIBRARY OR NOT PLAIT_NCCL_INCLUDE_DIR)
+    message(FATAL_ERROR "plait's Cuda backend needs NCCL (nccl.h and libnccl): install it beside the CUDA toolkit or "
+                        "set NCCL_HOME, or configure with -DPLAIT_CUDA=OFF.")
+  endif()
+  add_library(plait::nccl SHARED IMPORTED)
+  set_target_properties(plait::nccl PROPERTIES
+    IMPORTED_LOCATION ${PLAIT_NCCL_LIBRARY}
+    INTERFACE_INCLUDE_DIRECTORIES ${PLAIT_NCCL_INCLUDE_DIR})
+endif()
+
+# plait::cuda: what a CUDA unit links (and the g++ units of the same executable). The Thrust system is chosen per
+# language: plait::plait's THRUST_DEVICE_SYSTEM=OMP applies to C++ units only, and here CCCL (its headers and
+# THRUST_DEVICE_SYSTEM=CUDA) to CUDA units only. CCCL::CCCL itself is not linked: its Thrust target defines the CUDA
+# system for every language, which would break a g++ unit using Debian's Thrust on OpenMP.
+if(NOT TARGET plait_cuda)
+  get_target_property(PLAIT_CCCL_INCLUDE_DIRS CCCL::CUB INTERFACE_INCLUDE_DIRECTORIES)
+  add_library(plait_cuda INTERFACE)
+  add_library(plait::cuda ALIAS plait_cuda)
+  target_compile_features(plait_cuda INTERFACE cuda_std_20)
+  target_include_directories(plait_cuda SYSTEM INTERFACE $<$<COMPILE_LANGUAGE:CUDA>:${PLAIT_CCCL_INCLUDE_DIRS}>)
+  target_compile_definitions(plait_cuda INTERFACE
+    $<$<COMPILE_LANGUAGE:CUDA>:THRUST_DEVICE_SYSTEM=THRUST_DEVICE_SYSTEM_CUDA>)
+  target_link_libraries(plait_cuda INTERFACE plait::plait CUDA::cudart CUDA::cublasLt plait::nccl)
+  target_compile_options(plait_cuda INTERFACE
+    $<$<COMPILE_LANGUAGE:CUDA>:--expt-relaxed-constexpr --extended-lambda>)
+endif()
+
+set(PLAIT_HAS_CUDA TRUE)
+
+# The GPU benchmarks. (Added from here because bench/CMakeLists.txt belongs to the Host build; it may take this over
+# with add_subdirectory(cuda) when PLAIT_HAS_CUDA, and this block then goes.)
+if(PLAIT_BUILD_BENCH AND EXISTS ${PROJECT_SOURCE_DIR}/bench/cuda/CMakeLists.txt)
+  add_subdirectory(${PROJECT_SOURCE_DIR}/bench/cuda ${PROJECT_BINARY_DIR}/bench/cuda)
+endif()
+message(STATUS "plait: CUDA ${CUDAToolkit_VERSION} (${CMAKE_CUDA_COMPILER}), architectures ${CMAKE_CUDA_ARCHITECTURES}")

@@ -1,0 +1,182 @@
+// Softmax cross-entropy on the GPU (reference: cross_entropy.hpp): the gradient overwrites the logits, no
+// probabilities are kept. One block per row. The single-device form is fused: one read of the row with an online
+// (max, sum) pair per thread, one CUB reduction of the pairs, then one read-and-write pass for the gradient (two reads
+// and one write of the logits in all). The vocab-parallel pieces are the same three steps as the reference, with the
+// all-reduces between them done by the caller:
+//
+//   cross_entropy_row_max -> all-reduce MAX -> cross_entropy_sum_exp -> all-reduce SUM -> cross_entropy_grad_inplace
+//
+// Row statistics are computed in fp32 and stored in T.
+#pragma once
+
+#include <cub/block/block_reduce.cuh>
+
+#include <cstdint>
+
+#include "plait/kernels/device.cuh"
+
+namespace plait::kernels::device {
+
+struct CrossEntropyConfig {
+  static constexpr int threads = 512;  // a 32k-128k vocabulary row: 64-256 logits per thread
+};
+
+namespace detail {
+
+struct MaxOp {
+  __device__ float operator()(float a, float b) const { return fmaxf(a, b); }
+};
+
+// (running max, sum of exp(x - max)) of a set of logits; combining two is the online softmax's step.
+struct MaxSum {
+  float max;
+  float sum;
+};
+struct MaxSumOp {
+  __device__ MaxSum operator()(const MaxSum& a, const MaxSum& b) const {
+    if (a.max == -INFINITY) return b;
+    if (b.max == -INFINITY) return a;
+    const float m = fmaxf(a.max, b.max);
+    return {m, a.sum * expf(a.max - m) + b.sum * expf(b.max - m)};
+  }
+};
+
+template <class T>
+__global__ void __launch_bounds__(CrossEntropyConfig::threads)
+    cross_entropy_row_max_kernel(const T* logits, std::int64_t cols, T* row_max) {
+  using Reduce = cub::BlockReduce<float, CrossEntropyConfig::threads>;
+  __shared__ typename Reduce::TempStorage storage;
+  const T* l = logits + blockIdx.x * cols;
+  float m = -INFINITY;
+  for (std::int64_t c = threadIdx.x; c < cols; c += CrossEntropyConfig::threads) m = fmaxf(m, to_float(l[c]));
+  m = Reduce(storage).Reduce(m, MaxOp{});
+  if (threadIdx.x == 0) row_max[blockIdx.x] = from_float<T>(m);
+}
+
+template <class T>
+__global__ void __launch_bounds__(CrossEntropyConfig::threads)
+    cross_entropy_sum_exp_kernel(const T* logits, const std::int32_t* targets, std::int64_t cols,
+                                 std::int64_t vocab_begin, const T* row_max, T* sum_exp, T* target_logit) {
+  using Reduce = cub::BlockReduce<float, CrossEntropyConfig::threads>;
+  __shared__ typename Reduce::TempStorage storage;
+  const std::int64_t r = blockIdx.x;
+  const T* l = logits + r * cols;
+  const float m = to_float(row_max[r]);
+  float sum = 0.0f;
+  for (std::int64_t c = threadIdx.x; c < cols; c += CrossEntropyConfig::threads) sum += exp_for<T>(to_float(l[c]) - m);
+  sum = Reduce(storage).Sum(sum);
+  if (threadIdx.x == 0) {
+    sum_exp[r] = from_float<T>(sum);
+    const std::int64_t local = static_cast<std::int64_t>(targets[r]) - vocab_begin;
+    target_logit[r] = (targets[r] >= 0 && local >= 0 && local < cols) ? l[local] : from_float<T>(0.0f);
+  }
+}
+
+template <class T>
+__global__ void __launch_bounds__(CrossEntropyConfig::threads)
+    cross_entropy_grad_kernel(T* logits, const std::int32_t* targets, std::int64_t cols, std::int64_t vocab_begin,
+                              const T* row_max, const T* sum_exp, float scale) {
+  const std::int64_t r = blockIdx.x;
+  T* l = logits + r * cols;
+  const bool ignored = targets[r] < 0;
+  const std::int64_t local = static_cast<std::int64_t>(targets[r]) - vocab_begin;
+  const float m = to_float(row_max[r]), inv_sum = 1.0f / to_float(sum_exp[r]);
+  for (std::int64_t c = threadIdx.x; c < cols; c += CrossEntropyConfig::threads) {
+    const float p = exp_for<T>(to_float(l[c]) - m) * inv_sum;
+    l[c] = from_float<T>(ignored ? 0.0f : scale * (p - (c == local ? 1.0f : 0.0f)));
+  }
+}
+
+template <class T>
+__global__ void __launch_bounds__(CrossEntropyConfig::threads)
+    cross_entropy_forward_backward_kernel(T* logits, const std::int32_t* targets, std::int64_t vocab, float scale,
+                                          T* row_loss) {
+  using Reduce = cub::BlockReduce<MaxSum, CrossEntropyConfig::threads>;
+  __shared__ typename Reduce::TempStorage storage;
+  __shared__ float row_logsumexp;
+  const std::int64_t r = blockIdx.x;
+  T* l = logits + r * vocab;
+  const std::int64_t target = targets[r];
+  if (target < 0) {  // padding: no loss, no gradient (the branch is uniform over the block)
+    for (std::int64_t c = threadIdx.x; c < vocab; c += CrossEntropyConfig::threads) l[c] = from_float<T>(0.0f);
+    if (threadIdx.x == 0) row_loss[r] = from_float<T>(0.0f);
+    return;
+  }
+  MaxSum mine{-INFINITY, 0.0f};
+  for (std::int64_t c = threadIdx.x; c < vocab; c += CrossEntropyConfig::threads) {
+    const float x = to_float(l[c]);
+    if (x > mine.max) {
+      mine.sum = mine.sum * exp_for<T>(mine.max - x) + 1.0f;
+      mine.max = x;
+    } else {
+      mine.sum += exp_for<T>(x - mine.max);
+    }
+  }
+  const MaxSum row = Reduce(storage).Reduce(mine, MaxSumOp{});
+  if (threadIdx.x == 0) {
+    const float logsumexp = row.max + logf(row.sum);
+    row_logsumexp = logsumexp;
+    row_loss[r] = from_float<T>(logsumexp - to_float(l[target]));  // read before anyone overwrites it
+  }
+  __syncthreads();
+  const float logsumexp = row_logsumexp;
+  for (std::int64_t c = threadIdx.x; c < vocab; c += CrossEntropyConfig::threads)
+    l[c] = from_float<T>(scale * (exp_for<T>(to_float(l[c]) - logsumexp) - (c == target ? 1.0f : 0.0f)));
+}
+
+}  // namespace detail
+
+template <Storage T>
+cudaError_t cross_entropy_row_max(const T* logits,  // (rows, cols)
+                                  std::int64_t rows, std::int64_t cols,
+                                  T* row_max,  // (rows)
+                                  cudaStream_t stream) {
+  if (rows == 0) return cudaSuccess;
+  detail::cross_entropy_row_max_kernel<<<static_cast<unsigned>(rows), CrossEntropyConfig::threads, 0, stream>>>(
+      logits, cols, row_max);
+  return cudaGetLastError();
+}
+
+// sum_exp = sum exp(l - row_max) over this slice; target_logit = the target's logit if this slice holds it, else 0.
+template <Storage T>
+cudaError_t cross_entropy_sum_exp(const T* logits,              // (rows, cols)
+                                  const std::int32_t* targets,  // (rows)
+                                  std::int64_t rows, std::int64_t cols, std::int64_t vocab_begin,
+                                  const T* row_max,   // (rows), global
+                                  T* sum_exp,         // (rows)
+                                  T* target_logit,    // (rows)
+                                  cudaStream_t stream) {
+  if (rows == 0) return cudaSuccess;
+  detail::cross_entropy_sum_exp_kernel<<<static_cast<unsigned>(rows), CrossEntropyConfig::threads, 0, stream>>>(
+      logits, targets, cols, vocab_begin, row_max, sum_exp, target_logit);
+  return cudaGetLastError();
+}
+
+// logits := scale * (softmax - onehot(target)) on this slice, from the global row_max and sum_exp.
+template <Storage T>
+cudaError_t cross_entropy_grad_inplace(T* logits,                    // (rows, cols)
+                                       const std::int32_t* targets,  // (rows)
+                                       std::int64_t rows, std::int64_t cols, std::int64_t vocab_begin,
+                                       const T* row_max,  // (rows)
+                                       const T* sum_exp,  // (rows)
+                                       float scale, cudaStream_t stream) {
+  if (rows == 0) return cudaSuccess;
+  detail::cross_entropy_grad_kernel<<<static_cast<unsigned>(rows), CrossEntropyConfig::threads, 0, stream>>>(
+      logits, targets, cols, vocab_begin, row_max, sum_exp, scale);
+  return cudaGetLastError();
+}
+
+// Single device: row_loss (unscaled, 0 for ignored rows), logits := scale * d row_loss / d logits.
+template <Storage T>
+cudaError_t cross_entropy_forward_backward(T* logits,                    // (rows, vocab)
+                                           const std::int32_t* targets,  // (rows)
+                                           std::int64_t rows, std::int64_t vocab, float scale,
+                                           T* row_loss,  // (rows)
+                                           cudaStream_t stream) {
+  if (rows == 0) return cudaSuccess;
+  detail::cross_entropy_forward_backward_kernel<<<static_cast<unsigned>(rows), CrossEntropyConfig::threads, 0,
+                                                  stream>>>(logits, targets, vocab, scale, row_loss);
+  return cudaGetLastError();
+}
+
+}  // namespace plait::kernels::device

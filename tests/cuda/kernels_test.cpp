@@ -1,0 +1,368 @@
+// Tests kernels/*.cuh and include/plait/backend/cuda.hpp: each operation of Cuda<float> and Cuda<bf16> against the
+// CPU reference of kernels/*.hpp on random inputs (a fresh seed each run, printed on failure), forward and backward.
+// Passes when ||gpu - reference|| / ||reference|| < 1e-5 (fp32) or 1e-2 (bf16). bf16 inputs are rounded to bf16
+// before the reference sees them, so both sides compute on the same numbers.
+// Without a CUDA device every GPU test prints "SKIPPED: no CUDA device (why)" and returns.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <cstdint>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "gpu_runner.hpp"
+#include "plait/core/dtype.hpp"
+#include "plait/core/error.hpp"
+#include "plait/kernels/adamw.hpp"
+#include "plait/kernels/attention.hpp"
+#include "plait/kernels/blas.hpp"
+#include "plait/kernels/cross_entropy.hpp"
+#include "plait/kernels/embedding.hpp"
+#include "plait/kernels/rmsnorm.hpp"
+#include "plait/kernels/rope.hpp"
+#include "plait/kernels/swiglu.hpp"
+
+namespace {
+
+using plait::cuda_test::Floats;
+using plait::cuda_test::Precision;
+using plait::cuda_test::Tokens;
+namespace gpu = plait::cuda_test;
+namespace ref = plait::kernels;
+
+constexpr Precision precisions[] = {Precision::fp32, Precision::bf16};
+
+const char* name(Precision p) { return p == Precision::fp32 ? "fp32" : "bf16"; }
+double tolerance(Precision p) { return p == Precision::fp32 ? 1e-5 : 1e-2; }
+
+// Returns true (after printing why) when the test must skip: no device, or one older than sm_80.
+bool skip_without_gpu() {
+  static const std::string reason = gpu::no_device_reason();
+  if (reason.empty()) return false;
+  WARN("SKIPPED: no CUDA device (" << reason << ")");
+  return true;
+}
+
+struct Random {
+  std::uint64_t seed = std::random_device{}();
+  std::mt19937_64 engine{seed};
+
+  // Normal values, rounded to bf16 when the test runs in bf16; never all zeros.
+  Floats normal(std::size_t n, Precision p, double stddev = 1.0, double mean = 0.0) {
+    std::normal_distribution<float> dist(static_cast<float>(mean), static_cast<float>(stddev));
+    Floats x(n);
+    for (auto& v : x) v = round(dist(engine), p);
+    return x;
+  }
+  Tokens tokens(std::size_t n, std::int32_t low, std::int32_t high) {  // in [low, high]
+    std::uniform_int_distribution<std::int32_t> dist(low, high);
+    Tokens t(n);
+    for (auto& v : t) v = dist(engine);
+    return t;
+  }
+  static float round(float v, Precision p) { return p == Precision::bf16 ? static_cast<float>(plait::bf16(v)) : v; }
+};
+
+double relative_error(const Floats& out, const Floats& expected) {
+  REQUIRE(out.size() == expected.size());
+  double diff = 0.0, norm = 0.0;
+  for (std::size_t i = 0; i < out.size(); ++i) {
+    const double d = static_cast<double>(out[i]) - static_cast<double>(expected[i]);
+    diff += d * d;
+    norm += static_cast<double>(expected[i]) * static_cast<double>(expected[i]);
+  }
+  return std::sqrt(diff) / std::sqrt(norm > 0.0 ? norm : 1.0);
+}
+
+#define CHECK_CLOSE(p, out, expected)                                                       \
+  do {                                                                                      \
+    const double error_ = relative_error(out, expected);                                    \
+    INFO(#out << " vs reference, " << name(p) << ": relative error " << error_);            \
+    CHECK(error_ < tolerance(p));                                                           \
+  } while (0)
+
+}  // namespace
+
+TEST_CASE("PLAIT_CUDA_CHECK turns a failing CUDA call into plait::Error naming it", "[cuda]") {
+  // Runs on any machine: without a GPU the call fails for want of a device, with one for the bad pointer.
+  REQUIRE_THROWS_WITH(gpu::fail_a_cuda_call(), Catch::Contains("cudaFree") && Catch::Contains("CUDA error"));
+}
+
+TEST_CASE("Cuda gemm matches the BLAS reference for every transpose", "[cuda]") {
+  if (skip_without_gpu()) return;
+  Random rng;
+  INFO("seed " << rng.seed);
+  const std::int64_t m = 67, n = 45, k = 129;
+  for (Precision p : precisions) {
+    for (bool ta : {false, true}) {
+      for (bool tb : {false, true}) {
+        const std::int64_t lda = ta ? m : k, ldb = tb ? k : n, ldc = n;
+        const Floats a = rng.normal(m * k, p), b = rng.normal(k * n, p), c0 = rng.normal(m * n, p);
+        Floats expected = c0, out = c0;
+        ref::gemm(ta ? ref::Trans::yes : ref::Trans::no, tb ? ref::Trans::yes : ref::Trans::no, m, n, k, 0.75f,
+                  a.data(), lda, b.data(), ldb, 0.5f, expected.data(), ldc);
+        gpu::gemm(p, ta, tb, m, n, k, 0.75f, a, lda, b, ldb, 0.5f, out, ldc);
+        INFO("ta " << ta << " tb " << tb);
+        CHECK_CLOSE(p, out, expected);
+      }
+    }
+  }
+}
+
+TEST_CASE("Cuda fill, scale, add, copy and sum_squares", "[cuda]") {
+  if (skip_without_gpu()) return;
+  Random rng;
+  INFO("seed " << rng.seed);
+  for (Precision p : precisions) {
+    const std::size_t n = 100003;
+    const Floats from = rng.normal(n, p);
+    Floats x = rng.normal(n, p), expected(n);
+    for (std::size_t i = 0; i < n; ++i) expected[i] = Random::round(Random::round(1.5f * -2.0f, p) + from[i], p);
+    const double sum = gpu::elementwise(p, from, x, 1.5, -2.0);
+    CHECK_CLOSE(p, x, expected);
+    double expected_sum = 0.0;
+    for (float v : x) expected_sum += static_cast<double>(v) * v;
+    CHECK(std::abs(sum - expected_sum) / expected_sum < 1e-6);
+  }
+}
+
+TEST_CASE("Cuda caching allocator counts peaks by kind and reuses freed blocks", "[cuda]") {
+  if (skip_without_gpu()) return;
+  bool reused = false;
+  const std::int64_t peak = gpu::allocator_peak(3 << 20, 5000, reused);
+  CHECK(peak == (3 << 20) + 5000);
+  CHECK(reused);
+}
+
+TEST_CASE("Cuda embedding forward and backward match the reference", "[cuda]") {
+  if (skip_without_gpu()) return;
+  Random rng;
+  INFO("seed " << rng.seed);
+  const std::int64_t n = 301, dim = 96, vocab_begin = 100, vocab_rows = 250;
+  for (Precision p : precisions) {
+    const Tokens tokens = rng.tokens(n, 0, 400);  // some outside the slice [100, 350)
+    const Floats table = rng.normal(vocab_rows * dim, p);
+    Floats expected = rng.normal(n * dim, p), out = expected;
+    ref::embedding_forward(tokens.data(), n, table.data(), vocab_begin, vocab_rows, dim, expected.data());
+    gpu::embedding_forward(p, tokens, table, vocab_begin, vocab_rows, dim, out);
+    CHECK_CLOSE(p, out, expected);
+
+    const Floats dout = rng.normal(n * dim, p);
+    Floats dtable_expected = rng.normal(vocab_rows * dim, p), dtable = dtable_expected;
+    ref::embedding_backward(tokens.data(), n, dout.data(), vocab_begin, vocab_rows, dim, dtable_expected.data());
+    gpu::embedding_backward(p, tokens, dout, vocab_begin, vocab_rows, dim, dtable);
+    CHECK_CLOSE(p, dtable, dtable_expected);
+  }
+}
+
+TEST_CASE("Cuda RMSNorm forward and backward match the reference", "[cuda]") {
+  if (skip_without_gpu()) return;
+  Random rng;
+  INFO("seed " << rng.seed);
+  for (Precision p : precisions) {
+    for (std::int64_t dim : {std::int64_t{1000}, std::int64_t{4096}}) {
+      const std::int64_t rows = 300;  // more than backward's 264 blocks: some blocks take two rows
+      const double eps = 1e-5;
+      const Floats x = rng.normal(rows * dim, p, 2.0), weight = rng.normal(dim, p, 0.2, 1.0);
+      Floats y_expected(rows * dim), rstd_expected(rows), y = rng.normal(rows * dim, p), rstd = rng.normal(rows, p);
+      ref::rmsnorm_forward(x.data(), weight.data(), rows, dim, eps, y_expected.data(), rstd_expected.data());
+      gpu::rmsnorm_forward(p, x, weight, rows, dim, eps, y, rstd);
+      INFO("dim " << dim);
+      CHECK_CLOSE(p, y, y_expected);
+      CHECK_CLOSE(p, rstd, rstd_expected);
+
+      const Floats dy = rng.normal(rows * dim, p);
+      Floats dx_expected = rng.normal(rows * dim, p), dw_expected = rng.normal(dim, p);
+      Floats dx = dx_expected, dw = dw_expected;
+      ref::rmsnorm_backward(x.data(), weight.data(), rstd.data(), dy.data(), rows, dim, dx_expected.data(),
+                            dw_expected.data());
+      gpu::rmsnorm_backward(p, x, weight, rstd, dy, rows, dim, dx, dw);
+      CHECK_CLOSE(p, dx, dx_expected);
+      CHECK_CLOSE(p, dw, dw_expected);
+    }
+  }
+}
+
+TEST_CASE("Cuda RoPE forward and backward match the reference", "[cuda]") {
+  if (skip_without_gpu()) return;
+  Random rng;
+  INFO("seed " << rng.seed);
+  const std::int64_t batch = 2, seq = 77, heads = 3, head_dim = 64, offset = 1000;
+  const double theta = 10000.0;
+  for (Precision p : precisions) {
+    for (bool forward : {true, false}) {
+      Floats expected = rng.normal(batch * seq * heads * head_dim, p), x = expected;
+      if (forward) {
+        ref::rope_forward(expected.data(), batch, seq, heads, head_dim, offset, theta);
+      } else {
+        ref::rope_backward(expected.data(), batch, seq, heads, head_dim, offset, theta);
+      }
+      gpu::rope(p, forward, x, batch, seq, heads, head_dim, offset, theta);
+      INFO((forward ? "forward" : "backward"));
+      CHECK_CLOSE(p, x, expected);
+    }
+  }
+}
+
+TEST_CASE("Cuda SwiGLU forward and backward match the reference", "[cuda]") {
+  if (skip_without_gpu()) return;
+  Random rng;
+  INFO("seed " << rng.seed);
+  const std::size_t n = 50021;
+  for (Precision p : precisions) {
+    const Floats gate = rng.normal(n, p, 3.0), up = rng.normal(n, p);
+    Floats expected(n), out = rng.normal(n, p);
+    ref::swiglu_forward(gate.data(), up.data(), static_cast<std::int64_t>(n), expected.data());
+    gpu::swiglu_forward(p, gate, up, out);
+    CHECK_CLOSE(p, out, expected);
+
+    const Floats dout = rng.normal(n, p);
+    Floats dgate_expected = rng.normal(n, p), dup_expected = rng.normal(n, p);
+    Floats dgate = dgate_expected, dup = dup_expected;
+    ref::swiglu_backward(gate.data(), up.data(), dout.data(), static_cast<std::int64_t>(n), dgate_expected.data(),
+                         dup_expected.data());
+    gpu::swiglu_backward(p, gate, up, dout, dgate, dup);
+    CHECK_CLOSE(p, dgate, dgate_expected);
+    CHECK_CLOSE(p, dup, dup_expected);
+  }
+}
+
+TEST_CASE("Cuda causal GQA attention forward and backward match the reference", "[cuda]") {
+  if (skip_without_gpu()) return;
+  Random rng;
+  INFO("seed " << rng.seed);
+  // Sequences that are not multiples of the tiles, GQA groups of 1, 2 and 4, both head dims.
+  const std::vector<ref::AttentionShape> shapes = {
+      {2, 200, 4, 2, 64, 0.0}, {1, 130, 4, 1, 128, 0.0}, {1, 64, 2, 2, 128, 0.0}, {1, 333, 2, 2, 64, 0.0}};
+  for (Precision p : precisions) {
+    for (ref::AttentionShape s : shapes) {
+      s.scale = 1.0 / std::sqrt(static_cast<double>(s.head_dim));
+      INFO(name(p) << " B " << s.batch << " T " << s.seq << " H " << s.heads << " Hkv " << s.kv_heads << " hd "
+                   << s.head_dim);
+      const std::int64_t q_size = s.batch * s.seq * s.heads * s.head_dim;
+      const std::int64_t kv_size = s.batch * s.seq * s.kv_heads * s.head_dim;
+      const std::int64_t rows = s.batch * s.heads * s.seq;
+      const Floats q = rng.normal(q_size, p), k = rng.normal(kv_size, p), v = rng.normal(kv_size, p);
+      Floats out_expected(q_size), lse_expected(rows), out = rng.normal(q_size, p), lse = rng.normal(rows, p);
+      ref::attention_forward(s, q.data(), k.data(), v.data(), out_expected.data(), lse_expected.data());
+      gpu::attention_forward(p, s, q, k, v, out, lse);
+      CHECK_CLOSE(p, out, out_expected);
+      CHECK_CLOSE(p, lse, lse_expected);
+
+      // Backward from the reference's forward (rounded to the test's precision, as the GPU would hold it).
+      Floats out_held = out_expected;
+      for (auto& x : out_held) x = Random::round(x, p);
+      const Floats dout = rng.normal(q_size, p);
+      Floats dq_expected = rng.normal(q_size, p), dk_expected = rng.normal(kv_size, p),
+             dv_expected = rng.normal(kv_size, p);
+      Floats dq = dq_expected, dk = dk_expected, dv = dv_expected;
+      ref::attention_backward(s, q.data(), k.data(), v.data(), out_held.data(), lse_expected.data(), dout.data(),
+                              dq_expected.data(), dk_expected.data(), dv_expected.data());
+      gpu::attention_backward(p, s, q, k, v, out_held, lse_expected, dout, dq, dk, dv);
+      CHECK_CLOSE(p, dq, dq_expected);
+      CHECK_CLOSE(p, dk, dk_expected);
+      CHECK_CLOSE(p, dv, dv_expected);
+    }
+  }
+}
+
+TEST_CASE("Cuda fused cross-entropy and its vocab-parallel pieces match the reference", "[cuda]") {
+  if (skip_without_gpu()) return;
+  Random rng;
+  INFO("seed " << rng.seed);
+  const std::int64_t rows = 37, vocab = 5003;
+  for (Precision p : precisions) {
+    Tokens targets = rng.tokens(rows, 0, static_cast<std::int32_t>(vocab - 1));
+    targets[3] = -1;  // ignored rows
+    targets[20] = -100;
+    const Floats logits = rng.normal(rows * vocab, p, 3.0);
+
+    Floats expected = logits, out = logits, loss_expected(rows), loss = rng.normal(rows, p);
+    ref::cross_entropy_forward_backward(expected.data(), targets.data(), rows, vocab, 0.25f, loss_expected.data());
+    gpu::cross_entropy_forward_backward(p, out, targets, rows, vocab, 0.25, loss);
+    CHECK_CLOSE(p, out, expected);
+    CHECK_CLOSE(p, loss, loss_expected);
+
+    // One rank's slice [1000, 3500) of the vocabulary.
+    const std::int64_t vocab_begin = 1000, cols = 2500;
+    Floats slice(rows * cols);
+    for (std::int64_t r = 0; r < rows; ++r)
+      for (std::int64_t c = 0; c < cols; ++c) slice[r * cols + c] = logits[r * vocab + vocab_begin + c];
+    Floats max_expected(rows), row_max = rng.normal(rows, p);
+    ref::cross_entropy_row_max(slice.data(), rows, cols, max_expected.data());
+    gpu::cross_entropy_row_max(p, slice, rows, cols, row_max);
+    CHECK_CLOSE(p, row_max, max_expected);
+
+    Floats sum_expected(rows), target_expected(rows), sum_exp = rng.normal(rows, p), target = rng.normal(rows, p);
+    ref::cross_entropy_sum_exp(slice.data(), targets.data(), rows, cols, vocab_begin, max_expected.data(),
+                               sum_expected.data(), target_expected.data());
+    gpu::cross_entropy_sum_exp(p, slice, targets, rows, cols, vocab_begin, max_expected, sum_exp, target);
+    CHECK_CLOSE(p, sum_exp, sum_expected);
+    CHECK_CLOSE(p, target, target_expected);
+
+    Floats grad_expected = slice, grad = slice;
+    ref::cross_entropy_grad_inplace(grad_expected.data(), targets.data(), rows, cols, vocab_begin, max_expected.data(),
+                                    sum_expected.data(), 0.5f);
+    gpu::cross_entropy_grad_inplace(p, grad, targets, rows, cols, vocab_begin, max_expected, sum_expected, 0.5);
+    CHECK_CLOSE(p, grad, grad_expected);
+  }
+}
+
+TEST_CASE("Cuda AdamW in place matches the reference", "[cuda]") {
+  if (skip_without_gpu()) return;
+  Random rng;
+  INFO("seed " << rng.seed);
+  const std::size_t n = 200003;  // four chunks, the last one short
+  const ref::AdamWStep step{1e-2, 0.9, 0.95, 1e-8, 0.1, 0.7, 3};
+  for (Precision p : precisions) {
+    Floats param_expected = rng.normal(n, p), grad = rng.normal(n, p), m_expected = rng.normal(n, Precision::fp32, 0.1);
+    Floats v_expected = rng.normal(n, Precision::fp32, 0.01);
+    for (auto& x : v_expected) x = std::abs(x);
+    Floats param = param_expected, m = m_expected, v = v_expected;
+    ref::adamw_update(param_expected.data(), grad.data(), m_expected.data(), v_expected.data(),
+                      static_cast<std::int64_t>(n), step);
+    gpu::adamw_update(p, param, grad, m, v, step);
+    CHECK_CLOSE(p, param, param_expected);
+    CHECK_CLOSE(Precision::fp32, m, m_expected);
+    CHECK_CLOSE(Precision::fp32, v, v_expected);
+  }
+}
+
+TEST_CASE("Cuda multi-tensor AdamW on fp32 masters matches the reference and writes the bf16 copy", "[cuda]") {
+  if (skip_without_gpu()) return;
+  Random rng;
+  INFO("seed " << rng.seed);
+  const ref::AdamWStep step{3e-3, 0.9, 0.95, 1e-8, 0.0, 0.5, 7};
+  for (Precision grad_precision : precisions) {
+    // More tensors than one launch holds (24), some longer than a chunk.
+    std::vector<gpu::AdamWTensorData> tensors, expected;
+    for (int t = 0; t < 30; ++t) {
+      const std::size_t n = rng.tokens(1, 1, t % 7 == 0 ? 150000 : 3000)[0];
+      gpu::AdamWTensorData d;
+      d.master = rng.normal(n, Precision::fp32);
+      d.grad = rng.normal(n, grad_precision);
+      d.m = rng.normal(n, Precision::fp32, 0.1);
+      d.v = rng.normal(n, Precision::fp32, 0.01);
+      for (auto& x : d.v) x = std::abs(x);
+      d.weight = Floats(n, 0.0f);
+      d.weight_decay = t % 2 == 0 ? 0.1f : 0.0f;
+      tensors.push_back(d);
+    }
+    expected = tensors;
+    for (auto& e : expected) {
+      ref::AdamWStep s = step;
+      s.weight_decay = e.weight_decay;
+      ref::adamw_update(e.master.data(), e.grad.data(), e.m.data(), e.v.data(),
+                        static_cast<std::int64_t>(e.master.size()), s);
+    }
+    gpu::adamw_update_multi(grad_precision, tensors, step);
+    for (std::size_t t = 0; t < tensors.size(); ++t) {
+      INFO("tensor " << t << " of " << tensors[t].master.size() << " grads in " << name(grad_precision));
+      CHECK_CLOSE(Precision::fp32, tensors[t].master, expected[t].master);
+      CHECK_CLOSE(Precision::fp32, tensors[t].m, expected[t].m);
+      CHECK_CLOSE(Precision::fp32, tensors[t].v, expected[t].v);
+      CHECK_CLOSE(Precision::bf16, tensors[t].weight, expected[t].master);
+    }
+  }
+}
