@@ -1,0 +1,121 @@
+// Attention forward + backward on the GPU (kernels/attention.cuh), causal, head dim 128, bf16, at sequence 2048 and
+// 8192: TFLOP/s next to the H100 SXM roofline (989 TFLOP/s dense bf16), and the ratio against PyTorch's
+// scaled_dot_product_attention (flash backend) when its figures are given, measured in the same run:
+//   python3 bench/cuda/sdpa_baseline.py > sdpa.txt && plait-bench-cuda-attention sdpa.txt
+// FLOPs as FlashAttention-2 counts them: forward 4 B H T^2 hd / 2 (causal), backward 2.5x forward.
+#include "plait/kernels/attention.cuh"
+
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "plait/backend/cuda.hpp"
+
+namespace {
+
+using plait::DeviceBuffer;
+using plait::MemoryKind;
+using plait::kernels::AttentionShape;
+namespace device = plait::kernels::device;
+using bf16 = __nv_bfloat16;
+
+constexpr double roofline_tflops = 989.0;  // H100 SXM, dense bf16
+
+template <class F>
+double milliseconds(F&& run, cudaStream_t stream, int repeats) {
+  run();  // warm up
+  cudaEvent_t start, stop;
+  PLAIT_CUDA_CHECK(cudaEventCreate(&start));
+  PLAIT_CUDA_CHECK(cudaEventCreate(&stop));
+  PLAIT_CUDA_CHECK(cudaEventRecord(start, stream));
+  for (int i = 0; i < repeats; ++i) run();
+  PLAIT_CUDA_CHECK(cudaEventRecord(stop, stream));
+  PLAIT_CUDA_CHECK(cudaEventSynchronize(stop));
+  float ms = 0.0f;
+  PLAIT_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  return ms / repeats;
+}
+
+DeviceBuffer<bf16> random_buffer(std::size_t n, std::mt19937& rng) {
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  std::vector<bf16> host(n);
+  for (auto& x : host) x = __float2bfloat16(dist(rng));
+  DeviceBuffer<bf16> buffer(n, MemoryKind::workspace);
+  plait::Cuda<float>::to_device(host.data(), buffer.data(), static_cast<std::int64_t>(n));
+  return buffer;
+}
+
+// Lines "sdpa seq=2048 fwd_ms=... bwd_ms=..." from sdpa_baseline.py.
+std::map<std::int64_t, std::pair<double, double>> read_baseline(const char* path) {
+  std::map<std::int64_t, std::pair<double, double>> baseline;
+  std::ifstream in(path);
+  std::string line;
+  while (std::getline(in, line)) {
+    std::int64_t seq = 0;
+    double fwd = 0.0, bwd = 0.0;
+    if (std::sscanf(line.c_str(), "sdpa seq=%ld fwd_ms=%lf bwd_ms=%lf", &seq, &fwd, &bwd) == 3)
+      baseline[seq] = {fwd, bwd};
+  }
+  return baseline;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int count = 0;
+  if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0) {
+    std::printf("SKIPPED: no CUDA device\n");
+    return 0;
+  }
+  const auto baseline = argc > 1 ? read_baseline(argv[1]) : std::map<std::int64_t, std::pair<double, double>>{};
+  cudaDeviceProp prop{};
+  PLAIT_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
+  std::printf("device: %s; roofline %.0f TFLOP/s (H100 SXM dense bf16)\n", prop.name, roofline_tflops);
+  std::printf("%-6s %-5s %-4s %-4s %9s %9s %9s %9s %9s %8s %10s\n", "seq", "batch", "H", "hd", "fwd ms", "bwd ms",
+              "fwd TF/s", "bwd TF/s", "f+b TF/s", "roofline", "vs SDPA");
+  const cudaStream_t stream = plait::Cuda<float>::stream();
+  std::mt19937 rng(std::random_device{}());
+  for (const std::int64_t seq : {std::int64_t{2048}, std::int64_t{8192}}) {
+    const std::int64_t batch = 16384 / seq, heads = 16, head_dim = 128;  // 16k tokens per step, hidden 2048
+    const AttentionShape s{batch, seq, heads, heads, head_dim, 1.0 / std::sqrt(double(head_dim))};
+    const std::size_t q_size = batch * seq * heads * head_dim;
+    auto q = random_buffer(q_size, rng), k = random_buffer(q_size, rng), v = random_buffer(q_size, rng);
+    auto dout = random_buffer(q_size, rng);
+    DeviceBuffer<bf16> out(q_size, MemoryKind::activations), dq(q_size, MemoryKind::gradients),
+        dk(q_size, MemoryKind::gradients), dv(q_size, MemoryKind::gradients);
+    DeviceBuffer<float> lse(batch * heads * seq, MemoryKind::activations);
+    DeviceBuffer<float> workspace(device::attention_backward_workspace_floats(s), MemoryKind::workspace);
+
+    const double fwd_ms = milliseconds(
+        [&] { PLAIT_CUDA_CHECK(device::attention_forward(s, q.data(), k.data(), v.data(), out.data(), lse.data(), stream)); },
+        stream, 10);
+    const double bwd_ms = milliseconds(
+        [&] {
+          PLAIT_CUDA_CHECK(device::attention_backward(s, q.data(), k.data(), v.data(), out.data(), lse.data(),
+                                                      dout.data(), dq.data(), dk.data(), dv.data(), workspace.data(),
+                                                      stream));
+        },
+        stream, 10);
+    const double fwd_flops = 4.0 * batch * heads * double(seq) * seq * head_dim / 2.0, bwd_flops = 2.5 * fwd_flops;
+    const double fwd_tf = fwd_flops / fwd_ms * 1e-9, bwd_tf = bwd_flops / bwd_ms * 1e-9;
+    const double total_tf = (fwd_flops + bwd_flops) / (fwd_ms + bwd_ms) * 1e-9;
+    std::string versus = "(no baseline)";
+    if (const auto it = baseline.find(seq); it != baseline.end()) {
+      std::ostringstream ratio;
+      ratio.precision(2);
+      ratio << std::fixed << (it->second.first + it->second.second) / (fwd_ms + bwd_ms) << "x";
+      versus = ratio.str();
+    }
+    std::printf("%-6ld %-5ld %-4ld %-4ld %9.3f %9.3f %9.1f %9.1f %9.1f %7.1f%% %10s\n", seq, batch, heads, head_dim,
+                fwd_ms, bwd_ms, fwd_tf, bwd_tf, total_tf, 100.0 * total_tf / roofline_tflops, versus.c_str());
+  }
+  std::printf("vs SDPA: PyTorch's fwd+bwd time over ours (above 1 is faster than SDPA)\n");
+  return 0;
+}
