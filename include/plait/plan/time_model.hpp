@@ -149,9 +149,18 @@ inline StepTime step_time(const Workload& w, const Layout& l, const Hardware& hw
     const bool in_node = l.tp * l.pp * dp <= hw.gpus_per_node;
     const double bw = in_node ? hw.link_bandwidth * c.link_efficiency : hw.network_bandwidth * c.network_efficiency;
     const double lat = in_node ? hw.link_latency_s : hw.network_latency_s;
-    double reduce = allreduce_seconds(2.0 * params, dp, bw, lat);
-    if (l.zero >= 3) reduce *= 1.5;
-    out.data_comm = reduce * (l.pp > 1 ? c.data_parallel_exposed_pipelined : c.data_parallel_exposed);
+    // Once per step: reduce the gradients and gather the updated weights (the volume of one all-reduce).
+    const double once = allreduce_seconds(2.0 * params, dp, bw, lat);
+    out.data_comm = once * (l.pp > 1 ? c.data_parallel_exposed_pipelined : c.data_parallel_exposed);
+    // ZeRO-2 reduce-scatters the gradients of every micro-batch (it keeps no full gradient to accumulate into);
+    // ZeRO-3 also all-gathers the weights for every forward and backward. Half an all-reduce each. They overlap
+    // with the micro-batch's compute at best: what exceeds it is exposed.
+    const double half = 0.5 * once;
+    const double per_micro_batch_comm = l.zero == 2 ? half : l.zero == 3 ? 3.0 * half : 0.0;
+    if (per_micro_batch_comm > 0) {
+      const double hidden = std::min(per_micro_batch_comm * (1.0 - c.data_parallel_exposed), per_micro_batch);
+      out.data_comm += mb * (per_micro_batch_comm - hidden);
+    }
   }
   // Adam reads and writes fp32 master, m, v and reads the gradient: ~32 bytes per parameter of the local shard.
   const double shard = l.zero >= 1 ? params / dp : params;
