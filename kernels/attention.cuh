@@ -369,6 +369,7 @@ template <class T, int HeadDim>
 cudaError_t attention_forward(const AttentionShape& s, const T* q, const T* k, const T* v, T* out, float* lse,
                               cudaStream_t stream) {
   using L = ForwardSmem<T, HeadDim>;
+  static_assert(L::bytes <= 163 * 1024, "the forward tiles must fit sm_80's 163 KiB of shared memory per block");
   auto kernel = attention_forward_kernel<T, HeadDim>;
   if (const cudaError_t e = allow_shared_memory(kernel, L::bytes); e != cudaSuccess) return e;
   const dim3 grid(static_cast<unsigned>(ceil_div(s.seq, L::rows)), static_cast<unsigned>(s.batch * s.heads));
@@ -381,6 +382,7 @@ cudaError_t attention_backward(const AttentionShape& s, const T* q, const T* k, 
                                const float* lse, const T* dout, T* dq, T* dk, T* dv, float* workspace,
                                cudaStream_t stream) {
   using L = BackwardSmem<T, HeadDim>;
+  static_assert(L::bytes <= 163 * 1024, "the backward tiles must fit sm_80's 163 KiB of shared memory per block");
   const std::int64_t q_elements = s.batch * s.seq * s.heads * HeadDim;
   float* dq_acc = workspace;               // (B, T, H, hd)
   float* rowdot = workspace + q_elements;  // (B, H, T)
