@@ -1,0 +1,193 @@
+// plait-bench-train_step: the time of one training step (forward, backward, grad norm, AdamW) of a LLaMA-style model
+// on the Host backend, next to what OpenBLAS sgemm reaches on the same cores in the same run. Prints tokens/s,
+// achieved GFLOP/s by paper.md's count (6N + 12 L H Q T per token), the ratio to sgemm, MFU, and the napkin math.
+#include <omp.h>
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "plait/backend/gemm_rate.hpp"
+#include "plait/backend/host.hpp"
+#include "plait/core/rng.hpp"
+#include "plait/model/transformer.hpp"
+#include "plait/train/data.hpp"
+#include "plait/train/metrics.hpp"
+#include "plait/train/step.hpp"
+
+namespace {
+
+using Backend = plait::Host<float>;
+using Model = plait::Transformer<plait::SingleDevice, Backend>;
+using Clock = std::chrono::steady_clock;
+
+// The default shape is about 10.8M parameters: big enough that GEMMs dominate, small enough for a 2-core machine.
+struct Options {
+  std::int64_t batch = 4, seq = 256, hidden = 384, layers = 6, heads = 6, kv_heads = 0, ffn = 1024, vocab = 256;
+  int warmup = 1, steps = 5;
+};
+
+const char* usage =
+    "usage: plait-bench-train_step [--batch B] [--seq T] [--hidden D] [--layers L] [--heads H] [--kv-heads K]\n"
+    "                              [--ffn F] [--vocab V] [--warmup N] [--steps N]\n"
+    "Defaults: B 4, T 256, D 384, L 6, H 6, K = H, F 1024, V 256, 1 warm-up step, 5 timed steps.\n"
+    "Threads: OMP_NUM_THREADS (OpenBLAS's OpenMP build uses the same threads).\n";
+
+Options parse(int argc, char** argv) {
+  Options o;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--help" || arg == "-h") {
+      std::printf("%s", usage);
+      std::exit(0);
+    }
+    PLAIT_CHECK(i + 1 < argc, "flag ", arg, " needs a value; see --help");
+    const std::string value = argv[++i];
+    std::int64_t n = 0;
+    try {
+      n = std::stoll(value);
+    } catch (const std::logic_error&) {
+      plait::core::fail("flag ", arg, " needs a number, got '", value, "'");
+    }
+    if (arg == "--batch") o.batch = n;
+    else if (arg == "--seq") o.seq = n;
+    else if (arg == "--hidden") o.hidden = n;
+    else if (arg == "--layers") o.layers = n;
+    else if (arg == "--heads") o.heads = n;
+    else if (arg == "--kv-heads") o.kv_heads = n;
+    else if (arg == "--ffn") o.ffn = n;
+    else if (arg == "--vocab") o.vocab = n;
+    else if (arg == "--warmup") o.warmup = static_cast<int>(n);
+    else if (arg == "--steps") o.steps = static_cast<int>(n);
+    else plait::core::fail("unknown flag '", arg, "'; see --help");
+  }
+  if (o.kv_heads == 0) o.kv_heads = o.heads;
+  PLAIT_CHECK(o.batch >= 1 && o.seq >= 1, "--batch and --seq must be at least 1");
+  PLAIT_CHECK(o.warmup >= 0 && o.steps >= 1, "--warmup must be >= 0 and --steps >= 1");
+  return o;
+}
+
+double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
+
+// CPU seconds this process used (all threads): against wall time it tells whether the cores were ours.
+double cpu_seconds() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return static_cast<double>(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) +
+         1e-6 * static_cast<double>(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec);
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const std::size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+int run(const Options& o) {
+  plait::ModelConfig config;
+  config.vocab = o.vocab;
+  config.hidden = o.hidden;
+  config.layers = o.layers;
+  config.heads = o.heads;
+  config.kv_heads = o.kv_heads;
+  config.ffn = o.ffn;
+  config.max_seq = o.seq;
+  Model model(config, 1234);
+
+  // Random tokens: the step time does not depend on the text, only on the shape.
+  std::vector<std::int32_t> tokens(static_cast<std::size_t>(std::max<std::int64_t>(1 << 16, 4 * o.batch * o.seq)));
+  const plait::CounterRng rng(7, 0);
+  for (std::size_t i = 0; i < tokens.size(); ++i) tokens[i] = static_cast<std::int32_t>(rng.bits(i) % o.vocab);
+  const plait::train::TokenDataset data(std::move(tokens), o.seq, 7);
+
+  // The baseline: sgemm on 1024^3, measured before and after the timed steps (the machine may be shared).
+  const double gemm_before = plait::backend::measure_gemm_flops<Backend>();
+
+  plait::train::TrainConfig tc;
+  tc.global_batch = o.batch;
+  tc.micro_batch = o.batch;
+  tc.lr = {1e-3, 0, o.warmup + o.steps, 0.1};
+  tc.peak_flops = gemm_before;
+  plait::train::Trainer<Model> trainer(model, tc);
+
+  for (int s = 1; s <= o.warmup; ++s) trainer.step(data, s);
+  std::vector<double> step_s;
+  plait::train::StepMetrics last;
+  const double cpu_start = cpu_seconds();
+  const auto wall_start = Clock::now();
+  for (int s = 1; s <= o.steps; ++s) {
+    last = trainer.step(data, o.warmup + s);
+    step_s.push_back(last.step_seconds);
+  }
+  const double cpu_share = (cpu_seconds() - cpu_start) / (seconds_since(wall_start) * omp_get_max_threads());
+
+  // The same batch's forward + backward alone, to split the step into model and optimizer time.
+  std::vector<std::int32_t> in(static_cast<std::size_t>(o.batch * o.seq)), tgt(in.size());
+  data.batch(1, 0, o.batch, in.data(), tgt.data());
+  std::vector<double> fwd_bwd_s;
+  for (int s = 0; s < o.steps; ++s) {
+    const auto start = Clock::now();
+    model.zero_grad();
+    model.forward_backward(in.data(), tgt.data(), o.batch, o.seq, 1.0);
+    fwd_bwd_s.push_back(seconds_since(start));
+  }
+  const double gemm_after = plait::backend::measure_gemm_flops<Backend>();
+  const double gemm = 0.5 * (gemm_before + gemm_after);
+
+  // ---- the napkin math
+  const double N = static_cast<double>(config.parameters());
+  const double tokens_per_step = static_cast<double>(o.batch * o.seq);
+  const double dense_per_token = 6.0 * N;
+  const double attn_per_token = config.flops_per_token(o.seq) - dense_per_token;  // 12 L H Q T
+  const double flops_per_step = config.flops_per_token(o.seq) * tokens_per_step;
+  const double step = median(step_s), fwd_bwd = median(fwd_bwd_s);
+  const double tokens_per_s = tokens_per_step / step;
+  const double achieved = flops_per_step / step;
+  const double mfu = plait::train::model_flops_utilization(config, o.seq, tokens_per_step, step, gemm, 1);
+  // Grad norm reads the gradients (4 B/param); AdamW reads parameter, gradient, m, v and writes three (28 B/param).
+  const double optimizer_bytes = 32.0 * N;
+  const double optimizer_s = std::max(0.0, step - fwd_bwd);
+
+  std::printf("plait-bench-train_step: Host<float>, %d threads; the timed steps got %.0f%% of them%s\n",
+              omp_get_max_threads(), 100.0 * cpu_share,
+              cpu_share < 0.9 ? " (the cores were shared with other work: figures are low)" : "");
+  std::printf("model   %.2fM parameters: %lld layers, hidden %lld, heads %lld (kv %lld), ffn %lld, vocab %lld\n",
+              N / 1e6, static_cast<long long>(o.layers), static_cast<long long>(o.hidden),
+              static_cast<long long>(o.heads), static_cast<long long>(o.kv_heads), static_cast<long long>(o.ffn),
+              static_cast<long long>(o.vocab));
+  std::printf("batch   %lld x %lld = %.0f tokens per step; %d warm-up + %d timed steps\n",
+              static_cast<long long>(o.batch), static_cast<long long>(o.seq), tokens_per_step, o.warmup, o.steps);
+  std::printf("flops   per token 6N + 12LHQT = %.1fM + %.1fM = %.1f MFLOP; per step %.2f GFLOP\n",
+              dense_per_token / 1e6, attn_per_token / 1e6, (dense_per_token + attn_per_token) / 1e6,
+              flops_per_step / 1e9);
+  std::printf("sgemm   1024^3 in this run: %.1f GFLOP/s before, %.1f after; baseline %.1f GFLOP/s\n", gemm_before / 1e9,
+              gemm_after / 1e9, gemm / 1e9);
+  std::printf("ideal   a step at the sgemm rate: %.3f s\n", flops_per_step / gemm);
+  std::printf("step    median %.3f s (min %.3f, max %.3f); forward+backward %.3f s, norm+AdamW ~%.3f s "
+              "(%.0f MB at 32 B/param: %.1f GB/s)\n",
+              step, *std::min_element(step_s.begin(), step_s.end()), *std::max_element(step_s.begin(), step_s.end()),
+              fwd_bwd, optimizer_s, optimizer_bytes / 1e6, optimizer_s > 0 ? optimizer_bytes / optimizer_s / 1e9 : 0.0);
+  std::printf("memory  parameters %.1f MiB, gradients %.1f MiB, optimizer %.1f MiB, activations peak %.1f MiB\n",
+              last.param_bytes / 1048576.0, last.grad_bytes / 1048576.0, last.optimizer_bytes / 1048576.0,
+              last.activation_peak_bytes / 1048576.0);
+  std::printf("result  %.0f tokens/s, %.1f GFLOP/s = %.2f x sgemm; MFU %.1f%% (paper's formula, peak = sgemm rate, "
+              "1 device)\n",
+              tokens_per_s, achieved / 1e9, achieved / gemm, 100.0 * mfu);
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return run(parse(argc, argv));
+  } catch (const plait::Error& e) {
+    std::fprintf(stderr, "plait-bench-train_step: error: %s\n", e.what());
+    return 2;
+  }
+}
