@@ -51,6 +51,10 @@ struct Layout {
   using zero = typename detail::pick<detail::is_zero, ZeroStage<0>, Policies...>::type;
   using checkpoint = typename detail::pick<detail::is_ckpt, Checkpoint<None>, Policies...>::type::policy;
 
+  static_assert(pp::stages > 1 || pp::schedule::virtual_stages == 1,
+                "Interleaved<V> spreads V model chunks over the pipeline stages: it needs Pipeline<S, ...> with S > 1 "
+                "(use OneFOneB, or more stages).");
+
   static constexpr int model_parallel = tp::degree * pp::stages;
   static constexpr bool single_rank_model = model_parallel == 1;
 };

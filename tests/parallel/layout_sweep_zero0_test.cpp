@@ -1,0 +1,4 @@
+// The layout sweep, ZeRO stage 0: TP {1, 2, 4} with and without sequence parallelism, DP = world / TP.
+#include "sweep.hpp"
+
+PLAIT_LAYOUT_SWEEP(0)

@@ -1,0 +1,137 @@
+// The correctness contract (DESIGN.md): every layout computes the same function as one rank with no parallelism.
+// run_layout<Layout, T>() trains a small model for 3 optimizer steps (with gradient accumulation) under the layout
+// at the world size mpirun gave, and compares the loss and gradient norm of every step, the clip factor, and the
+// gathered parameters at the end with the same training on one rank (computed in this process).
+#pragma once
+
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "plait/backend/host.hpp"
+#include "plait/comm/mpi.hpp"
+#include "plait/comm/single.hpp"
+#include "plait/model/transformer.hpp"
+#include "plait/train/step.hpp"
+
+namespace sweep {
+
+struct Result {
+  std::vector<double> loss, grad_norm, clip;
+  std::vector<std::pair<std::string, std::vector<double>>> parameters;
+};
+
+inline plait::ModelConfig model_config() {
+  plait::ModelConfig c;
+  c.vocab = 16;  // divisible by every TP degree swept
+  c.hidden = 32;
+  c.layers = 2;
+  c.heads = 8;
+  c.kv_heads = 4;  // grouped-query attention, still divisible by TP 4
+  c.ffn = 24;
+  c.max_seq = 8;
+  return c;
+}
+
+inline plait::train::TokenDataset dataset() {
+  const plait::CounterRng rng(99, 1);
+  std::vector<std::int32_t> tokens(3000);
+  for (std::size_t i = 0; i < tokens.size(); ++i) tokens[i] = static_cast<std::int32_t>(rng.bits(i) % 16);
+  return plait::train::TokenDataset(tokens, 8, 5);
+}
+
+inline plait::train::TrainConfig train_config() {
+  plait::train::TrainConfig tc;
+  tc.global_batch = 8;
+  tc.micro_batch = 1;  // 8 / DP micro-batches per rank: gradient accumulation at every DP degree up to 4
+  // Small steps keep the problem well conditioned in fp32: Adam turns a gradient element near zero into a full
+  // step of either sign, so with large steps rounding noise in such elements shows in the parameters.
+  tc.lr = {2e-3, 1, 3, 0.5};
+  tc.adamw.weight_decay = 0.1;
+  tc.clip_norm = 0.05;  // small enough that every step clips: the clip factor is compared too
+  return tc;
+}
+
+template <class Model>
+Result train(Model& model) {
+  auto data = dataset();
+  plait::train::Trainer<Model> trainer(model, train_config());
+  Result r;
+  for (int step = 1; step <= 3; ++step) {
+    const auto m = trainer.step(data, step);
+    r.loss.push_back(m.loss);
+    r.grad_norm.push_back(m.grad_norm);
+    r.clip.push_back(trainer.last_clip_factor());
+  }
+  r.parameters = model.gather_parameters();
+  return r;
+}
+
+template <class T>
+const Result& reference() {
+  static const Result result = [] {
+    plait::Transformer<plait::SingleDevice, plait::Host<T>> model(model_config(), 2024);
+    return train(model);
+  }();
+  return result;
+}
+
+inline double relative(double a, double b) { return std::abs(a - b) / std::max(std::abs(b), 1e-300); }
+
+// Runs Layout at this world size if it fits (world a multiple of TP x PP); returns false when skipped.
+template <class Layout, class T>
+bool run_layout() {
+  plait::comm::Mpi world;
+  if (world.size() % Layout::model_parallel != 0) return false;
+  const double tolerance = std::is_same_v<T, double> ? 1e-10 : 1e-5;
+  plait::ProcessGrid<plait::comm::Mpi> grid(world, Layout::tp::degree, Layout::pp::stages);
+  plait::Transformer<Layout, plait::Host<T>, plait::comm::Mpi> model(model_config(), 2024, grid);
+  const Result got = train(model);
+  const Result& want = reference<T>();
+  INFO("TP " << Layout::tp::degree << (Layout::tp::sequence_parallel ? " +SP" : "") << ", ZeRO " << Layout::zero::stage
+             << ", DP " << grid.dp_size() << ", rank " << world.rank() << ", " << (sizeof(T) == 8 ? "fp64" : "fp32"));
+  for (int s = 0; s < 3; ++s) {
+    INFO("step " << s + 1);
+    CHECK(relative(got.loss[s], want.loss[s]) < tolerance);
+    CHECK(relative(got.grad_norm[s], want.grad_norm[s]) < tolerance);
+    CHECK(want.clip[s] < 1.0);
+    CHECK(relative(got.clip[s], want.clip[s]) < tolerance);
+  }
+  REQUIRE(got.parameters.size() == want.parameters.size());
+  for (std::size_t i = 0; i < got.parameters.size(); ++i) {
+    const auto& [name, values] = got.parameters[i];
+    const auto& expected = want.parameters[i].second;
+    INFO("parameter " << name);
+    REQUIRE(values.size() == expected.size());
+    double diff = 0.0, norm = 0.0;
+    for (std::size_t j = 0; j < values.size(); ++j) {
+      diff += (values[j] - expected[j]) * (values[j] - expected[j]);
+      norm += expected[j] * expected[j];
+    }
+    CHECK(std::sqrt(diff / norm) < tolerance);
+  }
+  return true;
+}
+
+template <int Zero>
+using LayoutsWithZero = std::tuple<
+    plait::Layout<plait::ZeroStage<Zero>>,
+    plait::Layout<plait::TensorParallel<2>, plait::ZeroStage<Zero>>,
+    plait::Layout<plait::ZeroStage<Zero>, plait::TensorParallel<2, plait::SequenceParallel>>,
+    plait::Layout<plait::TensorParallel<4>, plait::ZeroStage<Zero>>,
+    plait::Layout<plait::TensorParallel<4, plait::SequenceParallel>, plait::ZeroStage<Zero>>>;
+
+}  // namespace sweep
+
+// One test case per layout of a list, in fp64 and fp32; each translation unit instantiates one ZeRO stage.
+#define PLAIT_LAYOUT_SWEEP(ZERO)                                                                              \
+  TEMPLATE_LIST_TEST_CASE("layouts with ZeRO-" #ZERO " equal one rank", "[parallel][sweep]",                   \
+                          sweep::LayoutsWithZero<ZERO>) {                                                       \
+    sweep::run_layout<TestType, double>();                                                                    \
+    sweep::run_layout<TestType, float>();                                                                     \
+  }
