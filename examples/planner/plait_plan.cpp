@@ -48,9 +48,11 @@ const char* evaluate_usage =
 
 const char* fit_usage =
     "usage: plait-plan fit --hardware H --in RUNS.csv --out HW.json [--fit-study S]... [--fit-scenario M/T/G]...\n"
+    "                      [--cross-validate yes]\n"
     "Fits the calibration constants (memory and efficiency) of hardware H on the selected rows of RUNS.csv (all\n"
     "rows when none is selected) and writes H with them as a JSON file that --hardware accepts. Prints the\n"
-    "accuracy on the fitted rows and on the held-out ones.\n";
+    "accuracy on the fitted rows and on the held-out ones. --cross-validate yes also prints, for each scenario\n"
+    "(model/seq/gpus) of the selected rows, its accuracy under constants fitted on the other scenarios alone.\n";
 
 std::map<std::string, std::vector<std::string>> parse(int argc, char** argv, const std::vector<std::string>& known,
                                                       const char* usage) {
@@ -186,7 +188,8 @@ int evaluate_cmd(int argc, char** argv) {
 }
 
 int fit_cmd(int argc, char** argv) {
-  auto o = parse(argc, argv, {"--hardware", "--in", "--out", "--fit-study", "--fit-scenario"}, fit_usage);
+  auto o = parse(argc, argv, {"--hardware", "--in", "--out", "--fit-study", "--fit-scenario", "--cross-validate"},
+                 fit_usage);
   const Hardware hw = load_hardware(need(o, "--hardware", fit_usage));
   const std::string in_path = need(o, "--in", fit_usage), out_path = need(o, "--out", fit_usage);
   const CsvTable in = read_csv(in_path);
@@ -210,6 +213,19 @@ int fit_cmd(int argc, char** argv) {
   if (!studies.empty() || !scenarios.empty())
     print_accuracy(accuracy(scored, [&](const Scored& s) { return !selected(s); }), "held-out rows");
   std::cout << to_json(fitted.calibration).dump(2) << '\n';
+  const std::string cv = o.count("--cross-validate") ? o["--cross-validate"].back() : "no";
+  if (cv != "yes" && cv != "no") throw UsageError("--cross-validate must be yes or no, got '" + cv + "'");
+  if (cv == "yes") {
+    std::fprintf(stderr, "leave one scenario out (fitted on the other selected scenarios, scored on this one):\n");
+    for (const auto& c : cross_validate(in, hw, in_path, selected)) {
+      const auto& s = c.accuracy;
+      std::fprintf(stderr,
+                   "  %-14s rows %3d ran %3d  fits %5.1f%%  MFU MAE %5.2f  Spearman %.3f  pick gap %5.2f  best in top3 "
+                   "%s  pick: %s\n",
+                   s.scenario.c_str(), s.rows, s.ran, 100.0 * s.fit_accuracy, s.mfu_mae_points, s.spearman,
+                   s.pick_gap_points, s.best_in_top3 ? "yes" : "no", s.pick.c_str());
+    }
+  }
   return 0;
 }
 

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <functional>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "plait/plan/accuracy.hpp"
@@ -21,11 +22,10 @@ struct FittedConstant {
 
 inline const std::vector<FittedConstant>& memory_constants() {
   static const std::vector<FittedConstant> v = {
-      {"logits_bytes_per_element", &Calibration::logits_bytes_per_element, 4.0, 24.0},
-      {"framework_overhead_bytes", &Calibration::framework_overhead_bytes, 0.5e9, 8e9},
+      {"logits_bytes_per_element", &Calibration::logits_bytes_per_element, 4.0, 40.0},
+      {"framework_overhead_bytes", &Calibration::framework_overhead_bytes, 1e9, 8e9},
       {"fragmentation", &Calibration::fragmentation, 0.0, 0.4},
-      {"recompute_working_layers", &Calibration::recompute_working_layers, 1.0, 4.0},
-      {"attention_mask_bytes", &Calibration::attention_mask_bytes, 0.0, 16.0}};
+      {"recompute_working_layers", &Calibration::recompute_working_layers, 1.0, 4.0}};
   return v;
 }
 
@@ -161,6 +161,34 @@ inline Hardware fit_calibration(const CsvTable& runs, Hardware hw, const std::st
   for (int restart = 0; restart < 4; ++restart) u = detail::nelder_mead(time_loss, u, 0.2, 1500);
   detail::set_unit(hw.calibration, time_constants(), u);
   return hw;
+}
+
+// Leave-one-scenario-out cross-validation: for each scenario (model/seq/gpus) among the rows `include` selects,
+// fit on the others and score the rows of that scenario with the constants it never saw. The figure to quote for
+// how the planner does on a model size or sequence length it was not fitted on.
+struct CrossValidated {
+  std::string held_out;   // the scenario left out
+  Hardware fitted;        // the constants fitted without it
+  ScenarioAccuracy accuracy;
+};
+inline std::vector<CrossValidated> cross_validate(const CsvTable& runs, const Hardware& hw, const std::string& path,
+                                                  const std::function<bool(const Scored&)>& include =
+                                                      [](const Scored&) { return true; }) {
+  std::vector<std::string> scenarios;
+  for (const auto& s : score_runs(runs, hw, path))
+    if (include(s) && std::find(scenarios.begin(), scenarios.end(), s.scenario) == scenarios.end())
+      scenarios.push_back(s.scenario);
+  std::sort(scenarios.begin(), scenarios.end());
+  std::vector<CrossValidated> out;
+  for (const auto& held : scenarios) {
+    CrossValidated cv;
+    cv.held_out = held;
+    cv.fitted = fit_calibration(runs, hw, path, [&](const Scored& s) { return include(s) && s.scenario != held; });
+    const auto a = accuracy(score_runs(runs, cv.fitted, path), [&](const Scored& s) { return s.scenario == held; });
+    cv.accuracy = a.scenarios.at(0);
+    out.push_back(std::move(cv));
+  }
+  return out;
 }
 
 }  // namespace plait::plan

@@ -22,24 +22,30 @@ struct Calibration {
   // Compute. GEMM time = FLOPs / (peak * efficiency(M, N, K)); the efficiency falls as a dimension shrinks:
   // efficiency = gemm_peak_efficiency / (1 + gemm_half_dim / M + gemm_half_dim / N + gemm_half_dim / K),
   // which is how TP slicing (smaller N or K) and small micro-batches (smaller M) lose speed.
-  double gemm_peak_efficiency = 0.849;
-  double gemm_half_dim = 298.0;
-  double attention_efficiency = 0.898;       // flash attention FLOPs (causal half counted) vs peak
-  double memory_efficiency = 0.490;          // fraction of HBM bandwidth the memory-bound kernels reach
-  double link_efficiency = 0.292;            // fraction of the NVLink bandwidth a TP all-reduce reaches
-  double network_efficiency = 0.356;         // fraction of the per-GPU network bandwidth a DP collective reaches
-  double data_parallel_exposed = 0.005;      // share of DP communication not hidden behind backward, no pipeline
+  double gemm_peak_efficiency = 0.828;
+  double gemm_half_dim = 238.6;
+  double attention_efficiency = 0.900;       // flash attention FLOPs (causal half counted) vs peak (fit: at the bound)
+  double memory_efficiency = 0.478;          // fraction of HBM bandwidth the memory-bound kernels reach
+  double link_efficiency = 0.327;            // fraction of the NVLink bandwidth a TP all-reduce reaches
+  double network_efficiency = 0.425;         // fraction of the per-GPU network bandwidth a DP collective reaches
+  double data_parallel_exposed = 0.0;        // share of DP communication not hidden behind backward, no pipeline
   double data_parallel_exposed_pipelined = 1.0;  // the same with a pipeline: the reduction waits for the flush
-  double per_layer_overhead_s = 0.000295;    // launch and host time per layer per micro-batch (fwd + bwd)
-  double per_step_overhead_s = 0.737;        // optimizer launch, logging, synchronization per step
+  double per_layer_overhead_s = 0.000607;    // launch and host time per layer per micro-batch (fwd + bwd)
+  double per_step_overhead_s = 0.566;        // optimizer launch, logging, synchronization per step
 
-  // Memory.
-  double logits_bytes_per_element = 9.95;    // bf16 logits + fp32 copy for the loss + fp32 gradient = 10
-  double framework_overhead_bytes = 2.34e9;  // CUDA context, NCCL and cuBLAS workspaces
-  double fragmentation = 0.252;              // caching-allocator slack on activations
-  double recompute_working_layers = 3.96;    // layers of full activations alive while one layer is recomputed
-  double attention_mask_bytes = 2.71;        // bytes per (s x s x micro-batch) element kept per layer in flight:
-                                             // the runs OOM at 8k more than activations explain (a mask, we guess)
+  // Memory. Fitted on the fits/OOM outcomes of the same "layouts" study (13B 2k/64, 13B 8k/128, 65B 2k/128).
+  // The logits and the loss's buffers: bytes per (token x vocabulary) element on the last pipeline stage. The
+  // paper's OOM boundary says they are not split by TP (a fit with a split and an unsplit coefficient put all of
+  // it on the unsplit one): the loss gathers full-vocabulary logits on every TP rank. ~19 bytes = bf16 logits (2)
+  // + their fp32 upcast (4) + fp32 softmax (4) + fp32 gradient (4) + bf16 gradient (2) + allocator rounding.
+  double logits_bytes_per_element = 18.36;
+  bool vocab_parallel_loss = false;          // true: the loss works on vocab / TP columns per rank (Megatron's)
+  double framework_overhead_bytes = 1.0e9;   // CUDA context, NCCL and cuBLAS workspaces (fit: at the 1 GB bound)
+  double fragmentation = 0.294;              // caching-allocator slack on activations
+  double recompute_working_layers = 1.0;     // layers of full activations alive while one layer is recomputed
+  // Bytes per (s x s x micro-batch) element kept per layer in flight, for attention that keeps a mask or scores.
+  // 0 for flash attention; not fitted (the previous fit's 2.7 was standing in for the unsplit logits above).
+  double attention_mask_bytes = 0.0;
 };
 
 struct Hardware {
@@ -98,7 +104,8 @@ inline nlohmann::json to_json(const Calibration& c) {
           {"framework_overhead_bytes", c.framework_overhead_bytes},
           {"fragmentation", c.fragmentation},
           {"recompute_working_layers", c.recompute_working_layers},
-          {"attention_mask_bytes", c.attention_mask_bytes}};
+          {"attention_mask_bytes", c.attention_mask_bytes},
+          {"vocab_parallel_loss", c.vocab_parallel_loss}};
 }
 
 inline nlohmann::json to_json(const Hardware& hw) {
@@ -164,6 +171,7 @@ inline Hardware hardware_from_json(const nlohmann::json& j) {
     detail::read_optional(c, "fragmentation", k.fragmentation);
     detail::read_optional(c, "recompute_working_layers", k.recompute_working_layers);
     detail::read_optional(c, "attention_mask_bytes", k.attention_mask_bytes);
+    detail::read_optional(c, "vocab_parallel_loss", k.vocab_parallel_loss);
   }
   PLAIT_CHECK(hw.peak_flops > 0 && hw.memory_bytes > 0 && hw.hbm_bandwidth > 0 && hw.link_bandwidth > 0 &&
                   hw.network_bandwidth > 0 && hw.gpus_per_node > 0,

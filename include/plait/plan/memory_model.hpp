@@ -123,7 +123,10 @@ inline MemoryBreakdown stage_memory(const Workload& w, const Layout& l, const Ca
     activations = layers * in_flight * (full_layer + mask);
   }
   out.activations = activations * (1.0 + c.fragmentation);
-  if (last) out.logits = tokens * vocab / t * c.logits_bytes_per_element;
+  // Logits, their fp32 copies and gradient for the loss: whole-vocabulary on every TP rank unless the loss is
+  // vocab-parallel. Not divided by PP (the last stage holds them all) and, for 8k sequences at micro-batch 2, the
+  // largest single term of a rank (16k tokens x 128k vocabulary x ~19 bytes = 40 GB).
+  if (last) out.logits = tokens * vocab / (c.vocab_parallel_loss ? t : 1.0) * c.logits_bytes_per_element;
   out.overhead = c.framework_overhead_bytes;
   return out;
 }

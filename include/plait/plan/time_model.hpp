@@ -114,9 +114,11 @@ inline StepTime step_time(const Workload& w, const Layout& l, const Hardware& hw
 
   const double layers_per_stage = static_cast<double>(m.layers) / p;
   const double layer = forward + backward + recompute;
-  // The LM head (forward and backward GEMMs) and the softmax cross-entropy over the vocabulary on the last stage.
+  // The LM head (forward and backward GEMMs) and the softmax cross-entropy over the vocabulary on the last stage
+  // (over the whole vocabulary on every TP rank unless the loss is vocab-parallel; see memory_model.hpp).
   const double head = 3.0 * gemm_seconds(hw, tokens, vocab / t, h) +
-                      tokens * vocab / t * 12.0 / (hw.hbm_bandwidth * c.memory_efficiency);
+                      tokens * vocab / (c.vocab_parallel_loss ? t : 1.0) * 12.0 /
+                          (hw.hbm_bandwidth * c.memory_efficiency);
   // Layers split evenly, so the last stage (its layers and the head) is the slowest and paces the pipeline.
   const double stage_compute = layers_per_stage * layer + head;
   const double stage_tp = layers_per_stage * tp_per_layer;
