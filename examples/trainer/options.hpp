@@ -1,0 +1,148 @@
+// plait-train's flags: one table gives the parser, the --help text and the defaults.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "plait/core/error.hpp"
+
+namespace trainer {
+
+
+struct Options {
+  std::int64_t steps = 200;
+  std::uint64_t seed = 1234;
+  std::string metrics;
+  std::string data;
+  std::int64_t layers = 4, hidden = 192, heads = 6, kv_heads = 2, ffn = 512, seq_len = 128;
+  std::int64_t batch = 16;  // sequences per optimizer step
+  std::int64_t micro_batch = 0;  // 0: the whole batch at once
+  double lr = 3e-3;
+  std::int64_t warmup = 0;  // 0: 10% of the steps
+  double min_lr_ratio = 0.1;
+  double weight_decay = 0.1;
+  double clip = 1.0;
+  bool tied = false;
+  std::string dtype = "float";
+  double peak_gflops = 0.0;  // 0: measure the BLAS GEMM rate at start
+  std::int64_t sample_tokens = 200;
+  std::string prompt = "plait ";
+  int log_every = 1;
+  // The layout: TP and SP and ZeRO are types chosen among the compiled-in ones; DP is what the world leaves.
+  int tp = 1;
+  bool sp = false;
+  int zero = 0;
+};
+
+struct Flag {
+  std::string name, value_name, help;
+  std::function<void(const std::string&)> set;
+};
+
+inline std::vector<Flag> flags(Options& o) {
+  auto i64 = [](std::int64_t& target) { return [&target](const std::string& v) { target = std::stoll(v); }; };
+  auto f64 = [](double& target) { return [&target](const std::string& v) { target = std::stod(v); }; };
+  auto str = [](std::string& target) { return [&target](const std::string& v) { target = v; }; };
+  return {
+      {"--steps", "N", "optimizer steps (default 200)", i64(o.steps)},
+      {"--seed", "S", "seed of initialization, data order and sampling (default 1234)",
+       [&o](const std::string& v) { o.seed = std::stoull(v); }},
+      {"--metrics", "FILE", "write one JSON object per step to FILE", str(o.metrics)},
+      {"--data", "FILE", "train on this text file instead of the embedded corpus", str(o.data)},
+      {"--layers", "N", "transformer layers (default 4)", i64(o.layers)},
+      {"--hidden", "N", "hidden size (default 192)", i64(o.hidden)},
+      {"--heads", "N", "attention heads (default 6)", i64(o.heads)},
+      {"--kv-heads", "N", "key/value heads, fewer than heads for grouped-query attention (default 2)", i64(o.kv_heads)},
+      {"--ffn", "N", "SwiGLU inner size (default 512)", i64(o.ffn)},
+      {"--seq-len", "T", "tokens per sequence (default 128)", i64(o.seq_len)},
+      {"--batch", "B", "sequences per optimizer step (default 16)", i64(o.batch)},
+      {"--micro-batch", "B", "sequences per forward/backward; --batch must be a multiple (default: all)", i64(o.micro_batch)},
+      {"--lr", "X", "peak learning rate (default 3e-3)", f64(o.lr)},
+      {"--warmup", "N", "warmup steps (default 10% of --steps)", i64(o.warmup)},
+      {"--min-lr-ratio", "X", "final learning rate as a fraction of the peak (default 0.1)", f64(o.min_lr_ratio)},
+      {"--weight-decay", "X", "AdamW weight decay, not applied to norms (default 0.1)", f64(o.weight_decay)},
+      {"--clip", "X", "clip gradients to this global L2 norm; 0 turns clipping off (default 1.0)", f64(o.clip)},
+      {"--tied", "", "tie the LM head to the embedding", [&o](const std::string&) { o.tied = true; }},
+      {"--dtype", "float|double", "precision of the Host backend (default float)", str(o.dtype)},
+      {"--peak-gflops", "X", "peak GFLOP/s per device for MFU (default: the BLAS GEMM rate measured at start)",
+       f64(o.peak_gflops)},
+      {"--sample-tokens", "N", "bytes to generate at the end (default 200; 0: none)", i64(o.sample_tokens)},
+      {"--prompt", "TEXT", "start of the generated sample (default \"plait \")", str(o.prompt)},
+      {"--log-every", "N", "print a progress line every N steps (default 1)",
+       [&o](const std::string& v) { o.log_every = std::stoi(v); }},
+      {"--tp", "N", "tensor-parallel degree: 1, 2, 4 or 8 (default 1); data parallelism takes the rest of the world",
+       [&o](const std::string& v) { o.tp = std::stoi(v); }},
+      {"--sp", "", "sequence parallelism for norms and residuals (needs --tp > 1)", [&o](const std::string&) { o.sp = true; }},
+      {"--zero", "K", "ZeRO stage over the data-parallel ranks: 0, 1, 2 or 3 (default 0)",
+       [&o](const std::string& v) { o.zero = std::stoi(v); }},
+  };
+}
+
+inline void print_help(std::vector<Flag>& all) {
+  std::printf("usage: [mpirun -np P] plait-train [flags]\n\nTrains a LLaMA-style model on the embedded corpus (plait's own text) or --data FILE.\nUnder mpirun, the P ranks form TP x DP (DP = P / TP).\n\n");
+  for (const Flag& f : all) {
+    const std::string left = f.name + (f.value_name.empty() ? "" : " " + f.value_name);
+    std::printf("  %-26s %s\n", left.c_str(), f.help.c_str());
+  }
+  std::printf("  %-26s %s\n", "--help", "this list");
+}
+
+inline Options parse(int argc, char** argv) {
+  Options o;
+  std::vector<Flag> all = flags(o);
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--help" || arg == "-h") {
+      print_help(all);
+      std::exit(0);
+    }
+    const Flag* found = nullptr;
+    for (const Flag& f : all)
+      if (f.name == arg) found = &f;
+    PLAIT_CHECK(found != nullptr, "unknown flag '", arg, "': see plait-train --help");
+    std::string value;
+    if (!found->value_name.empty()) {
+      PLAIT_CHECK(i + 1 < argc, "flag ", arg, " needs a value (", found->value_name, ")");
+      value = argv[++i];
+    }
+    try {
+      found->set(value);
+    } catch (const std::logic_error&) {
+      plait::core::fail("flag ", arg, " needs a number, got '", value, "'");
+    }
+  }
+  PLAIT_CHECK(o.steps >= 1, "--steps must be at least 1");
+  PLAIT_CHECK(o.batch >= 1, "--batch must be at least 1");
+  PLAIT_CHECK(o.micro_batch >= 0, "--micro-batch must be at least 1");
+  // The same sentences the Layout's static_asserts give, for flags that would name a layout that cannot exist.
+  PLAIT_CHECK(o.zero >= 0 && o.zero <= 3, "ZeroStage<K> takes K = 0, 1, 2 or 3 (got --zero ", o.zero, ").");
+  PLAIT_CHECK(o.tp >= 1, "TensorParallel<N> needs N >= 1 ranks per tensor-parallel group.");
+  PLAIT_CHECK(!o.sp || o.tp > 1, "SequenceParallel splits the sequence over the tensor-parallel group: use it with "
+              "TensorParallel<N> where N > 1 (give --tp 2 or more with --sp).");
+  PLAIT_CHECK(o.tp == 1 || o.tp == 2 || o.tp == 4 || o.tp == 8, "plait-train has TensorParallel<1, 2, 4, 8> compiled "
+              "in; --tp ", o.tp, " is not one of them (a program of your own can instantiate any degree)");
+  PLAIT_CHECK(o.dtype == "float" || o.dtype == "double", "--dtype takes float or double, got '", o.dtype, "'");
+  if (o.warmup == 0) o.warmup = std::max<std::int64_t>(1, o.steps / 10);
+  return o;
+}
+
+inline std::string format_duration(double seconds) {
+  const auto s = static_cast<long>(seconds + 0.5);
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%ld:%02ld", s / 60, s % 60);
+  return buf;
+}
+
+inline std::string printable(const std::string& text) {
+  std::string out;
+  for (unsigned char ch : text) out.push_back(ch == '\n' || ch == '\t' || (ch >= 32 && ch < 127) ? static_cast<char>(ch) : '?');
+  return out;
+}
+
+}  // namespace trainer

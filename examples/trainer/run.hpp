@@ -1,0 +1,165 @@
+// plait-train's training loop for one layout: the model on the Host backend over MPI ranks, the data split over
+// data-parallel ranks, progress and metrics from rank 0, per-rank memory at the end, and a generated sample.
+// Each ZeRO stage's layouts are instantiated in a translation unit of their own (layouts_zero*.cpp).
+#pragma once
+
+#include <omp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "options.hpp"
+#include "plait/backend/gemm_rate.hpp"
+#include "plait/backend/host.hpp"
+#include "plait/comm/mpi.hpp"
+#include "plait/model/transformer.hpp"
+#include "plait/train/data.hpp"
+#include "plait/train/sample.hpp"
+#include "plait/train/step.hpp"
+
+extern const unsigned char plait_corpus[];
+extern const std::size_t plait_corpus_size;
+
+namespace trainer {
+
+template <class Layout, class T>
+int run(const Options& o) {
+  using Backend = plait::Host<T>;
+  using Comm = plait::comm::Mpi;
+  using Model = plait::Transformer<Layout, Backend, Comm>;
+
+  Comm world;
+  const bool lead = world.rank() == 0;
+  plait::ProcessGrid<Comm> grid(world, Layout::tp::degree, Layout::pp::stages);
+  // Ranks sharing a node share its cores (unless OMP_NUM_THREADS says otherwise).
+  if (std::getenv("OMP_NUM_THREADS") == nullptr)
+    omp_set_num_threads(std::max(1, omp_get_num_procs() / world.node_local_size()));
+
+  const std::string text = o.data.empty()
+                               ? std::string(reinterpret_cast<const char*>(plait_corpus), plait_corpus_size)
+                               : plait::train::read_text_file(o.data);
+  plait::train::TokenDataset data(plait::train::ByteTokenizer::encode(text), o.seq_len, o.seed);
+
+  plait::ModelConfig config;
+  config.vocab = plait::train::ByteTokenizer::vocab;
+  config.hidden = o.hidden;
+  config.layers = o.layers;
+  config.heads = o.heads;
+  config.kv_heads = o.kv_heads;
+  config.ffn = o.ffn;
+  config.max_seq = o.seq_len;
+  config.tied_embedding = o.tied;
+  Model model(config, o.seed, grid);
+
+  double peak = o.peak_gflops * 1e9;
+  if (peak <= 0) {
+    peak = plait::backend::measure_gemm_flops<Backend>();
+    world.all_reduce(&peak, 1, plait::comm::ReduceOp::sum);  // every rank's share of the cores, measured together
+    peak /= world.size();
+  }
+  plait::train::TrainConfig tc;
+  tc.global_batch = o.batch;
+  tc.micro_batch = o.micro_batch > 0 ? o.micro_batch : std::max<std::int64_t>(1, o.batch / grid.dp_size());
+  tc.lr = {o.lr, o.warmup, o.steps, o.min_lr_ratio};
+  tc.adamw.weight_decay = o.weight_decay;
+  tc.clip_norm = o.clip;
+  tc.peak_flops = peak;
+  plait::train::Trainer<Model> trainer(model, tc);
+
+  if (lead) {
+    std::printf("plait-train: %s, %lld parameters (%lld layers, hidden %lld, heads %lld/%lld kv, ffn %lld), %s\n",
+                o.data.empty() ? "embedded corpus" : o.data.c_str(), static_cast<long long>(config.parameters()),
+                static_cast<long long>(o.layers), static_cast<long long>(o.hidden), static_cast<long long>(o.heads),
+                static_cast<long long>(o.kv_heads), static_cast<long long>(o.ffn), o.dtype.c_str());
+    std::printf("layout: %d ranks = TP %d%s x DP %d, ZeRO-%d; %d OpenMP threads per rank\n", world.size(),
+                grid.tp_size(), Layout::tp::sequence_parallel ? " (sequence parallel)" : "", grid.dp_size(),
+                Layout::zero::stage, omp_get_max_threads());
+    std::printf("data: %lld tokens (bytes); %lld sequences of %lld per step (micro-batch %lld x %lld per rank); "
+                "MFU against %.1f GFLOP/s per rank%s\n",
+                static_cast<long long>(data.size()), static_cast<long long>(o.batch), static_cast<long long>(o.seq_len),
+                static_cast<long long>(tc.micro_batch), static_cast<long long>(trainer.grad_accum()), peak / 1e9,
+                o.peak_gflops > 0 ? "" : " (BLAS GEMM rate measured now)");
+    std::fflush(stdout);
+  }
+
+  std::ofstream metrics;
+  if (lead && !o.metrics.empty()) {
+    metrics.open(o.metrics);
+    PLAIT_CHECK(metrics.good(), "cannot write the metrics file '", o.metrics, "'");
+  }
+  const auto start = std::chrono::steady_clock::now();
+  double first_loss = 0.0, last_loss = 0.0, tokens_per_s_sum = 0.0;
+  plait::train::StepMetrics m;
+  for (std::int64_t step = 1; step <= o.steps; ++step) {
+    m = trainer.step(data, step);
+    if (step == 1) first_loss = m.loss;
+    last_loss = m.loss;
+    if (step > 1 || o.steps == 1) tokens_per_s_sum += m.tokens_per_s;
+    if (metrics.is_open()) metrics << m.to_json().dump() << '\n' << std::flush;
+    if (lead && (step % o.log_every == 0 || step == o.steps)) {
+      const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      const double eta = elapsed / static_cast<double>(step) * static_cast<double>(o.steps - step);
+      std::printf("step %5lld/%lld  loss %.4f  lr %.2e  grad_norm %.3f  %8.0f tok/s  mfu %5.1f%%  eta %s\n",
+                  static_cast<long long>(step), static_cast<long long>(o.steps), m.loss, m.lr, m.grad_norm,
+                  m.tokens_per_s, 100.0 * m.mfu, format_duration(eta).c_str());
+      std::fflush(stdout);
+    }
+  }
+  const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const double avg_tps = tokens_per_s_sum / static_cast<double>(std::max<std::int64_t>(1, o.steps - 1));
+
+  // Memory per rank, gathered to every rank and printed by rank 0.
+  const std::int64_t mine[5] = {m.param_bytes, m.grad_bytes, m.optimizer_bytes, m.activation_peak_bytes, m.peak_bytes};
+  std::vector<std::int64_t> all(static_cast<std::size_t>(5 * world.size()));
+  world.all_gather(mine, all.data(), 5);
+  if (lead) {
+    std::printf("done: %lld steps in %s, loss %.4f -> %.4f, %.0f tokens/s\n", static_cast<long long>(o.steps),
+                format_duration(elapsed).c_str(), first_loss, last_loss, avg_tps);
+    std::printf("memory per rank (MiB): rank  tp dp  parameters  gradients  optimizer  activations(peak)  total(peak)\n");
+    for (int r = 0; r < world.size(); ++r) {
+      const std::int64_t* b = all.data() + 5 * r;
+      std::printf("                       %4d  %2d %2d  %10.2f  %9.2f  %9.2f  %17.2f  %11.2f\n", r,
+                  r % grid.tp_size(), (r / grid.tp_size()) % grid.dp_size(), b[0] / 1048576.0, b[1] / 1048576.0,
+                  b[2] / 1048576.0, b[3] / 1048576.0, b[4] / 1048576.0);
+    }
+    std::fflush(stdout);
+  }
+  if (o.sample_tokens > 0) {  // every rank takes part (the model's collectives), rank 0 prints
+    auto tokens = plait::train::sample(model, plait::train::ByteTokenizer::encode(o.prompt), o.sample_tokens, 0.8, o.seed);
+    if (lead) std::printf("sample:\n%s\n", printable(plait::train::ByteTokenizer::decode(tokens)).c_str());
+  }
+  return 0;
+}
+
+// The layouts of one ZeRO stage that plait-train has compiled in: TP 1, 2, 4, 8, with and without SP.
+template <int Zero>
+int run_zero(const Options& o) {
+  using Z = plait::ZeroStage<Zero>;
+  auto with = [&]<class Layout>() { return o.dtype == "double" ? run<Layout, double>(o) : run<Layout, float>(o); };
+  using plait::Layout;
+  using plait::SequenceParallel;
+  using plait::TensorParallel;
+  switch (o.tp * 2 + (o.sp ? 1 : 0)) {
+    case 2: return with.template operator()<Layout<Z>>();
+    case 4: return with.template operator()<Layout<TensorParallel<2>, Z>>();
+    case 5: return with.template operator()<Layout<TensorParallel<2, SequenceParallel>, Z>>();
+    case 8: return with.template operator()<Layout<TensorParallel<4>, Z>>();
+    case 9: return with.template operator()<Layout<TensorParallel<4, SequenceParallel>, Z>>();
+    case 16: return with.template operator()<Layout<TensorParallel<8>, Z>>();
+    case 17: return with.template operator()<Layout<TensorParallel<8, SequenceParallel>, Z>>();
+  }
+  plait::core::fail("no compiled-in layout for --tp ", o.tp, o.sp ? " --sp" : "");
+}
+
+int run_zero0(const Options& o);
+int run_zero1(const Options& o);
+int run_zero2(const Options& o);
+int run_zero3(const Options& o);
+
+}  // namespace trainer
