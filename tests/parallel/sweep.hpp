@@ -26,11 +26,12 @@ struct Result {
   std::vector<std::pair<std::string, std::vector<double>>> parameters;
 };
 
-inline plait::ModelConfig model_config() {
+// Model 0 for the TP/SP/ZeRO sweep; model 1 (8 layers) for pipelines: 4 stages x 2 chunks.
+inline plait::ModelConfig model_config(int id = 0) {
   plait::ModelConfig c;
   c.vocab = 16;  // divisible by every TP degree swept
   c.hidden = 32;
-  c.layers = 2;
+  c.layers = id == 0 ? 2 : 8;
   c.heads = 8;
   c.kv_heads = 4;  // grouped-query attention, still divisible by TP 4
   c.ffn = 24;
@@ -72,10 +73,10 @@ Result train(Model& model) {
   return r;
 }
 
-template <class T>
+template <class T, int Model>
 const Result& reference() {
   static const Result result = [] {
-    plait::Transformer<plait::SingleDevice, plait::Host<T>> model(model_config(), 2024);
+    plait::Transformer<plait::SingleDevice, plait::Host<T>> model(model_config(Model), 2024);
     return train(model);
   }();
   return result;
@@ -84,17 +85,18 @@ const Result& reference() {
 inline double relative(double a, double b) { return std::abs(a - b) / std::max(std::abs(b), 1e-300); }
 
 // Runs Layout at this world size if it fits (world a multiple of TP x PP); returns false when skipped.
-template <class Layout, class T>
+template <class Layout, class T, int Model = 0>
 bool run_layout() {
   plait::comm::Mpi world;
   if (world.size() % Layout::model_parallel != 0) return false;
   const double tolerance = std::is_same_v<T, double> ? 1e-10 : 1e-5;
   plait::ProcessGrid<plait::comm::Mpi> grid(world, Layout::tp::degree, Layout::pp::stages);
-  plait::Transformer<Layout, plait::Host<T>, plait::comm::Mpi> model(model_config(), 2024, grid);
+  plait::Transformer<Layout, plait::Host<T>, plait::comm::Mpi> model(model_config(Model), 2024, grid);
   const Result got = train(model);
-  const Result& want = reference<T>();
-  INFO("TP " << Layout::tp::degree << (Layout::tp::sequence_parallel ? " +SP" : "") << ", ZeRO " << Layout::zero::stage
-             << ", DP " << grid.dp_size() << ", rank " << world.rank() << ", " << (sizeof(T) == 8 ? "fp64" : "fp32"));
+  const Result& want = reference<T, Model>();
+  INFO("TP " << Layout::tp::degree << (Layout::tp::sequence_parallel ? " +SP" : "") << ", PP " << Layout::pp::stages
+             << " x " << Layout::pp::schedule::virtual_stages << " chunk(s), ZeRO " << Layout::zero::stage << ", DP "
+             << grid.dp_size() << ", rank " << world.rank() << ", " << (sizeof(T) == 8 ? "fp64" : "fp32"));
   for (int s = 0; s < 3; ++s) {
     INFO("step " << s + 1);
     CHECK(relative(got.loss[s], want.loss[s]) < tolerance);
@@ -134,4 +136,11 @@ using LayoutsWithZero = std::tuple<
                           sweep::LayoutsWithZero<ZERO>) {                                                       \
     sweep::run_layout<TestType, double>();                                                                    \
     sweep::run_layout<TestType, float>();                                                                     \
+  }
+
+// Pipelines: one test case per layout of a list, on the 8-layer model, fp64 and fp32.
+#define PLAIT_PIPELINE_SWEEP(NAME, LIST)                                                                       \
+  TEMPLATE_LIST_TEST_CASE("pipeline layouts (" NAME ") equal one rank", "[parallel][sweep][pipeline]", LIST) { \
+    sweep::run_layout<TestType, double, 1>();                                                                 \
+    sweep::run_layout<TestType, float, 1>();                                                                  \
   }

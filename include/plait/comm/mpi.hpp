@@ -7,6 +7,7 @@
 #include <climits>
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 #include "plait/comm/communicator.hpp"
 #include "plait/core/error.hpp"
@@ -114,6 +115,20 @@ class Mpi {
                   "MPI_Recv");
   }
   void barrier() { detail::check(MPI_Barrier(comm_->comm), "MPI_Barrier"); }
+
+  // A send that returns at once; the buffer must stay untouched until wait_all() returns.
+  using Request = MPI_Request;
+  template <class T>
+  Request isend(const T* data, std::int64_t n, int peer, int tag) {
+    MPI_Request request = MPI_REQUEST_NULL;
+    detail::check(MPI_Isend(data, detail::count(n), detail::mpi_type<T>(), peer, tag, comm_->comm, &request), "MPI_Isend");
+    return request;
+  }
+  void wait_all(std::vector<Request>& requests) {
+    if (requests.empty()) return;
+    detail::check(MPI_Waitall(static_cast<int>(requests.size()), requests.data(), MPI_STATUSES_IGNORE), "MPI_Waitall");
+    requests.clear();
+  }
 
   Mpi split(int colour, int key) const {
     MPI_Comm sub = MPI_COMM_NULL;

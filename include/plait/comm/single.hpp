@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <vector>
 
 #include "plait/comm/communicator.hpp"
 #include "plait/core/error.hpp"
@@ -35,6 +36,12 @@ class Single {
     core::fail("a single-rank communicator cannot receive from rank ", peer);
   }
   void barrier() {}
+  using Request = int;
+  template <class T>
+  Request isend(const T*, std::int64_t, int peer, int) {
+    core::fail("a single-rank communicator cannot send to rank ", peer);
+  }
+  void wait_all(std::vector<Request>& requests) { requests.clear(); }
   Single split(int, int) const { return {}; }
 };
 

@@ -1,8 +1,10 @@
 // Transformer<Layout, Backend, Communicator>: a LLaMA-style decoder (RMSNorm, rotary attention with GQA, SwiGLU
 // MLP) with a hand-written backward, written once against the Backend concept. The Layout decides how it is split:
 // with TensorParallel<N> each rank holds 1/N of the heads, of the MLP and of the vocabulary (Megatron's column- and
-// row-parallel pairs); with SequenceParallel the norms and residuals hold 1/N of the rows; with ZeroStage<K> the
-// parameters, gradients and optimizer state live in a ShardedState over the data-parallel group.
+// row-parallel pairs); with SequenceParallel the norms and residuals hold 1/N of the rows; with Pipeline<S, Sched>
+// each stage holds a contiguous share of the layers (V shares under Interleaved<V>) and runs the schedule's program
+// of micro-batches; with ZeroStage<K> the parameters, gradients and optimizer state live in a ShardedState over the
+// data-parallel group; Checkpoint<Policy> decides what a layer keeps for backward and what it recomputes.
 //
 // One layer, n = batch x seq rows (nl = n/N rows under SP, else n), D hidden, F ffn, heads H (Hkv for k, v):
 //   h1 = rmsnorm(x)                                   (nl, D) -> all-gather under SP -> (n, D)
@@ -12,13 +14,23 @@
 //   h2 = rmsnorm(x');  a = silu(h2 Wg^T) * (h2 Wu^T)  (n, F/N)
 //   out = x' + reduce(a Wd^T)
 // The embedding and the LM head are split over the vocabulary; the loss is reduced over TP without any rank
-// holding all logits.
+// holding all logits. On the last pipeline stage the loss's backward runs right after its forward (the logits of
+// a chunk of rows become their own gradient), so no logits outlive their chunk.
+//
+// Layers over a pipeline of S stages with V chunks each (virtual stage c x S + s holds a contiguous share):
+//   S = 2, V = 1, 5 layers:  stage 0: embedding, layers 0-2      stage 1: layers 3-4, final norm, head
+//   S = 2, V = 2, 8 layers:  stage 0: embedding, 0-1, 4-5         stage 1: 2-3, 6-7, final norm, head
 #pragma once
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <functional>
+#include <map>
 #include <string>
+#include <tuple>
+#include <type_traits>
 #include <vector>
 
 #include "plait/backend/concepts.hpp"
@@ -31,6 +43,7 @@
 #include "plait/model/config.hpp"
 #include "plait/model/parameters.hpp"
 #include "plait/parallel/layout.hpp"
+#include "plait/parallel/schedule.hpp"
 #include "plait/parallel/sharded_state.hpp"
 
 namespace plait::model {
@@ -45,10 +58,13 @@ class Transformer {
   template <class U>
   using Buffer = typename B::template Buffer<U>;
   using State = parallel::ShardedState<typename L::zero, B, C>;
+  using Policy = typename L::checkpoint;
 
   static constexpr int tp = L::tp::degree;
   static constexpr bool sp = L::tp::sequence_parallel;
-  static_assert(L::pp::stages == 1, "this model runs one pipeline stage; Pipeline<S> with S > 1 needs the pipeline executor");
+  static constexpr int stages = L::pp::stages;
+  static constexpr int chunks = L::pp::schedule::virtual_stages;
+  static constexpr bool split_backward = std::is_same_v<typename L::pp::schedule, parallel::ZeroBubble>;
 
   // Sequence lengths must be multiples of this (sequence parallelism splits rows over TP).
   static constexpr int sequence_multiple = sp ? tp : 1;
@@ -57,21 +73,35 @@ class Transformer {
   static constexpr std::int64_t head_chunk_rows = 256;
 
   Transformer(const ModelConfig& config, std::uint64_t seed)
-      : Transformer(config, seed, comm::ProcessGrid<C>(C{}, tp, L::pp::stages)) {}
+      : Transformer(config, seed, comm::ProcessGrid<C>(C{}, tp, stages)) {}
 
   Transformer(const ModelConfig& config, std::uint64_t seed, comm::ProcessGrid<C> grid)
-      : config_(checked(config, grid)), grid_(std::move(grid)), layout_(declare(config_, grid_.tp_rank())),
-        state_(layout_.units(), layout_.segments(), grid_.dp(), grid_.tp()) {
+      : config_(checked(config, grid)), grid_(std::move(grid)), stage_(grid_.pp_rank()),
+        layout_(declare(config_, grid_.tp_rank(), stage_)),
+        state_(layout_.units(), layout_.segments(), grid_.dp(), grid_.tp(), stages > 1 ? &grid_.pp() : nullptr) {
     Buffer<T> initial(static_cast<std::size_t>(layout_.size()), core::MemoryKind::workspace);
     layout_.initialize(seed, initial.data());
     state_.load(initial.data());
-    const ParameterInfo& first = layout_.info("layers.0.attn_norm");
-    const std::int64_t base = first.offset;
-    auto at = [&](const char* n) { return layout_.info(std::string("layers.0.") + n).offset - base; };
+    // Units in declaration order: [embedding] (first stage), one per layer held here, [final norm + head] (last).
+    int unit = 0;
+    if (first_stage()) embedding_unit_ = unit++;
+    layer_unit_.assign(static_cast<std::size_t>(config_.layers), -1);
+    for (int c = 0; c < chunks; ++c) {
+      const auto [begin, end] = layers_of(virtual_stage(c));
+      for (std::int64_t l = begin; l < end; ++l) layer_unit_[static_cast<std::size_t>(l)] = unit++;
+    }
+    if (last_stage()) final_unit_ = unit++;
+    const std::int64_t some_layer = layers_of(virtual_stage(0)).first;
+    const std::string prefix = "layers." + std::to_string(some_layer) + ".";
+    const std::int64_t base = layout_.info(prefix + "attn_norm").offset;
+    auto at = [&](const char* n) { return layout_.info(prefix + n).offset - base; };
     offsets_ = {at("attn_norm"), at("wq"), at("wk"), at("wv"), at("wo"), at("mlp_norm"), at("w_gate"), at("w_up"), at("w_down")};
-    head_unit_ = config_.tied_embedding ? 0 : static_cast<int>(config_.layers) + 1;
-    head_offset_ = config_.tied_embedding ? 0 : layout_.info("lm_head").offset - layout_.units()[head_unit_].begin;
-    final_norm_offset_ = layout_.info("final_norm").offset - layout_.units()[config_.layers + 1].begin;
+    if (last_stage()) {
+      const std::int64_t final_begin = layout_.units()[final_unit_].begin;
+      final_norm_offset_ = layout_.info("final_norm").offset - final_begin;
+      head_unit_ = config_.tied_embedding ? embedding_unit_ : final_unit_;
+      head_offset_ = config_.tied_embedding ? 0 : layout_.info("lm_head").offset - final_begin;
+    }
   }
 
   Transformer(const Transformer&) = delete;
@@ -86,63 +116,195 @@ class Transformer {
 
   // Forward and backward of one micro-batch: tokens and targets are (batch, seq), targets < 0 are ignored.
   // Accumulates grad_scale x d(sum of token losses)/d(parameters) into the gradients and returns the sum of the
-  // token losses (not the mean), so that micro-batches and data-parallel ranks add up exactly.
+  // token losses (not the mean; under a pipeline, on the last stage, 0 elsewhere).
   double forward_backward(const std::int32_t* tokens, const std::int32_t* targets, std::int64_t batch,
                           std::int64_t seq, double grad_scale) {
-    return run(tokens, targets, batch, seq, grad_scale, /*backward=*/true);
+    return forward_backward_microbatches(tokens, targets, 1, batch, seq, grad_scale);
   }
 
-  // The sum of token losses, no gradients.
+  // `count` micro-batches of (batch, seq) each, contiguous in tokens/targets, run by this stage's program of the
+  // pipeline schedule. Returns this stage's sum of token losses (the last stage's is the loss; others give 0).
+  // With `timeline`, records when each compute action of this stage started and ended (seconds from the start).
+  double forward_backward_microbatches(const std::int32_t* tokens, const std::int32_t* targets, std::int64_t count,
+                                       std::int64_t batch, std::int64_t seq, double grad_scale,
+                                       parallel::Timeline* timeline = nullptr) {
+    return execute(program(count), tokens, targets, count, batch, seq, grad_scale, true, timeline);
+  }
+
+  // The sum of token losses, no gradients; every rank gets it.
   double loss(const std::int32_t* tokens, const std::int32_t* targets, std::int64_t batch, std::int64_t seq) {
-    return run(tokens, targets, batch, seq, 0.0, /*backward=*/false);
+    double sum = execute(forward_program(1), tokens, targets, 1, batch, seq, 0.0, false, nullptr);
+    if constexpr (stages > 1) grid_.pp().all_reduce(&sum, 1, comm::ReduceOp::sum);
+    return sum;
   }
 
-  // Logits of the last position of each sequence, all of the vocabulary: (batch, vocab), for sampling.
+  // Logits of the last position of each sequence, all of the vocabulary: (batch, vocab), for sampling; every rank
+  // gets them.
   std::vector<double> last_logits(const std::int32_t* tokens, std::int64_t batch, std::int64_t seq) {
-    const std::int64_t n = batch * seq, D = config_.hidden, V = config_.vocab, Vl = V / tp;
-    Activations acts(config_, batch, seq, dims(batch, seq));
-    forward_layers(tokens, acts);
-    Buffer<T> hf(static_cast<std::size_t>(n * D), core::MemoryKind::workspace);
-    const T* h = gather_rows(acts.final_norm.data(), hf.data(), n);
-    const T* head = state_.acquire(head_unit_) + head_offset_;
-    Buffer<T> local(static_cast<std::size_t>(Vl), core::MemoryKind::workspace), all(static_cast<std::size_t>(V), core::MemoryKind::workspace);
-    std::vector<double> out(static_cast<std::size_t>(batch * V));
-    for (std::int64_t b = 0; b < batch; ++b) {
-      B::gemm(kernels::Trans::no, kernels::Trans::yes, 1, Vl, D, T(1), h + ((b + 1) * seq - 1) * D, D, head, D, T(0),
-              local.data(), Vl);
-      if constexpr (tp > 1) grid_.tp().all_gather(local.data(), all.data(), Vl);
-      else B::copy(local.data(), all.data(), V);
-      for (std::int64_t v = 0; v < V; ++v) out[static_cast<std::size_t>(b * V + v)] = static_cast<double>(all[v]);
-    }
-    state_.release(head_unit_);
+    std::vector<double> out(static_cast<std::size_t>(batch * config_.vocab), 0.0);
+    logits_out_ = &out;
+    execute(forward_program(1), tokens, nullptr, 1, batch, seq, 0.0, false, nullptr);
+    logits_out_ = nullptr;
+    if constexpr (stages > 1) grid_.pp().broadcast(out.data(), static_cast<std::int64_t>(out.size()), stages - 1);
     return out;
   }
 
-  // The full, unsplit value of every tensor (gathered over TP and, under ZeRO-3, DP), in declaration order.
-  // A collective: every rank calls it and every rank gets the result.
+  // The full, unsplit value of every tensor (gathered over TP, PP and, under ZeRO-3, DP), in the single-rank
+  // model's declaration order. A collective: every rank calls it and every rank gets the result.
   std::vector<std::pair<std::string, std::vector<double>>> gather_parameters() {
     Buffer<T> local(static_cast<std::size_t>(layout_.size()), core::MemoryKind::workspace);
     state_.gather(local.data());
+    std::map<std::string, std::vector<double>> mine;
+    for (const ParameterInfo& p : layout_.infos()) mine[p.name] = gather_over_tp(p, local.data());
+    if constexpr (stages > 1) {  // each stage broadcasts its tensors to the others, in stage order
+      for (int from = 0; from < stages; ++from) {
+        std::vector<std::string> names;
+        if (from == stage_)
+          for (const auto& [name, values] : mine) names.push_back(name);
+        std::int64_t count = static_cast<std::int64_t>(names.size());
+        grid_.pp().broadcast(&count, 1, from);
+        for (std::int64_t i = 0; i < count; ++i) {
+          std::int64_t layer = 0, which = 0, size = 0;
+          if (from == stage_) std::tie(layer, which) = name_code(names[static_cast<std::size_t>(i)]);
+          grid_.pp().broadcast(&layer, 1, from);
+          grid_.pp().broadcast(&which, 1, from);
+          const std::string name = code_name(layer, which);
+          if (from == stage_) size = static_cast<std::int64_t>(mine[name].size());
+          grid_.pp().broadcast(&size, 1, from);
+          std::vector<double> values = from == stage_ ? mine[name] : std::vector<double>(static_cast<std::size_t>(size));
+          grid_.pp().broadcast(values.data(), size, from);
+          mine[name] = std::move(values);
+        }
+      }
+    }
     std::vector<std::pair<std::string, std::vector<double>>> out;
-    for (const ParameterInfo& p : layout_.infos()) {
-      const std::int64_t rows = p.rows(), cols = p.cols();
-      std::vector<double> full(static_cast<std::size_t>(p.slice.full_rows * p.slice.full_cols));
-      std::vector<double> mine(static_cast<std::size_t>(p.numel())), every(static_cast<std::size_t>(p.numel() * tp));
-      for (std::int64_t i = 0; i < p.numel(); ++i) mine[static_cast<std::size_t>(i)] = static_cast<double>(local[p.offset + i]);
-      std::vector<std::int64_t> where{p.slice.row_begin, p.slice.col_begin}, wheres(static_cast<std::size_t>(2 * tp));
-      grid_.tp().all_gather(mine.data(), every.data(), p.numel());
-      grid_.tp().all_gather(where.data(), wheres.data(), 2);
-      for (int r = 0; r < tp; ++r)
-        for (std::int64_t i = 0; i < rows; ++i)
-          for (std::int64_t j = 0; j < cols; ++j)
-            full[static_cast<std::size_t>((wheres[2 * r] + i) * p.slice.full_cols + wheres[2 * r + 1] + j)] =
-                every[static_cast<std::size_t>(r * p.numel() + i * cols + j)];
-      out.emplace_back(p.name, std::move(full));
+    for (std::int64_t code = 0; code < 9 * config_.layers + 3; ++code) {  // embedding, 9 per layer, norm, head
+      const auto [layer, which] = code < 1 ? std::pair<std::int64_t, std::int64_t>{-1, 0}
+                                 : code < 1 + 9 * config_.layers ? std::pair<std::int64_t, std::int64_t>{(code - 1) / 9, (code - 1) % 9}
+                                                                 : std::pair<std::int64_t, std::int64_t>{-2, code - 1 - 9 * config_.layers};
+      const std::string name = code_name(layer, which);
+      if (auto it = mine.find(name); it != mine.end()) out.emplace_back(name, std::move(it->second));
     }
     return out;
   }
 
+  // Layers [first, end) of virtual stage vs (of stages x chunks): contiguous, the first ones one longer if uneven.
+  std::pair<std::int64_t, std::int64_t> layers_of(int vs) const { return split_layers(config_.layers, vs); }
+
  private:
+  // ---- layout of the model over ranks
+
+  static std::pair<std::int64_t, std::int64_t> split_layers(std::int64_t layers, int vs) {
+    const std::int64_t parts = stages * chunks, base = layers / parts, extra = layers % parts;
+    const std::int64_t first = vs * base + std::min<std::int64_t>(vs, extra);
+    return {first, first + base + (vs < extra ? 1 : 0)};
+  }
+  int virtual_stage(int chunk) const { return chunk * stages + stage_; }
+  bool first_stage() const { return stage_ == 0; }
+  bool last_stage() const { return stage_ == stages - 1; }
+  static constexpr int last_virtual_stage = stages * chunks - 1;
+
+  // Every rank checks the model against the layout before anything is allocated, and says what to change.
+  static const ModelConfig& checked(const ModelConfig& c, const comm::ProcessGrid<C>& grid) {
+    c.validate();
+    PLAIT_CHECK(grid.tp_size() == tp, "the process grid has TP ", grid.tp_size(), " but the layout TensorParallel<", tp, ">");
+    PLAIT_CHECK(grid.pp_size() == stages, "the process grid has PP ", grid.pp_size(), " but the layout Pipeline<", stages, ">");
+    if constexpr (tp > 1) {
+      PLAIT_CHECK(c.heads % tp == 0, "TensorParallel<", tp, "> splits the ", c.heads, " attention heads over ", tp,
+                  " ranks: heads must be divisible by TP (change --heads or --tp)");
+      PLAIT_CHECK(c.kv_heads % tp == 0, "TensorParallel<", tp, "> splits the ", c.kv_heads,
+                  " key/value heads over ", tp, " ranks: kv_heads must be divisible by TP (change --kv-heads or --tp)");
+      PLAIT_CHECK(c.ffn % tp == 0, "TensorParallel<", tp, "> splits the MLP (ffn ", c.ffn, ") over ", tp,
+                  " ranks: ffn must be divisible by TP (change --ffn or --tp)");
+      PLAIT_CHECK(c.vocab % tp == 0, "TensorParallel<", tp, "> splits the vocabulary (", c.vocab, ") over ", tp,
+                  " ranks: pad the vocabulary to ", (c.vocab + tp - 1) / tp * tp, " or change --tp");
+    }
+    if constexpr (stages > 1) {
+      PLAIT_CHECK(c.layers >= stages * chunks, "Pipeline<", stages, "> with ", chunks, " chunk(s) per stage needs at least ",
+                  stages * chunks, " layers, the model has ", c.layers, ": use fewer stages or more layers");
+      PLAIT_CHECK(chunks == 1 || c.layers % (stages * chunks) == 0, "Interleaved<", chunks, "> over ", stages,
+                  " stages needs the layers (", c.layers, ") divisible by stages x chunks = ", stages * chunks,
+                  ": change --layers or the schedule");
+      PLAIT_CHECK(!c.tied_embedding, "a tied embedding would live on the first and the last pipeline stage at once: "
+                  "untie it (drop --tied) or use Pipeline<1>");
+    }
+    return c;
+  }
+
+  static ParameterLayout declare(const ModelConfig& c, int rank, int stage) {
+    ParameterLayout p;
+    const double std = 0.02;
+    const double out_std = 0.02 / std::sqrt(2.0 * static_cast<double>(c.layers));  // residual branches
+    const std::int64_t D = c.hidden, hd = c.head_dim(), Hl = c.heads / tp, KVl = c.kv_heads / tp, Fl = c.ffn / tp,
+                       Vl = c.vocab / tp;
+    // Column-parallel: this rank's rows of a (out, in) weight. Row-parallel: its columns.
+    auto rows = [&](std::int64_t full, std::int64_t mine) { return Slice{full, D, rank * mine, 0}; };
+    auto cols = [&](std::int64_t full, std::int64_t mine) { return Slice{D, full, 0, rank * mine}; };
+    const bool replicated = tp > 1, partial = sp;
+    if (stage == 0) {
+      p.begin_unit();
+      p.declare("embedding", {Vl, D}, true, Init::normal(std), rows(c.vocab, Vl));
+    }
+    for (int chunk = 0; chunk < chunks; ++chunk) {
+      const auto [begin, end] = split_layers(c.layers, chunk * stages + stage);
+      for (std::int64_t l = begin; l < end; ++l) {
+        const std::string n = "layers." + std::to_string(l) + ".";
+        p.begin_unit();
+        p.declare(n + "attn_norm", {D}, false, Init::constant(1.0), {}, replicated, partial);
+        p.declare(n + "wq", {Hl * hd, D}, true, Init::normal(std), rows(c.heads * hd, Hl * hd));
+        p.declare(n + "wk", {KVl * hd, D}, true, Init::normal(std), rows(c.kv_heads * hd, KVl * hd));
+        p.declare(n + "wv", {KVl * hd, D}, true, Init::normal(std), rows(c.kv_heads * hd, KVl * hd));
+        p.declare(n + "wo", {D, Hl * hd}, true, Init::normal(out_std), cols(c.heads * hd, Hl * hd));
+        p.declare(n + "mlp_norm", {D}, false, Init::constant(1.0), {}, replicated, partial);
+        p.declare(n + "w_gate", {Fl, D}, true, Init::normal(std), rows(c.ffn, Fl));
+        p.declare(n + "w_up", {Fl, D}, true, Init::normal(std), rows(c.ffn, Fl));
+        p.declare(n + "w_down", {D, Fl}, true, Init::normal(out_std), cols(c.ffn, Fl));
+      }
+    }
+    if (stage == stages - 1) {
+      p.begin_unit();
+      p.declare("final_norm", {D}, false, Init::constant(1.0), {}, replicated, partial);
+      if (!c.tied_embedding) p.declare("lm_head", {Vl, D}, true, Init::normal(std), rows(c.vocab, Vl));
+    }
+    return p;
+  }
+
+  // Tensor names as (layer, which): layer -1 the embedding, -2 the final norm (0) and head (1).
+  static constexpr const char* layer_tensors[9] = {"attn_norm", "wq", "wk", "wv", "wo", "mlp_norm", "w_gate", "w_up", "w_down"};
+  static std::string code_name(std::int64_t layer, std::int64_t which) {
+    if (layer == -1) return "embedding";
+    if (layer == -2) return which == 0 ? "final_norm" : "lm_head";
+    return "layers." + std::to_string(layer) + "." + layer_tensors[which];
+  }
+  static std::pair<std::int64_t, std::int64_t> name_code(const std::string& name) {
+    if (name == "embedding") return {-1, 0};
+    if (name == "final_norm") return {-2, 0};
+    if (name == "lm_head") return {-2, 1};
+    const auto dot = name.find('.', 7);
+    const std::int64_t layer = std::stoll(name.substr(7, dot - 7));
+    for (std::int64_t w = 0; w < 9; ++w)
+      if (name.substr(dot + 1) == layer_tensors[w]) return {layer, w};
+    core::fail("unknown tensor name '", name, "'");
+  }
+
+  std::vector<double> gather_over_tp(const ParameterInfo& p, const T* local) {
+    const std::int64_t rows = p.rows(), cols = p.cols();
+    std::vector<double> full(static_cast<std::size_t>(p.slice.full_rows * p.slice.full_cols));
+    std::vector<double> mine(static_cast<std::size_t>(p.numel())), every(static_cast<std::size_t>(p.numel() * tp));
+    for (std::int64_t i = 0; i < p.numel(); ++i) mine[static_cast<std::size_t>(i)] = static_cast<double>(local[p.offset + i]);
+    std::vector<std::int64_t> where{p.slice.row_begin, p.slice.col_begin}, wheres(static_cast<std::size_t>(2 * tp));
+    grid_.tp().all_gather(mine.data(), every.data(), p.numel());
+    grid_.tp().all_gather(where.data(), wheres.data(), 2);
+    for (int r = 0; r < tp; ++r)
+      for (std::int64_t i = 0; i < rows; ++i)
+        for (std::int64_t j = 0; j < cols; ++j)
+          full[static_cast<std::size_t>((wheres[2 * r] + i) * p.slice.full_cols + wheres[2 * r + 1] + j)] =
+              every[static_cast<std::size_t>(r * p.numel() + i * cols + j)];
+    return full;
+  }
+
+  // ---- activations
+
   struct Offsets {
     std::int64_t attn_norm, wq, wk, wv, wo, mlp_norm, w_gate, w_up, w_down;
   };
@@ -156,113 +318,82 @@ class Transformer {
 
   // Local sizes on this rank.
   struct Dims {
-    std::int64_t n, nl, D, Hl, KVl, hd, Fl, Vl;
+    std::int64_t batch, seq, n, nl, D, Hl, KVl, hd, Fl, Vl;
   };
   Dims dims(std::int64_t batch, std::int64_t seq) const {
     const std::int64_t n = batch * seq;
-    return {n, sp ? n / tp : n, config_.hidden, config_.heads / tp, config_.kv_heads / tp, config_.head_dim(),
-            config_.ffn / tp, config_.vocab / tp};
+    return {batch, seq, n, sp ? n / tp : n, config_.hidden, config_.heads / tp, config_.kv_heads / tp,
+            config_.head_dim(), config_.ffn / tp, config_.vocab / tp};
+  }
+  Buffer<T> activation(std::int64_t count) const {
+    return Buffer<T>(static_cast<std::size_t>(count), core::MemoryKind::activations);
   }
 
-  // What one layer keeps from forward for backward (Checkpoint<None>).
+  // What the checkpoint policy keeps of a layer for backward.
+  enum class Keep { everything, all_but_core, input_only };
+  static Keep keep_for(std::int64_t layer) {
+    if constexpr (Policy::recompute_layer) {
+      if (layer % Policy::every == 0) return Keep::input_only;  // Full: every layer; EveryNth<K>: every K-th
+      return Keep::everything;
+    } else if constexpr (Policy::recompute_core) {
+      return Keep::all_but_core;  // Selective: attention core and MLP activation recomputed
+    } else {
+      return Keep::everything;
+    }
+  }
+
+  // A layer's activations: allocated whole for its forward, then trimmed to what the policy keeps.
   struct LayerActivations {
     Buffer<T> x, rstd1, h1, q, k, v, o, lse, x_mid, rstd2, h2, gate, up, act;
-    LayerActivations(const Dims& d, std::int64_t batch, std::int64_t seq) {
-      const auto kind = core::MemoryKind::activations;
-      auto make = [&](std::int64_t count) { return Buffer<T>(static_cast<std::size_t>(count), kind); };
-      x = make(d.nl * d.D);
-      rstd1 = make(d.nl);
-      h1 = make(d.nl * d.D);
-      q = make(d.n * d.Hl * d.hd);
-      k = make(d.n * d.KVl * d.hd);
-      v = make(d.n * d.KVl * d.hd);
-      o = make(d.n * d.Hl * d.hd);
-      lse = make(batch * d.Hl * seq);
-      x_mid = make(d.nl * d.D);
-      rstd2 = make(d.nl);
-      h2 = make(d.nl * d.D);
-      gate = make(d.n * d.Fl);
-      up = make(d.n * d.Fl);
-      act = make(d.n * d.Fl);
+    void allocate_all(const Dims& d, const Transformer& m) {
+      if (x.size() == 0) x = m.activation(d.nl * d.D);
+      rstd1 = m.activation(d.nl);
+      h1 = m.activation(d.nl * d.D);
+      q = m.activation(d.n * d.Hl * d.hd);
+      k = m.activation(d.n * d.KVl * d.hd);
+      v = m.activation(d.n * d.KVl * d.hd);
+      allocate_core(d, m);
+      x_mid = m.activation(d.nl * d.D);
+      rstd2 = m.activation(d.nl);
+      h2 = m.activation(d.nl * d.D);
+      gate = m.activation(d.n * d.Fl);
+      up = m.activation(d.n * d.Fl);
+    }
+    void allocate_core(const Dims& d, const Transformer& m) {
+      o = m.activation(d.n * d.Hl * d.hd);
+      lse = m.activation(d.batch * d.Hl * d.seq);
+      act = m.activation(d.n * d.Fl);
+    }
+    void trim(Keep keep) {
+      if (keep == Keep::everything) return;
+      o = Buffer<T>();
+      lse = Buffer<T>();
+      act = Buffer<T>();
+      if (keep == Keep::all_but_core) return;
+      for (Buffer<T>* b : {&rstd1, &h1, &q, &k, &v, &x_mid, &rstd2, &h2, &gate, &up}) *b = Buffer<T>();
     }
   };
 
-  struct Activations {
-    std::int64_t batch, seq;
-    Dims d;
+  // What one micro-batch's pass through one chunk of layers on this stage holds between its actions.
+  struct ChunkState {
     std::vector<LayerActivations> layers;
-    Buffer<T> x_final, rstd_final, final_norm;
-    Activations(const ModelConfig& c, std::int64_t batch_, std::int64_t seq_, const Dims& dims_)
-        : batch(batch_), seq(seq_), d(dims_) {
-      layers.reserve(static_cast<std::size_t>(c.layers));
-      for (std::int64_t l = 0; l < c.layers; ++l) layers.emplace_back(d, batch, seq);
-      x_final = Buffer<T>(static_cast<std::size_t>(d.nl * d.D), core::MemoryKind::activations);
-      rstd_final = Buffer<T>(static_cast<std::size_t>(d.nl), core::MemoryKind::activations);
-      final_norm = Buffer<T>(static_cast<std::size_t>(d.nl * d.D), core::MemoryKind::activations);
-    }
+    Buffer<T> input, out, grad_out, grad_in;  // (nl, D) each
+    std::vector<Buffer<T>> kept;              // gradients the deferred weight-gradient work reads (ZeroBubble)
+    std::vector<std::function<void()>> deferred;
+    double loss = 0.0;
   };
-
-  // Every rank checks the model against the layout before anything is allocated, and says what to change.
-  static const ModelConfig& checked(const ModelConfig& c, const comm::ProcessGrid<C>& grid) {
-    c.validate();
-    PLAIT_CHECK(grid.tp_size() == tp, "the process grid has TP ", grid.tp_size(), " but the layout TensorParallel<", tp, ">");
-    if constexpr (tp > 1) {
-      PLAIT_CHECK(c.heads % tp == 0, "TensorParallel<", tp, "> splits the ", c.heads, " attention heads over ", tp,
-                  " ranks: heads must be divisible by TP (change --heads or --tp)");
-      PLAIT_CHECK(c.kv_heads % tp == 0, "TensorParallel<", tp, "> splits the ", c.kv_heads,
-                  " key/value heads over ", tp, " ranks: kv_heads must be divisible by TP (change --kv-heads or --tp)");
-      PLAIT_CHECK(c.ffn % tp == 0, "TensorParallel<", tp, "> splits the MLP (ffn ", c.ffn, ") over ", tp,
-                  " ranks: ffn must be divisible by TP (change --ffn or --tp)");
-      PLAIT_CHECK(c.vocab % tp == 0, "TensorParallel<", tp, "> splits the vocabulary (", c.vocab, ") over ", tp,
-                  " ranks: pad the vocabulary to ", (c.vocab + tp - 1) / tp * tp, " or change --tp");
-    }
-    return c;
-  }
-
-  static ParameterLayout declare(const ModelConfig& c, int rank) {
-    ParameterLayout p;
-    const double std = 0.02;
-    const double out_std = 0.02 / std::sqrt(2.0 * static_cast<double>(c.layers));  // residual branches
-    const std::int64_t D = c.hidden, hd = c.head_dim(), Hl = c.heads / tp, KVl = c.kv_heads / tp, Fl = c.ffn / tp,
-                       Vl = c.vocab / tp;
-    // Column-parallel: this rank's rows of a (out, in) weight. Row-parallel: its columns.
-    auto rows = [&](std::int64_t full, std::int64_t mine) { return Slice{full, D, rank * mine, 0}; };
-    auto cols = [&](std::int64_t full, std::int64_t mine) { return Slice{D, full, 0, rank * mine}; };
-    const bool replicated = tp > 1, partial = sp;
-    p.begin_unit();
-    p.declare("embedding", {Vl, D}, true, Init::normal(std), rows(c.vocab, Vl));
-    for (std::int64_t l = 0; l < c.layers; ++l) {
-      const std::string n = "layers." + std::to_string(l) + ".";
-      p.begin_unit();
-      p.declare(n + "attn_norm", {D}, false, Init::constant(1.0), {}, replicated, partial);
-      p.declare(n + "wq", {Hl * hd, D}, true, Init::normal(std), rows(c.heads * hd, Hl * hd));
-      p.declare(n + "wk", {KVl * hd, D}, true, Init::normal(std), rows(c.kv_heads * hd, KVl * hd));
-      p.declare(n + "wv", {KVl * hd, D}, true, Init::normal(std), rows(c.kv_heads * hd, KVl * hd));
-      p.declare(n + "wo", {D, Hl * hd}, true, Init::normal(out_std), cols(c.heads * hd, Hl * hd));
-      p.declare(n + "mlp_norm", {D}, false, Init::constant(1.0), {}, replicated, partial);
-      p.declare(n + "w_gate", {Fl, D}, true, Init::normal(std), rows(c.ffn, Fl));
-      p.declare(n + "w_up", {Fl, D}, true, Init::normal(std), rows(c.ffn, Fl));
-      p.declare(n + "w_down", {D, Fl}, true, Init::normal(out_std), cols(c.ffn, Fl));
-    }
-    p.begin_unit();
-    p.declare("final_norm", {D}, false, Init::constant(1.0), {}, replicated, partial);
-    if (!c.tied_embedding) p.declare("lm_head", {Vl, D}, true, Init::normal(std), rows(c.vocab, Vl));
-    return p;
-  }
-
-  kernels::AttentionShape attention_shape(const Dims& d, std::int64_t batch, std::int64_t seq) const {
-    return {batch, seq, d.Hl, d.KVl, d.hd, 1.0 / std::sqrt(static_cast<double>(d.hd))};
-  }
 
   // ---- dense pieces
   // y (n, out) = x (n, in) W^T + beta y, W (out, in)
   static void linear(const T* x, const T* w, std::int64_t n, std::int64_t in, std::int64_t out, T* y, T beta = T(0)) {
     B::gemm(kernels::Trans::no, kernels::Trans::yes, n, out, in, T(1), x, in, w, in, beta, y, out);
   }
-  // dx (n, in) += dy (n, out) W;  dW (out, in) += dy^T x
-  static void linear_backward(const T* x, const T* w, const T* dy, std::int64_t n, std::int64_t in, std::int64_t out,
-                              T* dx, T* dw) {
+  // dx (n, in) += dy (n, out) W
+  static void linear_input_grad(const T* w, const T* dy, std::int64_t n, std::int64_t in, std::int64_t out, T* dx) {
     B::gemm(kernels::Trans::no, kernels::Trans::no, n, in, out, T(1), dy, out, w, in, T(1), dx, in);
+  }
+  // dW (out, in) += dy^T x
+  static void linear_weight_grad(const T* x, const T* dy, std::int64_t n, std::int64_t in, std::int64_t out, T* dw) {
     B::gemm(kernels::Trans::yes, kernels::Trans::no, out, in, n, T(1), dy, out, x, in, T(1), dw, in);
   }
 
@@ -280,7 +411,7 @@ class Transformer {
   void reduce_rows_into(T* partial, T* out, std::int64_t n) {
     const std::int64_t D = config_.hidden;
     if constexpr (sp) {
-      Buffer<T> mine(static_cast<std::size_t>(n / tp * D), core::MemoryKind::activations);
+      Buffer<T> mine = activation(n / tp * D);
       grid_.tp().reduce_scatter(partial, mine.data(), n / tp * D);
       B::add(mine.data(), out, n / tp * D);
     } else {
@@ -298,25 +429,35 @@ class Transformer {
     if constexpr (tp == 1) {
       linear(in, w, n, in_dim, config_.hidden, residual, T(1));
     } else {
-      Buffer<T> partial(static_cast<std::size_t>(n * config_.hidden), core::MemoryKind::activations);
+      Buffer<T> partial = activation(n * config_.hidden);
       linear(in, w, n, in_dim, config_.hidden, partial.data());
       reduce_rows_into(partial.data(), residual, n);
     }
   }
+  // The gradient of a column-parallel layer's input is a partial sum over TP: reduce it to this rank's rows.
+  const T* reduce_partial(T* partial, T* scratch, std::int64_t n) {
+    if constexpr (tp == 1) {
+      return partial;
+    } else {
+      reduce_rows(partial, scratch, n);
+      return scratch;
+    }
+  }
 
-  void forward_layer(Weights<const T*> w, LayerActivations& a, const Dims& d, std::int64_t batch, std::int64_t seq,
-                     T* out) {
+  // ---- one layer
+
+  void forward_layer(Weights<const T*> w, LayerActivations& a, const Dims& d, T* out) {
     const ModelConfig& c = config_;
     const std::int64_t n = d.n, D = d.D, Q = d.Hl * d.hd, KV = d.KVl * d.hd;
     B::rmsnorm_forward(a.x.data(), w.attn_norm, d.nl, D, c.norm_eps, a.h1.data(), a.rstd1.data());
-    Buffer<T> gathered(static_cast<std::size_t>(sp ? n * D : 0), core::MemoryKind::activations);
+    Buffer<T> gathered = activation(sp ? n * D : 0);
     const T* h1 = gather_rows(a.h1.data(), gathered.data(), n);
     linear(h1, w.wq, n, D, Q, a.q.data());
     linear(h1, w.wk, n, D, KV, a.k.data());
     linear(h1, w.wv, n, D, KV, a.v.data());
-    B::rope_forward(a.q.data(), batch, seq, d.Hl, d.hd, 0, c.rope_theta);
-    B::rope_forward(a.k.data(), batch, seq, d.KVl, d.hd, 0, c.rope_theta);
-    B::attention_forward(attention_shape(d, batch, seq), a.q.data(), a.k.data(), a.v.data(), a.o.data(), a.lse.data());
+    B::rope_forward(a.q.data(), d.batch, d.seq, d.Hl, d.hd, 0, c.rope_theta);
+    B::rope_forward(a.k.data(), d.batch, d.seq, d.KVl, d.hd, 0, c.rope_theta);
+    B::attention_forward(attention_shape(d), a.q.data(), a.k.data(), a.v.data(), a.o.data(), a.lse.data());
     B::copy(a.x.data(), a.x_mid.data(), d.nl * D);
     row_parallel(a.o.data(), w.wo, n, Q, a.x_mid.data());
     B::rmsnorm_forward(a.x_mid.data(), w.mlp_norm, d.nl, D, c.norm_eps, a.h2.data(), a.rstd2.data());
@@ -328,84 +469,196 @@ class Transformer {
     row_parallel(a.act.data(), w.w_down, n, d.Fl, out);
   }
 
-  // dx: on entry d(loss)/d(layer output), this rank's rows; on exit d(loss)/d(layer input).
-  void backward_layer(Weights<const T*> w, Weights<T*> g, const LayerActivations& a, const Dims& d, std::int64_t batch,
-                      std::int64_t seq, T* dx) {
+  // Gives back what the checkpoint policy dropped, with the same operations on the same inputs as the forward
+  // (so bit for bit the same values).
+  void restore_layer(Weights<const T*> w, LayerActivations& a, const Dims& d, Keep keep) {
+    if (keep == Keep::everything) return;
+    if (keep == Keep::input_only) {
+      a.allocate_all(d, *this);
+      Buffer<T> out = activation(d.nl * d.D);
+      forward_layer(w, a, d, out.data());
+      return;
+    }
+    a.allocate_core(d, *this);
+    B::attention_forward(attention_shape(d), a.q.data(), a.k.data(), a.v.data(), a.o.data(), a.lse.data());
+    B::swiglu_forward(a.gate.data(), a.up.data(), d.n * d.Fl, a.act.data());
+  }
+
+  // dx: on entry d(loss)/d(layer output), this rank's rows; on exit d(loss)/d(layer input). Weight gradients of
+  // the GEMMs go to `weight_work`: run now, or (ZeroBubble) kept for the schedule's backward_weight action, with
+  // the gradients they read moved into `kept`.
+  void backward_layer(Weights<const T*> w, int unit, const LayerActivations& a, const Dims& d, T* dx,
+                      std::vector<Buffer<T>>* kept, std::vector<std::function<void()>>* weight_work) {
+    T* const grad_base = state_.grad(unit);
+    const Weights<T*> g(grad_base, offsets_);
     const ModelConfig& c = config_;
     const std::int64_t n = d.n, D = d.D, Q = d.Hl * d.hd, KV = d.KVl * d.hd, F = d.Fl;
-    const auto kind = core::MemoryKind::activations;
-    auto make = [&](std::int64_t count) { return Buffer<T>(static_cast<std::size_t>(count), kind); };
-    Buffer<T> gathered = make(sp ? n * D : 0), d_out_all = make(sp ? n * D : 0);
+    const bool defer = weight_work != nullptr;
+    // A copy of what a deferred weight gradient reads, unless it is a buffer of its own already.
+    auto hold = [&](const T* data, std::int64_t count, Buffer<T>* own) -> const T* {
+      if (!defer) return data;
+      if (own != nullptr) {
+        kept->push_back(std::move(*own));
+        return kept->back().data();
+      }
+      Buffer<T> copy = activation(count);
+      B::copy(data, copy.data(), count);
+      kept->push_back(std::move(copy));
+      return kept->back().data();
+    };
+    // A deferred weight gradient finds the unit's gradient buffer when it runs: under ZeRO-2/3 the buffer open now
+    // may have been reduce-scattered and freed by then (another micro-batch's backward_weight).
+    auto weight_grad = [&](const T* x, const T* dy, std::int64_t in, std::int64_t out, T* dw) {
+      if (defer) {
+        const std::int64_t at = dw - grad_base;
+        weight_work->push_back([=, this] { linear_weight_grad(x, dy, n, in, out, state_.grad(unit) + at); });
+      } else {
+        linear_weight_grad(x, dy, n, in, out, dw);
+      }
+    };
     // MLP branch: out = x' + reduce(a Wd^T). The backward of a reduce-scatter is an all-gather.
+    Buffer<T> d_out_all = activation(sp ? n * D : 0);
     const T* d_out = gather_rows(dx, d_out_all.data(), n);
-    Buffer<T> d_act = make(n * F), d_gate = make(n * F), d_up = make(n * F), d_h = make(n * D);
-    linear_backward(a.act.data(), w.w_down, d_out, n, F, D, d_act.data(), g.w_down);
+    d_out = hold(d_out, n * D, sp ? &d_out_all : nullptr);
+    Buffer<T> d_act = activation(n * F), d_gate = activation(n * F), d_up = activation(n * F), d_h = activation(n * D);
+    linear_input_grad(w.w_down, d_out, n, F, D, d_act.data());
+    weight_grad(a.act.data(), d_out, F, D, g.w_down);
     B::swiglu_backward(a.gate.data(), a.up.data(), d_act.data(), n * F, d_gate.data(), d_up.data());
-    const T* h2 = gather_rows(a.h2.data(), gathered.data(), n);
-    linear_backward(h2, w.w_gate, d_gate.data(), n, D, F, d_h.data(), g.w_gate);
-    linear_backward(h2, w.w_up, d_up.data(), n, D, F, d_h.data(), g.w_up);
-    Buffer<T> d_norm = make(tp > 1 ? d.nl * D : 0);
+    Buffer<T> h2_all = activation(sp ? n * D : 0);
+    const T* h2 = gather_rows(a.h2.data(), h2_all.data(), n);
+    linear_input_grad(w.w_gate, d_gate.data(), n, D, F, d_h.data());
+    linear_input_grad(w.w_up, d_up.data(), n, D, F, d_h.data());
+    if constexpr (sp) h2 = hold(h2, n * D, &h2_all);  // (without SP it is the layer's own activation, kept)
+    const T* dg = hold(d_gate.data(), n * F, &d_gate);
+    const T* du = hold(d_up.data(), n * F, &d_up);
+    weight_grad(h2, dg, D, F, g.w_gate);
+    weight_grad(h2, du, D, F, g.w_up);
+    Buffer<T> d_norm = activation(tp > 1 ? d.nl * D : 0);
     const T* d_h2 = reduce_partial(d_h.data(), d_norm.data(), n);
     B::rmsnorm_backward(a.x_mid.data(), w.mlp_norm, a.rstd2.data(), d_h2, d.nl, D, dx, g.mlp_norm);
     // Attention branch: x' = x + reduce(o Wo^T)
-    d_out = gather_rows(dx, d_out_all.data(), n);
-    Buffer<T> d_o = make(n * Q), d_q = make(n * Q), d_k = make(n * KV), d_v = make(n * KV);
-    linear_backward(a.o.data(), w.wo, d_out, n, Q, D, d_o.data(), g.wo);
-    B::attention_backward(attention_shape(d, batch, seq), a.q.data(), a.k.data(), a.v.data(), a.o.data(), a.lse.data(),
+    Buffer<T> d_out2_all = activation(sp ? n * D : 0);
+    const T* d_out2 = gather_rows(dx, d_out2_all.data(), n);
+    d_out2 = hold(d_out2, n * D, sp ? &d_out2_all : nullptr);
+    Buffer<T> d_o = activation(n * Q), d_q = activation(n * Q), d_k = activation(n * KV), d_v = activation(n * KV);
+    linear_input_grad(w.wo, d_out2, n, Q, D, d_o.data());
+    weight_grad(a.o.data(), d_out2, Q, D, g.wo);
+    B::attention_backward(attention_shape(d), a.q.data(), a.k.data(), a.v.data(), a.o.data(), a.lse.data(),
                           d_o.data(), d_q.data(), d_k.data(), d_v.data());
-    B::rope_backward(d_q.data(), batch, seq, d.Hl, d.hd, 0, c.rope_theta);
-    B::rope_backward(d_k.data(), batch, seq, d.KVl, d.hd, 0, c.rope_theta);
+    B::rope_backward(d_q.data(), d.batch, d.seq, d.Hl, d.hd, 0, c.rope_theta);
+    B::rope_backward(d_k.data(), d.batch, d.seq, d.KVl, d.hd, 0, c.rope_theta);
     B::fill(d_h.data(), n * D, 0.0);
-    const T* h1 = gather_rows(a.h1.data(), gathered.data(), n);
-    linear_backward(h1, w.wq, d_q.data(), n, D, Q, d_h.data(), g.wq);
-    linear_backward(h1, w.wk, d_k.data(), n, D, KV, d_h.data(), g.wk);
-    linear_backward(h1, w.wv, d_v.data(), n, D, KV, d_h.data(), g.wv);
+    Buffer<T> h1_all = activation(sp ? n * D : 0);
+    const T* h1 = gather_rows(a.h1.data(), h1_all.data(), n);
+    linear_input_grad(w.wq, d_q.data(), n, D, Q, d_h.data());
+    linear_input_grad(w.wk, d_k.data(), n, D, KV, d_h.data());
+    linear_input_grad(w.wv, d_v.data(), n, D, KV, d_h.data());
+    if constexpr (sp) h1 = hold(h1, n * D, &h1_all);
+    const T* dq = hold(d_q.data(), n * Q, &d_q);
+    const T* dk = hold(d_k.data(), n * KV, &d_k);
+    const T* dv = hold(d_v.data(), n * KV, &d_v);
+    weight_grad(h1, dq, D, Q, g.wq);
+    weight_grad(h1, dk, D, KV, g.wk);
+    weight_grad(h1, dv, D, KV, g.wv);
     const T* d_h1 = reduce_partial(d_h.data(), d_norm.data(), n);
     B::rmsnorm_backward(a.x.data(), w.attn_norm, a.rstd1.data(), d_h1, d.nl, D, dx, g.attn_norm);
   }
 
-  // The gradient of a column-parallel layer's input is a partial sum over TP: reduce it to this rank's rows.
-  const T* reduce_partial(T* partial, T* scratch, std::int64_t n) {
-    if constexpr (tp == 1) {
-      return partial;
-    } else {
-      reduce_rows(partial, scratch, n);
-      return scratch;
-    }
+  kernels::AttentionShape attention_shape(const Dims& d) const {
+    return {d.batch, d.seq, d.Hl, d.KVl, d.hd, 1.0 / std::sqrt(static_cast<double>(d.hd))};
   }
 
-  void forward_layers(const std::int32_t* tokens, Activations& acts) {
+  // ---- one chunk of layers for one micro-batch
+
+  void forward_chunk(ChunkState& ch, int vs, const std::int32_t* tokens, const std::int32_t* targets, const Dims& d,
+                     double grad_scale, bool backward) {
     const ModelConfig& c = config_;
-    const Dims& d = acts.d;
-    for (std::int64_t i = 0; i < d.n; ++i)
-      PLAIT_CHECK(tokens[i] >= 0 && tokens[i] < c.vocab, "token ", tokens[i], " at position ", i,
-                  " is outside the vocabulary [0, ", c.vocab, ")");
-    PLAIT_CHECK(acts.seq <= c.max_seq, "sequence length ", acts.seq, " exceeds the model's max_seq ", c.max_seq);
-    if constexpr (sp)
-      PLAIT_CHECK(d.n % tp == 0, "sequence parallelism splits the ", d.n, " rows of a micro-batch (batch x seq) over ",
-                  tp, " ranks: make batch x seq divisible by TP");
-    T* first = acts.layers.empty() ? acts.x_final.data() : acts.layers[0].x.data();
-    {
-      const T* table = state_.acquire(0);
-      Buffer<T> partial(static_cast<std::size_t>(tp > 1 ? d.n * d.D : 0), core::MemoryKind::activations);
-      B::embedding_forward(tokens, d.n, table, grid_.tp_rank() * d.Vl, d.Vl, d.D, tp > 1 ? partial.data() : first);
-      if constexpr (tp > 1) reduce_rows(partial.data(), first, d.n);
-      state_.release(0);
+    const auto [begin, end] = layers_of(vs);
+    Buffer<T> x = activation(d.nl * d.D);
+    if (vs == 0) {
+      for (std::int64_t i = 0; i < d.n; ++i)
+        PLAIT_CHECK(tokens[i] >= 0 && tokens[i] < c.vocab, "token ", tokens[i], " at position ", i,
+                    " is outside the vocabulary [0, ", c.vocab, ")");
+      const T* table = state_.acquire(embedding_unit_);
+      Buffer<T> partial = activation(tp > 1 ? d.n * d.D : 0);
+      B::embedding_forward(tokens, d.n, table, grid_.tp_rank() * d.Vl, d.Vl, d.D, tp > 1 ? partial.data() : x.data());
+      if constexpr (tp > 1) reduce_rows(partial.data(), x.data(), d.n);
+      state_.release(embedding_unit_);
+    } else {
+      x = std::move(ch.input);
     }
-    for (std::int64_t l = 0; l < c.layers; ++l) {
-      T* out = l + 1 < c.layers ? acts.layers[l + 1].x.data() : acts.x_final.data();
-      const int unit = static_cast<int>(l) + 1;
-      forward_layer(Weights<const T*>(state_.acquire(unit), offsets_), acts.layers[l], d, acts.batch, acts.seq, out);
+    ch.layers.resize(static_cast<std::size_t>(end - begin));
+    for (std::int64_t l = begin; l < end; ++l) {
+      LayerActivations& a = ch.layers[static_cast<std::size_t>(l - begin)];
+      a.x = std::move(x);
+      a.allocate_all(d, *this);
+      x = activation(d.nl * d.D);
+      const int unit = layer_unit_[static_cast<std::size_t>(l)];
+      forward_layer(Weights<const T*>(state_.acquire(unit), offsets_), a, d, x.data());
       state_.release(unit);
+      a.trim(backward ? keep_for(l) : Keep::input_only);
+      if (!backward) a = LayerActivations();  // forward only: nothing is kept
     }
-    const T* final_norm = state_.acquire(final_unit()) + final_norm_offset_;
-    B::rmsnorm_forward(acts.x_final.data(), final_norm, d.nl, d.D, c.norm_eps, acts.final_norm.data(), acts.rstd_final.data());
-    state_.release(final_unit());
+    if (vs == last_virtual_stage) {
+      head(ch, std::move(x), targets, d, grad_scale, backward);
+    } else {
+      ch.out = std::move(x);
+    }
   }
 
-  int final_unit() const { return static_cast<int>(config_.layers) + 1; }
+  // Final norm, LM head and loss; with backward, also their backward, leaving d(loss)/d(last layer's output) in
+  // ch.grad_out.
+  void head(ChunkState& ch, Buffer<T> x_final, const std::int32_t* targets, const Dims& d, double grad_scale,
+            bool backward) {
+    const std::int64_t n = d.n, D = d.D;
+    const int fu = final_unit_;
+    const T* final_norm = state_.acquire(fu) + final_norm_offset_;
+    Buffer<T> hf_local = activation(d.nl * D), rstd = activation(d.nl);
+    B::rmsnorm_forward(x_final.data(), final_norm, d.nl, D, config_.norm_eps, hf_local.data(), rstd.data());
+    Buffer<T> hf_all = activation(sp ? n * D : 0);
+    const T* hf = gather_rows(hf_local.data(), hf_all.data(), n);
+    const T* head_weight = state_.acquire(head_unit_) + head_offset_;
+    if (logits_out_ != nullptr) {  // sampling: the last position's logits of each sequence, all of the vocabulary
+      Buffer<T> local = activation(d.Vl), all = activation(config_.vocab);
+      for (std::int64_t b = 0; b < d.batch; ++b) {
+        linear(hf + ((b + 1) * d.seq - 1) * D, head_weight, 1, D, d.Vl, local.data());
+        if constexpr (tp > 1) grid_.tp().all_gather(local.data(), all.data(), d.Vl);
+        else B::copy(local.data(), all.data(), d.Vl);
+        for (std::int64_t v = 0; v < config_.vocab; ++v)
+          (*logits_out_)[static_cast<std::size_t>(b * config_.vocab + v)] = static_cast<double>(all[v]);
+      }
+    }
+    Buffer<T> d_hf = activation(backward ? n * D : 0);
+    T* d_head = backward ? state_.grad(head_unit_) + head_offset_ : nullptr;
+    if (targets != nullptr) {
+      const std::int64_t chunk = std::min(n, head_chunk_rows);
+      Buffer<T> logits(static_cast<std::size_t>(chunk * d.Vl), core::MemoryKind::workspace);
+      Buffer<T> row_loss(static_cast<std::size_t>(chunk), core::MemoryKind::workspace);
+      Buffer<T> stats(static_cast<std::size_t>(3 * chunk), core::MemoryKind::workspace);
+      for (std::int64_t r0 = 0; r0 < n; r0 += chunk) {
+        const std::int64_t rows = std::min(chunk, n - r0);
+        linear(hf + r0 * D, head_weight, rows, D, d.Vl, logits.data());
+        chunk_loss(logits.data(), targets + r0, rows, d, grad_scale, row_loss.data(), stats);
+        for (std::int64_t r = 0; r < rows; ++r) ch.loss += static_cast<double>(row_loss[r]);
+        if (backward) {
+          linear_input_grad(head_weight, logits.data(), rows, D, d.Vl, d_hf.data() + r0 * D);
+          linear_weight_grad(hf + r0 * D, logits.data(), rows, D, d.Vl, d_head);
+        }
+      }
+    }
+    if (head_unit_ != fu) state_.release(head_unit_);  // (the same unit as the final norm when untied: still in use)
+    if (backward) {
+      Buffer<T> d_norm = activation(tp > 1 ? d.nl * D : 0);
+      const T* d_final = reduce_partial(d_hf.data(), d_norm.data(), n);
+      ch.grad_out = activation(d.nl * D);
+      B::rmsnorm_backward(x_final.data(), final_norm, rstd.data(), d_final, d.nl, D, ch.grad_out.data(),
+                          state_.grad(fu) + final_norm_offset_);
+      state_.grad_done(fu);  // the final norm (and an untied head) are complete for this micro-batch
+    }
+    state_.release(fu);
+  }
 
-  // Loss over a chunk of rows of vocab-parallel logits (rows, Vl); with backward, the logits become their gradient.
+  // Loss over a chunk of rows of vocab-parallel logits (rows, Vl); the logits become their gradient.
   void chunk_loss(T* logits, const std::int32_t* targets, std::int64_t rows, const Dims& d, double grad_scale,
                   T* row_loss, Buffer<T>& stats) {
     if constexpr (tp == 1) {
@@ -423,68 +676,152 @@ class Transformer {
     }
   }
 
-  double run(const std::int32_t* tokens, const std::int32_t* targets, std::int64_t batch, std::int64_t seq,
-             double grad_scale, bool backward) {
-    const ModelConfig& c = config_;
-    Activations acts(c, batch, seq, dims(batch, seq));
-    const Dims& d = acts.d;
-    const std::int64_t n = d.n, D = d.D;
-    forward_layers(tokens, acts);
+  // Backward through a chunk: from ch.grad_out to ch.grad_in (or into the embedding on virtual stage 0). With
+  // `defer`, the GEMM weight gradients wait in ch.deferred for the backward_weight action.
+  void backward_chunk(ChunkState& ch, int vs, const std::int32_t* tokens, const Dims& d, bool defer) {
+    const auto [begin, end] = layers_of(vs);
+    Buffer<T> dx = std::move(ch.grad_out);
+    for (std::int64_t l = end - 1; l >= begin; --l) {
+      LayerActivations& a = ch.layers[static_cast<std::size_t>(l - begin)];
+      const int unit = layer_unit_[static_cast<std::size_t>(l)];
+      const Weights<const T*> w(state_.acquire(unit), offsets_);
+      restore_layer(w, a, d, keep_for(l));
+      backward_layer(w, unit, a, d, dx.data(), defer ? &ch.kept : nullptr, defer ? &ch.deferred : nullptr);
+      state_.release(unit);
+      if (!defer) {
+        state_.grad_done(unit);
+        a = LayerActivations();
+      }
+    }
+    if (vs == 0) {
+      Buffer<T> dx_all = activation(sp ? d.n * d.D : 0);
+      const T* d_embed = gather_rows(dx.data(), dx_all.data(), d.n);
+      B::embedding_backward(tokens, d.n, d_embed, grid_.tp_rank() * d.Vl, d.Vl, d.D, state_.grad(embedding_unit_));
+      state_.grad_done(embedding_unit_);
+    } else {
+      ch.grad_in = std::move(dx);
+    }
+  }
 
-    // LM head and loss, a chunk of rows at a time over all n rows (gathered under SP).
-    const auto kind = core::MemoryKind::activations;
-    Buffer<T> hf_all(static_cast<std::size_t>(sp ? n * D : 0), kind);
-    const T* hf = gather_rows(acts.final_norm.data(), hf_all.data(), n);
-    Buffer<T> d_hf(static_cast<std::size_t>(backward ? n * D : 0), kind);
-    const std::int64_t chunk = std::min(n, head_chunk_rows);
-    Buffer<T> logits(static_cast<std::size_t>(chunk * d.Vl), core::MemoryKind::workspace);
-    Buffer<T> row_loss(static_cast<std::size_t>(chunk), core::MemoryKind::workspace);
-    Buffer<T> stats(static_cast<std::size_t>(3 * chunk), core::MemoryKind::workspace);
-    const T* head = state_.acquire(head_unit_) + head_offset_;
-    T* d_head = backward ? state_.grad(head_unit_) + head_offset_ : nullptr;
-    double loss_sum = 0.0;
-    for (std::int64_t r0 = 0; r0 < n; r0 += chunk) {
-      const std::int64_t rows = std::min(chunk, n - r0);
-      linear(hf + r0 * D, head, rows, D, d.Vl, logits.data());
-      chunk_loss(logits.data(), targets + r0, rows, d, grad_scale, row_loss.data(), stats);
-      for (std::int64_t r = 0; r < rows; ++r) loss_sum += static_cast<double>(row_loss[r]);
-      if (backward) linear_backward(hf + r0 * D, head, logits.data(), rows, D, d.Vl, d_hf.data() + r0 * D, d_head);
-    }
-    state_.release(head_unit_);
-    if (!backward) return loss_sum;
+  // The deferred weight gradients of a chunk (ZeroBubble's W), then its units' gradients are complete.
+  void weight_chunk(ChunkState& ch, int vs) {
+    for (auto& work : ch.deferred) work();
+    ch.deferred.clear();
+    ch.kept.clear();
+    const auto [begin, end] = layers_of(vs);
+    for (std::int64_t l = end - 1; l >= begin; --l) state_.grad_done(layer_unit_[static_cast<std::size_t>(l)]);
+    ch.layers.clear();
+  }
 
-    // d(final norm) -> residual stream, then the layers in reverse, then the embedding.
-    Buffer<T> dx(static_cast<std::size_t>(d.nl * D), kind), d_norm(static_cast<std::size_t>(tp > 1 ? d.nl * D : 0), kind);
-    const T* d_final = reduce_partial(d_hf.data(), d_norm.data(), n);
-    {
-      const int u = final_unit();
-      const T* final_norm = state_.acquire(u) + final_norm_offset_;
-      B::rmsnorm_backward(acts.x_final.data(), final_norm, acts.rstd_final.data(), d_final, d.nl, D, dx.data(),
-                          state_.grad(u) + final_norm_offset_);
-      state_.release(u);
-      state_.grad_done(u);  // with an untied head, this unit holds the head too: its backward is complete
+  // ---- the pipeline program
+
+  const parallel::PipelineSchedule& program(std::int64_t count) {
+    auto it = schedules_.find(count);
+    if (it == schedules_.end()) {
+      parallel::PipelineSchedule s = parallel::make_schedule<typename L::pp::schedule>(stages, static_cast<int>(count));
+      parallel::validate(s);  // deadlock-free and matched, before any rank runs it
+      it = schedules_.emplace(count, std::move(s)).first;
     }
-    for (std::int64_t l = c.layers - 1; l >= 0; --l) {
-      const int u = static_cast<int>(l) + 1;
-      backward_layer(Weights<const T*>(state_.acquire(u), offsets_), Weights<T*>(state_.grad(u), offsets_),
-                     acts.layers[l], d, batch, seq, dx.data());
-      state_.release(u);
-      state_.grad_done(u);
+    return it->second;
+  }
+
+  // Forward only: each micro-batch through the virtual stages in order.
+  parallel::PipelineSchedule forward_program(std::int64_t count) const {
+    parallel::PipelineSchedule s;
+    s.stages = stages;
+    s.microbatches = static_cast<int>(count);
+    s.chunks = chunks;
+    s.programs.resize(stages);
+    for (int mb = 0; mb < count; ++mb)
+      for (int c = 0; c < chunks; ++c) {
+        const int vs = c * stages + stage_;
+        auto& p = s.programs[static_cast<std::size_t>(stage_)];
+        if (vs > 0) p.push_back({parallel::Op::recv_activation, mb, c, (stage_ + stages - 1) % stages});
+        p.push_back({parallel::Op::forward, mb, c, -1});
+        if (vs < last_virtual_stage) p.push_back({parallel::Op::send_activation, mb, c, (stage_ + 1) % stages});
+      }
+    return s;
+  }
+
+  // A message's tag: which micro-batch and virtual stage it is for, and whether activation or gradient.
+  static int tag(int microbatch, int virtual_stage, bool gradient) {
+    return ((microbatch % 256) * (stages * chunks) + virtual_stage) * 2 + (gradient ? 1 : 0);
+  }
+
+  double execute(const parallel::PipelineSchedule& schedule, const std::int32_t* tokens, const std::int32_t* targets,
+                 std::int64_t count, std::int64_t batch, std::int64_t seq, double grad_scale, bool backward,
+                 parallel::Timeline* timeline) {
+    const Dims d = dims(batch, seq);
+    PLAIT_CHECK(seq <= config_.max_seq, "sequence length ", seq, " exceeds the model's max_seq ", config_.max_seq);
+    if constexpr (sp)
+      PLAIT_CHECK(d.n % tp == 0, "sequence parallelism splits the ", d.n, " rows of a micro-batch (batch x seq) over ",
+                  tp, " ranks: make batch x seq divisible by TP");
+    const std::int64_t rows = d.nl * d.D;
+    std::vector<ChunkState> chunk_states(static_cast<std::size_t>(count * chunks));
+    std::vector<typename C::Request> sends;
+    const auto start = std::chrono::steady_clock::now();
+    if (timeline != nullptr) {
+      timeline->microbatches = static_cast<int>(count);
+      timeline->chunks = chunks;
+      timeline->stages.assign(static_cast<std::size_t>(stages), {});
     }
-    Buffer<T> dx_all(static_cast<std::size_t>(sp ? n * D : 0), kind);
-    const T* d_embed = gather_rows(dx.data(), dx_all.data(), n);
-    B::embedding_backward(tokens, n, d_embed, grid_.tp_rank() * d.Vl, d.Vl, D, state_.grad(0));
-    state_.grad_done(0);
-    return loss_sum;
+    double loss = 0.0;
+    for (const parallel::Action& a : schedule.programs[static_cast<std::size_t>(stage_)]) {
+      ChunkState& ch = chunk_states[static_cast<std::size_t>(a.microbatch * chunks + a.chunk)];
+      const int vs = virtual_stage(a.chunk);
+      const std::int32_t* mb_tokens = tokens + a.microbatch * d.n;
+      const std::int32_t* mb_targets = targets != nullptr ? targets + a.microbatch * d.n : nullptr;
+      const double began = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      switch (a.op) {
+        case parallel::Op::forward:
+          forward_chunk(ch, vs, mb_tokens, mb_targets, d, grad_scale, backward);
+          loss += ch.loss;
+          break;
+        case parallel::Op::backward:
+        case parallel::Op::backward_input:
+          backward_chunk(ch, vs, mb_tokens, d, a.op == parallel::Op::backward_input);
+          break;
+        case parallel::Op::backward_weight:
+          weight_chunk(ch, vs);
+          break;
+        case parallel::Op::recv_activation:
+        case parallel::Op::recv_grad:
+          if constexpr (stages > 1) {
+            const bool gradient = a.op == parallel::Op::recv_grad;
+            Buffer<T>& into = gradient ? ch.grad_out : ch.input;
+            into = activation(rows);
+            grid_.pp().recv(into.data(), rows, a.peer, tag(a.microbatch, vs, gradient));
+          }
+          break;
+        case parallel::Op::send_activation:
+        case parallel::Op::send_grad:
+          if constexpr (stages > 1) {
+            const bool gradient = a.op == parallel::Op::send_grad;
+            const Buffer<T>& from = gradient ? ch.grad_in : ch.out;
+            sends.push_back(grid_.pp().isend(from.data(), rows, a.peer, tag(a.microbatch, gradient ? vs - 1 : vs + 1, gradient)));
+          }
+          break;
+      }
+      if (timeline != nullptr && parallel::is_compute(a.op)) {
+        const double ended = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+        timeline->stages[static_cast<std::size_t>(stage_)].push_back({a, began, ended});
+      }
+    }
+    if constexpr (stages > 1) grid_.pp().wait_all(sends);  // the send buffers are freed below
+    return loss;
   }
 
   ModelConfig config_;
   comm::ProcessGrid<C> grid_;
+  int stage_ = 0;
   ParameterLayout layout_;
   State state_;
   Offsets offsets_{};
-  int head_unit_ = 0;
+  std::vector<int> layer_unit_;
+  int embedding_unit_ = -1, final_unit_ = -1, head_unit_ = -1;
   std::int64_t head_offset_ = 0, final_norm_offset_ = 0;
+  std::map<std::int64_t, parallel::PipelineSchedule> schedules_;
+  std::vector<double>* logits_out_ = nullptr;
 };
 
 }  // namespace plait::model

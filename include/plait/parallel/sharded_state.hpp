@@ -53,8 +53,9 @@ class ShardedState {
   // DP-all-reduce bucket for stages 0-1 (elements): one collective per bucket, not per tensor.
   static constexpr std::int64_t bucket_elements = std::int64_t{1} << 22;
 
-  ShardedState(std::vector<Unit> units, std::vector<Segment> segments, C& dp, C& tp)
-      : units_(std::move(units)), segments_(std::move(segments)), dp_(dp), tp_(tp) {
+  // pp: the pipeline group, whose stages hold disjoint parts of the model (nullptr: no pipeline).
+  ShardedState(std::vector<Unit> units, std::vector<Segment> segments, C& dp, C& tp, C* pp = nullptr)
+      : units_(std::move(units)), segments_(std::move(segments)), dp_(dp), tp_(tp), pp_(pp) {
     const std::int64_t d = dp_.size(), r = dp_.rank();
     std::int64_t shard_offset = 0;
     for (const Unit& u : units_) {
@@ -176,6 +177,7 @@ class ShardedState {
     });
     if (stage >= 1) dp_.all_reduce(&local, 1, comm::ReduceOp::sum);  // shards are disjoint over DP
     tp_.all_reduce(&local, 1, comm::ReduceOp::sum);
+    if (pp_ != nullptr) pp_->all_reduce(&local, 1, comm::ReduceOp::sum);  // stages hold different layers
     return local;
   }
 
@@ -237,6 +239,7 @@ class ShardedState {
   std::vector<Shard> shards_;
   C& dp_;
   C& tp_;
+  C* pp_ = nullptr;
   std::int64_t total_ = 0, shard_total_ = 0;
   Buffer<T> values_, grads_;
   std::vector<Buffer<T>> open_values_, open_grads_;

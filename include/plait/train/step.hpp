@@ -12,6 +12,7 @@
 #include "plait/comm/communicator.hpp"
 #include "plait/core/error.hpp"
 #include "plait/core/memory.hpp"
+#include "plait/parallel/schedule.hpp"
 #include "plait/train/data.hpp"
 #include "plait/train/lr_schedule.hpp"
 #include "plait/train/metrics.hpp"
@@ -25,6 +26,7 @@ struct TrainConfig {
   WarmupCosine lr{};
   AdamWConfig adamw{};
   double clip_norm = 1.0;         // <= 0: no clipping
+  bool record_timeline = false;   // keep each step's measured pipeline timeline (all stages)
   double peak_flops = 0.0;        // per device, for MFU; 0: not reported
 };
 
@@ -52,17 +54,17 @@ class Trainer {
     const double tokens = static_cast<double>(config_.global_batch * seq);
     const std::int64_t per_rank = config_.global_batch / model_.grid().dp_size();
     const std::int64_t first = model_.grid().dp_rank() * per_rank;
-    inputs_.resize(static_cast<std::size_t>(mb * seq));
-    targets_.resize(static_cast<std::size_t>(mb * seq));
+    const std::int64_t count = grad_accum();
+    inputs_.resize(static_cast<std::size_t>(count * mb * seq));
+    targets_.resize(static_cast<std::size_t>(count * mb * seq));
+    data.batch(step, first, count * mb, inputs_.data(), targets_.data());  // the micro-batches, one after another
 
     B::memory().reset_peaks();
     auto& state = model_.state();
     model_.zero_grad();
-    double loss_sum = 0.0;
-    for (std::int64_t m = 0; m < grad_accum(); ++m) {
-      data.batch(step, first + m * mb, mb, inputs_.data(), targets_.data());
-      loss_sum += model_.forward_backward(inputs_.data(), targets_.data(), mb, seq, 1.0 / tokens);
-    }
+    if (config_.record_timeline) model_.grid().pp().barrier();  // stages start their clocks together
+    double loss_sum = model_.forward_backward_microbatches(inputs_.data(), targets_.data(), count, mb, seq,
+                                                           1.0 / tokens, config_.record_timeline ? &timeline_ : nullptr);
     state.reduce_gradients();
     const double norm = std::sqrt(state.grad_sum_squares());
     PLAIT_CHECK(std::isfinite(norm), "the gradient norm is not finite at step ", step,
@@ -72,6 +74,7 @@ class Trainer {
     optimizer_.step(state, lr, last_clip_factor_);
     state.sync_parameters();
     model_.grid().dp().all_reduce(&loss_sum, 1, comm::ReduceOp::sum);  // TP ranks hold the same loss already
+    model_.grid().pp().all_reduce(&loss_sum, 1, comm::ReduceOp::sum);  // only the last stage has a loss
     B::synchronize();
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
@@ -94,6 +97,31 @@ class Trainer {
   }
 
   double last_clip_factor() const { return last_clip_factor_; }
+
+  // The last step's measured timeline of every pipeline stage (a collective over the pipeline group: every rank
+  // of the step calls it). Needs record_timeline.
+  parallel::Timeline gather_timeline() {
+    auto& pp = model_.grid().pp();
+    const auto& mine = timeline_.stages.at(static_cast<std::size_t>(model_.grid().pp_rank()));
+    std::vector<double> packed;
+    for (const auto& t : mine)
+      packed.insert(packed.end(), {static_cast<double>(t.action.op), double(t.action.microbatch), double(t.action.chunk), t.start, t.end});
+    std::int64_t count = static_cast<std::int64_t>(packed.size()), most = count;
+    pp.all_reduce(&most, 1, comm::ReduceOp::max);
+    PLAIT_CHECK(most == count, "pipeline stages ran different numbers of actions");
+    std::vector<double> all(static_cast<std::size_t>(count * pp.size()));
+    pp.all_gather(packed.data(), all.data(), count);
+    parallel::Timeline out = timeline_;
+    for (int s = 0; s < pp.size(); ++s) {
+      auto& row = out.stages[static_cast<std::size_t>(s)];
+      row.clear();
+      for (std::int64_t i = 0; i < count; i += 5) {
+        const double* e = all.data() + s * count + i;
+        row.push_back({{static_cast<parallel::Op>(static_cast<int>(e[0])), static_cast<int>(e[1]), static_cast<int>(e[2])}, e[3], e[4]});
+      }
+    }
+    return out;
+  }
   AdamW<B>& optimizer() { return optimizer_; }
 
  private:
@@ -102,6 +130,7 @@ class Trainer {
   AdamW<B> optimizer_;
   std::vector<std::int32_t> inputs_, targets_;
   double last_clip_factor_ = 1.0;
+  parallel::Timeline timeline_;
 };
 
 }  // namespace plait::train
