@@ -14,7 +14,7 @@ function(plait_add_mpi_test)
   add_test(NAME "${ARG_NAME} [np=${ARG_NP}]"
     COMMAND ${MPIEXEC_EXECUTABLE} ${root_flag} ${MPIEXEC_NUMPROC_FLAG} ${ARG_NP} --oversubscribe
             --mca mpi_yield_when_idle 1 --bind-to none
-            $<TARGET_FILE:${ARG_TARGET}> --use-colour no ${ARG_ARGS})
+            $<TARGET_FILE:${ARG_TARGET}> ${ARG_ARGS})
   set_tests_properties("${ARG_NAME} [np=${ARG_NP}]" PROPERTIES PROCESSORS ${ARG_NP}
     ENVIRONMENT "OMP_NUM_THREADS=1;OPENBLAS_NUM_THREADS=1")
 endfunction()

@@ -38,7 +38,33 @@ struct Options {
   int tp = 1;
   bool sp = false;
   int zero = 0;
+  int pp = 1;
+  std::string schedule = "1f1b";   // gpipe | 1f1b | interleaved:V | zb
+  std::string checkpoint = "none"; // none | full | selective | every:K
+  std::int64_t grad_accum = 0;     // micro-batches per rank per step; 0: from --batch
+  std::string trace;               // Chrome trace of the last step's measured pipeline timeline
+  std::string jit_cache;           // where layouts built on first use are kept
 };
+
+// The C++ type of the layout the flags name, e.g. plait::Layout<plait::TensorParallel<2>, ...>.
+inline std::string layout_type(const Options& o) {
+  std::string schedule = "plait::OneFOneB";
+  if (o.schedule == "gpipe") schedule = "plait::GPipe";
+  if (o.schedule == "zb") schedule = "plait::ZeroBubble";
+  if (o.schedule.rfind("interleaved:", 0) == 0) schedule = "plait::Interleaved<" + o.schedule.substr(12) + ">";
+  std::string policy = "plait::parallel::None";
+  if (o.checkpoint == "full") policy = "plait::Full";
+  if (o.checkpoint == "selective") policy = "plait::Selective";
+  if (o.checkpoint.rfind("every:", 0) == 0) policy = "plait::EveryNth<" + o.checkpoint.substr(6) + ">";
+  return "plait::Layout<plait::TensorParallel<" + std::to_string(o.tp) + (o.sp ? ", plait::SequenceParallel" : "") +
+         ">, plait::Pipeline<" + std::to_string(o.pp) + ", " + schedule + ">, plait::ZeroStage<" +
+         std::to_string(o.zero) + ">, plait::Checkpoint<" + policy + ">>";
+}
+
+// Whether plait-train has this layout compiled in (else it is built on first use and cached).
+inline bool compiled_in(const Options& o) {
+  return o.pp == 1 && o.checkpoint == "none" && o.schedule == "1f1b" && (o.tp == 1 || o.tp == 2 || o.tp == 4 || o.tp == 8);
+}
 
 struct Flag {
   std::string name, value_name, help;
@@ -81,6 +107,15 @@ inline std::vector<Flag> flags(Options& o) {
       {"--sp", "", "sequence parallelism for norms and residuals (needs --tp > 1)", [&o](const std::string&) { o.sp = true; }},
       {"--zero", "K", "ZeRO stage over the data-parallel ranks: 0, 1, 2 or 3 (default 0)",
        [&o](const std::string& v) { o.zero = std::stoi(v); }},
+      {"--pp", "N", "pipeline stages (default 1); data parallelism takes world / (TP x PP)",
+       [&o](const std::string& v) { o.pp = std::stoi(v); }},
+      {"--schedule", "S", "pipeline schedule: gpipe, 1f1b, interleaved:V or zb (default 1f1b)", str(o.schedule)},
+      {"--checkpoint", "P", "activation checkpointing: none, full, selective or every:K (default none)", str(o.checkpoint)},
+      {"--grad-accum", "M", "micro-batches per rank per step (sets --batch to DP x micro-batch x M)", i64(o.grad_accum)},
+      {"--trace", "FILE", "write the last step's measured pipeline timeline as a Chrome trace (open in Perfetto)",
+       str(o.trace)},
+      {"--jit-cache", "DIR", "where layouts that are not compiled in are built and kept (default ~/.cache/plait)",
+       str(o.jit_cache)},
   };
 }
 
@@ -125,8 +160,26 @@ inline Options parse(int argc, char** argv) {
   PLAIT_CHECK(o.tp >= 1, "TensorParallel<N> needs N >= 1 ranks per tensor-parallel group.");
   PLAIT_CHECK(!o.sp || o.tp > 1, "SequenceParallel splits the sequence over the tensor-parallel group: use it with "
               "TensorParallel<N> where N > 1 (give --tp 2 or more with --sp).");
-  PLAIT_CHECK(o.tp == 1 || o.tp == 2 || o.tp == 4 || o.tp == 8, "plait-train has TensorParallel<1, 2, 4, 8> compiled "
-              "in; --tp ", o.tp, " is not one of them (a program of your own can instantiate any degree)");
+  PLAIT_CHECK(o.pp >= 1, "Pipeline<Stages> needs Stages >= 1.");
+  const bool interleaved = o.schedule.rfind("interleaved:", 0) == 0;
+  PLAIT_CHECK(o.schedule == "gpipe" || o.schedule == "1f1b" || o.schedule == "zb" || interleaved,
+              "unknown --schedule '", o.schedule, "': use gpipe, 1f1b, interleaved:V or zb");
+  if (interleaved) {
+    const std::string v = o.schedule.substr(12);
+    PLAIT_CHECK(!v.empty() && v.find_first_not_of("0123456789") == std::string::npos && std::stoi(v) >= 2,
+                "Interleaved<V> needs V >= 2 model chunks per stage; with one chunk use OneFOneB (--schedule 1f1b).");
+    PLAIT_CHECK(o.pp > 1, "Interleaved<V> spreads V model chunks over the pipeline stages: it needs Pipeline<S, ...> "
+                "with S > 1 (use OneFOneB, or more stages).");
+  }
+  const bool every = o.checkpoint.rfind("every:", 0) == 0;
+  PLAIT_CHECK(o.checkpoint == "none" || o.checkpoint == "full" || o.checkpoint == "selective" || every,
+              "unknown --checkpoint '", o.checkpoint, "': use none, full, selective or every:K");
+  if (every) {
+    const std::string k = o.checkpoint.substr(6);
+    PLAIT_CHECK(!k.empty() && k.find_first_not_of("0123456789") == std::string::npos && std::stoi(k) >= 1,
+                "EveryNth<K> needs K >= 1 (--checkpoint every:K).");
+  }
+  PLAIT_CHECK(o.grad_accum >= 0, "--grad-accum must be at least 1");
   PLAIT_CHECK(o.dtype == "float" || o.dtype == "double", "--dtype takes float or double, got '", o.dtype, "'");
   if (o.warmup == 0) o.warmup = std::max<std::int64_t>(1, o.steps / 10);
   return o;

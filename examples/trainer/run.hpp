@@ -19,6 +19,7 @@
 #include "plait/backend/host.hpp"
 #include "plait/comm/mpi.hpp"
 #include "plait/model/transformer.hpp"
+#include "plait/parallel/schedule_timeline.hpp"
 #include "plait/train/data.hpp"
 #include "plait/train/sample.hpp"
 #include "plait/train/step.hpp"
@@ -64,8 +65,13 @@ int run(const Options& o) {
     peak /= world.size();
   }
   plait::train::TrainConfig tc;
-  tc.global_batch = o.batch;
-  tc.micro_batch = o.micro_batch > 0 ? o.micro_batch : std::max<std::int64_t>(1, o.batch / grid.dp_size());
+  // Default micro-batch: the rank's whole share at once, or under a pipeline single sequences (most micro-batches,
+  // smallest bubble). --grad-accum M fixes the micro-batch count instead of --batch.
+  tc.micro_batch = o.micro_batch > 0 ? o.micro_batch
+                   : Layout::pp::stages > 1 ? 1
+                                            : std::max<std::int64_t>(1, o.batch / grid.dp_size());
+  tc.global_batch = o.grad_accum > 0 ? grid.dp_size() * tc.micro_batch * o.grad_accum : o.batch;
+  tc.record_timeline = Layout::pp::stages > 1 || !o.trace.empty();
   tc.lr = {o.lr, o.warmup, o.steps, o.min_lr_ratio};
   tc.adamw.weight_decay = o.weight_decay;
   tc.clip_norm = o.clip;
@@ -77,12 +83,13 @@ int run(const Options& o) {
                 o.data.empty() ? "embedded corpus" : o.data.c_str(), static_cast<long long>(config.parameters()),
                 static_cast<long long>(o.layers), static_cast<long long>(o.hidden), static_cast<long long>(o.heads),
                 static_cast<long long>(o.kv_heads), static_cast<long long>(o.ffn), o.dtype.c_str());
-    std::printf("layout: %d ranks = TP %d%s x DP %d, ZeRO-%d; %d OpenMP threads per rank\n", world.size(),
-                grid.tp_size(), Layout::tp::sequence_parallel ? " (sequence parallel)" : "", grid.dp_size(),
-                Layout::zero::stage, omp_get_max_threads());
+    std::printf("layout: %d ranks = TP %d%s x PP %d (%s) x DP %d, ZeRO-%d, checkpoint %s; %d OpenMP threads per rank\n",
+                world.size(), grid.tp_size(), Layout::tp::sequence_parallel ? " (sequence parallel)" : "",
+                grid.pp_size(), o.schedule.c_str(), grid.dp_size(), Layout::zero::stage, o.checkpoint.c_str(),
+                omp_get_max_threads());
     std::printf("data: %lld tokens (bytes); %lld sequences of %lld per step (micro-batch %lld x %lld per rank); "
                 "MFU against %.1f GFLOP/s per rank%s\n",
-                static_cast<long long>(data.size()), static_cast<long long>(o.batch), static_cast<long long>(o.seq_len),
+                static_cast<long long>(data.size()), static_cast<long long>(tc.global_batch), static_cast<long long>(o.seq_len),
                 static_cast<long long>(tc.micro_batch), static_cast<long long>(trainer.grad_accum()), peak / 1e9,
                 o.peak_gflops > 0 ? "" : " (BLAS GEMM rate measured now)");
     std::fflush(stdout);
@@ -112,6 +119,23 @@ int run(const Options& o) {
     }
   }
   const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  if (tc.record_timeline) {  // the last step's pipeline, as measured: bubble, and a picture of it
+    const plait::parallel::Timeline timeline = trainer.gather_timeline();
+    if (lead && Layout::pp::stages > 1) {
+      const double p = Layout::pp::stages, m = static_cast<double>(trainer.grad_accum()),
+                   v = Layout::pp::schedule::virtual_stages;
+      std::printf("pipeline bubble (last step, measured): %.1f%% of the step; idle/compute %.3f against (p-1)/(v m) = %.3f\n",
+                  100.0 * plait::parallel::bubble_fraction(timeline), plait::parallel::bubble_ratio(timeline),
+                  (p - 1) / (v * m));
+      std::printf("%s", plait::parallel::timeline_text(timeline).c_str());
+    }
+    if (lead && !o.trace.empty()) {
+      std::ofstream trace(o.trace);
+      PLAIT_CHECK(trace.good(), "cannot write the trace file '", o.trace, "'");
+      trace << plait::parallel::chrome_trace(timeline).dump() << '\n';
+      std::printf("trace: %s (open it in Perfetto or chrome://tracing)\n", o.trace.c_str());
+    }
+  }
   const double avg_tps = tokens_per_s_sum / static_cast<double>(std::max<std::int64_t>(1, o.steps - 1));
 
   // Memory per rank, gathered to every rank and printed by rank 0.

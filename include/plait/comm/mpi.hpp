@@ -74,15 +74,15 @@ class Mpi {
   }
   MPI_Comm native() const { return comm_->comm; }
 
-  // How many ranks of this group share this rank's node (to give each its share of the cores).
-  int node_local_size() const {
+  // The ranks of this group that share this rank's node (memory), in rank order.
+  Mpi node() const {
     MPI_Comm node = MPI_COMM_NULL;
-    detail::check(MPI_Comm_split_type(comm_->comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node), "MPI_Comm_split_type");
-    int size = 1;
-    MPI_Comm_size(node, &size);
-    MPI_Comm_free(&node);
-    return size;
+    detail::check(MPI_Comm_split_type(comm_->comm, MPI_COMM_TYPE_SHARED, rank(), MPI_INFO_NULL, &node),
+                  "MPI_Comm_split_type");
+    return Mpi(std::make_shared<Handle>(node, true));
   }
+  // How many ranks of this group share this rank's node (to give each its share of the cores).
+  int node_local_size() const { return node().size(); }
 
   template <class T>
   void all_reduce(T* data, std::int64_t n, ReduceOp op) {

@@ -1,0 +1,82 @@
+// Layouts that plait-train does not have compiled in are built on first use: the flags name a Layout type, a
+// translation unit instantiating it is compiled into a shared library with the compiler and flags plait-train was
+// built with, kept in a cache, and loaded. One rank per node builds; the others wait. Layouts are types, flags are
+// runtime, and every valid combination works without editing CMake.
+#pragma once
+
+#include <dlfcn.h>
+#include <sys/stat.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <sstream>
+#include <string>
+
+#include "jit_config.hpp"
+#include "options.hpp"
+#include "plait/comm/mpi.hpp"
+
+namespace trainer {
+
+inline std::string jit_cache_dir(const Options& o) {
+  if (!o.jit_cache.empty()) return o.jit_cache;
+  if (const char* xdg = std::getenv("XDG_CACHE_HOME")) return std::string(xdg) + "/plait";
+  if (const char* home = std::getenv("HOME")) return std::string(home) + "/.cache/plait";
+  return "/tmp/plait-cache";
+}
+
+inline int run_built_on_first_use(const Options& o) {
+  plait::comm::Mpi world;
+  const std::string type = layout_type(o);
+  // The key changes with the layout, the compile command and the plait-train binary (a rebuild invalidates it).
+  struct stat self {};
+  stat("/proc/self/exe", &self);
+  const std::size_t key =
+      std::hash<std::string>{}(type + "|" + jit_compile_command + "|" + std::to_string(self.st_mtime) + "|" + std::to_string(self.st_size));
+  const std::filesystem::path dir = jit_cache_dir(o);
+  char name[32];
+  std::snprintf(name, sizeof name, "layout-%016zx", key);
+  const std::filesystem::path source = dir / (std::string(name) + ".cpp"), library = dir / (std::string(name) + ".so"),
+                              log = dir / (std::string(name) + ".log");
+
+  plait::comm::Mpi node = world.node();
+  int failed = 0;
+  if (node.rank() == 0 && !std::filesystem::exists(library)) {
+    if (world.rank() == 0)
+      std::printf("plait-train: building the layout %s on first use (about half a minute; kept in %s)\n", type.c_str(),
+                  dir.c_str());
+    std::fflush(stdout);
+    std::error_code ec;
+    std::filesystem::create_directories(dir, ec);
+    std::ofstream(source) << "// Built by plait-train on first use of this layout.\n#include \"run.hpp\"\n"
+                          << "extern \"C\" int plait_train_layout(const trainer::Options& o) {\n  using L = " << type
+                          << ";\n  return o.dtype == \"double\" ? trainer::run<L, double>(o) : trainer::run<L, float>(o);\n}\n";
+    const std::string temporary = library.string() + ".tmp" + std::to_string(world.rank());
+    const std::string command = std::string(jit_compile_command) + " -o '" + temporary + "' '" + source.string() +
+                                "' " + jit_link_flags + " > '" + log.string() + "' 2>&1";
+    failed = std::system(command.c_str()) != 0 || !std::filesystem::exists(temporary);
+    if (!failed) std::filesystem::rename(temporary, library, ec);
+    failed = failed || ec;
+  }
+  world.all_reduce(&failed, 1, plait::comm::ReduceOp::max);
+  if (failed) {
+    std::ifstream in(log);
+    std::stringstream text;
+    text << in.rdbuf();
+    std::string tail = text.str();
+    if (tail.size() > 2000) tail = "..." + tail.substr(tail.size() - 2000);
+    plait::core::fail("building the layout ", type, " failed (compiler output in ", log.string(), "):\n", tail);
+  }
+  void* handle = dlopen(library.c_str(), RTLD_NOW | RTLD_LOCAL);
+  PLAIT_CHECK(handle != nullptr, "cannot load the layout built in ", library.string(), ": ", dlerror(),
+              " (delete it to rebuild)");
+  using Entry = int (*)(const Options&);
+  auto entry = reinterpret_cast<Entry>(dlsym(handle, "plait_train_layout"));
+  PLAIT_CHECK(entry != nullptr, "the layout library ", library.string(), " has no entry point (delete it to rebuild)");
+  return entry(o);
+}
+
+}  // namespace trainer
