@@ -24,7 +24,7 @@ concept Communicator = requires(C& c, const C& cc, double* x, const double* cx, 
   c.broadcast(x, n, peer);
   c.send(cx, n, peer, 0);
   c.recv(x, n, peer, 0);
-  { c.isend(cx, n, peer, 0) } -> std::same_as<typename C::Request>;  // completes by wait_all
+  { c.isend(cx, n, peer, 0) } -> std::same_as<typename C::Request>;  // completes by test or wait_all
   c.barrier();
   { c.split(0, 0) } -> std::same_as<C>;             // ranks with the same colour, ordered by key
 };

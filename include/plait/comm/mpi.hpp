@@ -124,6 +124,12 @@ class Mpi {
     detail::check(MPI_Isend(data, detail::count(n), detail::mpi_type<T>(), peer, tag, comm_->comm, &request), "MPI_Isend");
     return request;
   }
+  // Whether a send has completed (its buffer may be reused or freed).
+  bool test(Request& request) {
+    int done = 0;
+    detail::check(MPI_Test(&request, &done, MPI_STATUS_IGNORE), "MPI_Test");
+    return done != 0;
+  }
   void wait_all(std::vector<Request>& requests) {
     if (requests.empty()) return;
     detail::check(MPI_Waitall(static_cast<int>(requests.size()), requests.data(), MPI_STATUSES_IGNORE), "MPI_Waitall");

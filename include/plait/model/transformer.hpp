@@ -758,7 +758,9 @@ class Transformer {
                   tp, " ranks: make batch x seq divisible by TP");
     const std::int64_t rows = d.nl * d.D;
     std::vector<ChunkState> chunk_states(static_cast<std::size_t>(count * chunks));
-    std::vector<typename C::Request> sends;
+    // Sends in flight with the buffers they read: freed as soon as each completes, so that activation memory
+    // is what the schedule holds, not everything sent during the step.
+    std::vector<std::pair<typename C::Request, Buffer<T>>> sends;
     const auto start = std::chrono::steady_clock::now();
     if (timeline != nullptr) {
       timeline->microbatches = static_cast<int>(count);
@@ -797,17 +799,24 @@ class Transformer {
         case parallel::Op::send_grad:
           if constexpr (stages > 1) {
             const bool gradient = a.op == parallel::Op::send_grad;
-            const Buffer<T>& from = gradient ? ch.grad_in : ch.out;
-            sends.push_back(grid_.pp().isend(from.data(), rows, a.peer, tag(a.microbatch, gradient ? vs - 1 : vs + 1, gradient)));
+            Buffer<T> from = std::move(gradient ? ch.grad_in : ch.out);
+            auto request = grid_.pp().isend(from.data(), rows, a.peer, tag(a.microbatch, gradient ? vs - 1 : vs + 1, gradient));
+            sends.emplace_back(request, std::move(from));
           }
           break;
       }
+      if constexpr (stages > 1)
+        std::erase_if(sends, [&](auto& send) { return grid_.pp().test(send.first); });
       if (timeline != nullptr && parallel::is_compute(a.op)) {
         const double ended = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
         timeline->stages[static_cast<std::size_t>(stage_)].push_back({a, began, ended});
       }
     }
-    if constexpr (stages > 1) grid_.pp().wait_all(sends);  // the send buffers are freed below
+    if constexpr (stages > 1) {
+      std::vector<typename C::Request> requests;
+      for (auto& send : sends) requests.push_back(send.first);
+      grid_.pp().wait_all(requests);
+    }
     return loss;
   }
 
