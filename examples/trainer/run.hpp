@@ -92,6 +92,11 @@ int run(const Options& o) {
                 static_cast<long long>(data.size()), static_cast<long long>(tc.global_batch), static_cast<long long>(o.seq_len),
                 static_cast<long long>(tc.micro_batch), static_cast<long long>(trainer.grad_accum()), peak / 1e9,
                 o.peak_gflops > 0 ? "" : " (BLAS GEMM rate measured now)");
+    if (Layout::pp::stages > 1 && trainer.grad_accum() < Layout::pp::stages)
+      std::printf("warning: %lld micro-batches per step for %d pipeline stages: the pipe never fills, and the bubble "
+                  "is (p-1)/m = %.2f of the compute; give --grad-accum %d or more\n",
+                  static_cast<long long>(trainer.grad_accum()), Layout::pp::stages,
+                  (Layout::pp::stages - 1.0) / static_cast<double>(trainer.grad_accum()), Layout::pp::stages);
     std::fflush(stdout);
   }
 
