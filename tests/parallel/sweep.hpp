@@ -26,12 +26,13 @@ struct Result {
   std::vector<std::pair<std::string, std::vector<double>>> parameters;
 };
 
-// Model 0 for the TP/SP/ZeRO sweep; model 1 (8 layers) for pipelines: 4 stages x 2 chunks.
+// Model 0 for the TP/SP/ZeRO sweep; model 1 (8 layers) for pipelines: 4 stages x 2 chunks; model 2 (5 layers)
+// for uneven splits (3 + 2 on two stages, 2 + 1 + 1 + 1 on four).
 inline plait::ModelConfig model_config(int id = 0) {
   plait::ModelConfig c;
   c.vocab = 16;  // divisible by every TP degree swept
   c.hidden = 32;
-  c.layers = id == 0 ? 2 : 8;
+  c.layers = id == 0 ? 2 : id == 1 ? 8 : 5;
   c.heads = 8;
   c.kv_heads = 4;  // grouped-query attention, still divisible by TP 4
   c.ffn = 24;
@@ -138,9 +139,10 @@ using LayoutsWithZero = std::tuple<
     sweep::run_layout<TestType, float>();                                                                     \
   }
 
-// Pipelines: one test case per layout of a list, on the 8-layer model, fp64 and fp32.
-#define PLAIT_PIPELINE_SWEEP(NAME, LIST)                                                                       \
+// Pipelines: one test case per layout of a list, on the 8-layer model (or MODEL), fp64 and fp32.
+#define PLAIT_PIPELINE_SWEEP_ON(NAME, LIST, MODEL)                                                             \
   TEMPLATE_LIST_TEST_CASE("pipeline layouts (" NAME ") equal one rank", "[parallel][sweep][pipeline]", LIST) { \
-    sweep::run_layout<TestType, double, 1>();                                                                 \
-    sweep::run_layout<TestType, float, 1>();                                                                  \
+    sweep::run_layout<TestType, double, MODEL>();                                                             \
+    sweep::run_layout<TestType, float, MODEL>();                                                              \
   }
+#define PLAIT_PIPELINE_SWEEP(NAME, LIST) PLAIT_PIPELINE_SWEEP_ON(NAME, LIST, 1)
