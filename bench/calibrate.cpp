@@ -1,6 +1,7 @@
 // Calibrates the planner on the machine it runs on: GEMM rate at several shapes (through plait::kernels::gemm,
 // OpenBLAS sgemm here), memory bandwidth (a triad), and writes a hardware JSON that `plait-plan --hardware` takes.
 // Usage: plait-bench-calibrate [--out HW.json] [--base dgx-a100-80gb|FILE.json] [--peak-flops F] [--name N]
+//        [--share F] [--ranks R] [--link-bandwidth B] [--host]   (a CPU run of plait-train: see --help)
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -9,6 +10,8 @@
 #include <fstream>
 #include <string>
 #include <vector>
+
+#include <unistd.h>
 
 #include <plait/kernels/blas.hpp>
 
@@ -39,7 +42,9 @@ struct GemmPoint {
 
 int main(int argc, char** argv) {
   std::string out = "calibrated_hardware.json", base = "", name = "calibrated";
-  double peak = 0;
+  double peak = 0, share = 1.0, link_bandwidth = 0;
+  int ranks = 0;
+  bool host = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto value = [&]() -> std::string {
@@ -53,17 +58,31 @@ int main(int argc, char** argv) {
     else if (a == "--base") base = value();
     else if (a == "--peak-flops") peak = std::stod(value());
     else if (a == "--name") name = value();
+    else if (a == "--share") share = std::stod(value());
+    else if (a == "--ranks") ranks = std::stoi(value());
+    else if (a == "--link-bandwidth") link_bandwidth = std::stod(value());
+    else if (a == "--host") host = true;
     else {
       std::printf("usage: plait-bench-calibrate [--out HW.json] [--base dgx-a100-80gb|FILE.json] [--peak-flops F] "
-                  "[--name N]\nMeasures GEMM rate at several shapes and memory bandwidth; fits the planner's GEMM "
-                  "efficiency curve;\nwrites the base hardware (default: this machine, 1 'GPU' per node) with them.\n");
+                  "[--name N]\n                             [--share F] [--ranks R] [--link-bandwidth B] [--host]\n"
+                  "Measures GEMM rate at several shapes and memory bandwidth; fits the planner's GEMM "
+                  "efficiency curve;\nwrites the base hardware (default: this machine, 1 'GPU' per node) with them.\n"
+                  "For a CPU run of plait-train (R ranks under mpirun on one machine), measure single-threaded\n"
+                  "(OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1) and give:\n"
+                  "  --share F           each rank gets F of one thread's GEMM rate and bandwidth (cores / ranks when\n"
+                  "                      there are more ranks than cores, e.g. 0.5 for 4 ranks on 2 cores)\n"
+                  "  --ranks R           ranks per node (the planner's gpus_per_node; memory = this machine's)\n"
+                  "  --link-bandwidth B  bytes/s of a shared-memory MPI transfer per rank (default: the per-rank triad\n"
+                  "                      bandwidth / 2, a message being copied into and out of a shared segment)\n"
+                  "  --host              plait's Host backend: fp32 training, memory counted exactly by plait's tracker\n"
+                  "                      (no allocator slack or framework overhead), no per-step launch overhead\n");
       return a == "--help" ? 0 : 2;
     }
   }
 
   // GEMM shapes as a transformer layer has them: M tokens, N and K the hidden and FFN sizes, sliced as TP would.
   std::vector<GemmPoint> points;
-  std::printf("GEMM (fp32 sgemm through plait::kernels::gemm)\n%6s %6s %6s %12s\n", "M", "N", "K", "GFLOP/s");
+  std::printf("GEMM (fp32 sgemm through plait::kernels::gemm; this process, before --share)\n%6s %6s %6s %12s\n", "M", "N", "K", "GFLOP/s");
   for (double m : {128.0, 512.0, 2048.0})
     for (double nk : {128.0, 256.0, 512.0, 1024.0, 2048.0}) {
       const auto M = static_cast<std::int64_t>(m), N = static_cast<std::int64_t>(nk), K = static_cast<std::int64_t>(nk);
@@ -104,7 +123,9 @@ int main(int argc, char** argv) {
 #pragma omp parallel for
     for (std::size_t i = 0; i < len; ++i) z[i] = x[i] + 0.5f * y[i];
   });
-  const double bandwidth = 3.0 * 4.0 * static_cast<double>(len) / triad_s;
+  const double bandwidth = 3.0 * 4.0 * static_cast<double>(len) / triad_s * share;
+  peak *= share, best_rate *= share;
+  for (auto& p : points) p.flops_per_s *= share;
 
   plait::plan::Hardware hw;
   if (!base.empty()) {
@@ -114,6 +135,31 @@ int main(int argc, char** argv) {
     hw.peak_flops = peak;
     hw.hbm_bandwidth = bandwidth;
     hw.gpus_per_node = 1;
+  }
+  if (ranks > 0) {
+    // One machine: every collective runs over shared memory, the planner's "intra-node link".
+    hw.gpus_per_node = ranks;
+    hw.link_bandwidth = link_bandwidth > 0 ? link_bandwidth : bandwidth / 2.0;
+    hw.network_bandwidth = hw.link_bandwidth;
+    hw.link_latency_s = hw.network_latency_s = 20e-6;  // an MPI shared-memory message on oversubscribed cores
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
+    if (pages > 0 && page > 0) hw.memory_bytes = static_cast<double>(pages) * static_cast<double>(page) / ranks;
+  } else if (link_bandwidth > 0) {
+    hw.link_bandwidth = link_bandwidth;
+  }
+  if (host) {
+    auto& c = hw.calibration;
+    c.precision = "fp32";
+    c.link_efficiency = c.network_efficiency = 1.0;  // the bandwidth above is already what a transfer reaches
+    c.fragmentation = 0.0;                           // plait's tracker counts the bytes asked for
+    c.framework_overhead_bytes = 0.0;
+    c.attention_mask_bytes = 0.0;
+    c.per_step_overhead_s = 0.0;
+    c.per_layer_overhead_s = 0.0;
+    c.data_parallel_exposed = c.data_parallel_exposed_pipelined = 1.0;  // blocking MPI collectives: nothing overlaps
+    c.vocab_parallel_loss = false;
+    c.logits_bytes_per_element = 12.0;  // fp32 logits, softmax and their gradient
+    c.attention_efficiency = c.gemm_peak_efficiency;  // plain (tiled) attention GEMMs on the CPU
   }
   hw.name = name;
   hw.calibration.gemm_peak_efficiency = std::min(1.0, peak_eff);

@@ -1,6 +1,7 @@
 // plait-plan: which parallel layout to train a model with on a cluster, and how well that prediction matched the
 // paper's measured runs. Subcommands: recommend, evaluate, fit. Bad input: a message saying what to change, exit 2.
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <iostream>
@@ -29,6 +30,7 @@ const char* top_usage =
     "  recommend  the best layouts for a model, sequence length, GPU count and global batch\n"
     "  evaluate   predictions for every row of a runs CSV (the paper's runs.csv format)\n"
     "  fit        fit the calibration constants on measured runs, write a hardware JSON\n"
+    "  layout     one layout's predicted memory per rank (by kind) and step time (by part)\n"
     "'plait-plan <command> --help' for each command's options.\n";
 
 const char* recommend_usage =
@@ -53,6 +55,14 @@ const char* fit_usage =
     "rows when none is selected) and writes H with them as a JSON file that --hardware accepts. Prints the\n"
     "accuracy on the fitted rows and on the held-out ones. --cross-validate yes also prints, for each scenario\n"
     "(model/seq/gpus) of the selected rows, its accuracy under constants fitted on the other scenarios alone.\n";
+
+const char* layout_usage =
+    "usage: plait-plan layout --model llama-13b|...|FILE.json --seq-len T --gpus G --global-batch B --hardware H\n"
+    "                         [--tp N] [--pp N] [--schedule gpipe|1f1b|interleaved:V|zb] [--micro-batch B]\n"
+    "                         [--zero K] [--checkpoint none|selective|full] [--sp yes|no] [--kernels fa2+rms|fa2]\n"
+    "                         [--format table|json]\n"
+    "Predicts one layout (defaults: tp 1, pp 1, 1f1b, micro-batch 1, ZeRO 0, no checkpointing, fa2+rms): memory\n"
+    "of the fullest rank by kind (bytes) and the step time by part (seconds), as plait-train's flags name them.\n";
 
 std::map<std::string, std::vector<std::string>> parse(int argc, char** argv, const std::vector<std::string>& known,
                                                       const char* usage) {
@@ -99,6 +109,81 @@ void print_accuracy(const Accuracy& a, const char* label) {
                  "  pick: %s\n",
                  s.scenario.c_str(), s.rows, s.ran, 100.0 * s.fit_accuracy, s.mfu_mae_points, s.spearman,
                  s.pick_gap_points, s.best_in_top3 ? "yes" : "no", s.pick.c_str());
+}
+
+int layout_cmd(int argc, char** argv) {
+  auto o = parse(argc, argv, {"--model", "--seq-len", "--gpus", "--global-batch", "--hardware", "--tp", "--pp",
+                              "--schedule", "--micro-batch", "--zero", "--checkpoint", "--sp", "--kernels", "--format"},
+                 layout_usage);
+  Workload w;
+  w.model = load_model(need(o, "--model", layout_usage));
+  w.seq_len = need_int(o, "--seq-len", layout_usage);
+  w.gpus = need_int(o, "--gpus", layout_usage);
+  w.global_batch = need_int(o, "--global-batch", layout_usage);
+  const Hardware hw = load_hardware(need(o, "--hardware", layout_usage));
+  Layout l;
+  l.zero = 0;
+  if (o.count("--tp")) l.tp = static_cast<int>(need_int(o, "--tp", layout_usage));
+  if (o.count("--pp")) l.pp = static_cast<int>(need_int(o, "--pp", layout_usage));
+  if (o.count("--micro-batch")) l.micro_batch = need_int(o, "--micro-batch", layout_usage);
+  if (o.count("--zero")) {
+    const std::string z = o["--zero"].back();
+    if (z.size() != 1 || z[0] < '0' || z[0] > '3') throw UsageError("--zero must be 0, 1, 2 or 3, got '" + z + "'");
+    l.zero = z[0] - '0';
+  }
+  const std::string sched = o.count("--schedule") ? o["--schedule"].back() : "1f1b";
+  if (sched == "gpipe") l.schedule = Schedule::gpipe;
+  else if (sched == "1f1b") l.schedule = Schedule::one_f_one_b;
+  else if (sched == "zb") l.schedule = Schedule::zero_bubble;
+  else if (sched.rfind("interleaved:", 0) == 0) {
+    l.schedule = Schedule::interleaved;
+    l.virtual_stages = std::atoi(sched.c_str() + 12);
+  } else throw UsageError("--schedule must be gpipe, 1f1b, interleaved:V or zb, got '" + sched + "'");
+  const std::string ckpt = o.count("--checkpoint") ? o["--checkpoint"].back() : "none";
+  if (ckpt == "none") l.recompute = Recompute::none;
+  else if (ckpt == "selective") l.recompute = Recompute::selective;
+  else if (ckpt == "full") l.recompute = Recompute::full;
+  else throw UsageError("--checkpoint must be none, selective or full, got '" + ckpt + "'");
+  const std::string sp = o.count("--sp") ? o["--sp"].back() : "no";
+  if (sp != "yes" && sp != "no") throw UsageError("--sp must be yes or no, got '" + sp + "'");
+  l.sequence_parallel = sp == "yes";
+  const std::string kernels = o.count("--kernels") ? o["--kernels"].back() : "fa2+rms";
+  if (kernels == "fa2") l.kernels = KernelSet::flash_attention2;
+  else if (kernels != "fa2+rms") throw UsageError("--kernels must be fa2+rms or fa2, got '" + kernels + "'");
+  const std::string format = o.count("--format") ? o["--format"].back() : "table";
+  if (format != "table" && format != "json") throw UsageError("--format must be table or json, got '" + format + "'");
+  if (const std::string why = layout_problem(w, l); !why.empty()) throw UsageError(describe(l) + ": " + why);
+
+  const MemoryBreakdown mem = memory_per_rank(w, l, hw.calibration);
+  const StepTime t = step_time(w, l, hw);
+  if (format == "json") {
+    nlohmann::json j = {
+        {"layout", describe(l)},
+        {"memory",
+         {{"stage", mem.stage}, {"weights", mem.weights}, {"grads", mem.grads}, {"optimizer", mem.optimizer},
+          {"activations", mem.activations}, {"logits", mem.logits}, {"overhead", mem.overhead},
+          {"gathered", mem.gathered},
+          {"total", mem.total()}, {"fits", mem.total() <= hw.memory_bytes}}},
+        {"step_time",
+         {{"compute", t.compute}, {"tensor_comm", t.tensor_comm}, {"pipeline_comm", t.pipeline_comm},
+          {"bubble", t.bubble}, {"data_comm", t.data_comm}, {"optimizer", t.optimizer}, {"overhead", t.overhead},
+          {"total", t.total()}, {"bound", t.bound()}}},
+        {"mfu", mfu(w, hw, t.total())}};
+    std::cout << j.dump(2) << '\n';
+    return 0;
+  }
+  const double MiB = 1048576.0;
+  std::printf("%s on %s (%s)\n", describe(l).c_str(), hw.name.c_str(), hw.calibration.precision.c_str());
+  std::printf("memory of the fullest rank (stage %d), MiB: weights %.2f  grads %.2f  optimizer %.2f  activations %.2f"
+              "  logits %.2f  overhead %.2f  zero3-gathered %.2f  total %.2f%s\n",
+              mem.stage, mem.weights / MiB, mem.grads / MiB, mem.optimizer / MiB, mem.activations / MiB,
+              mem.logits / MiB, mem.overhead / MiB, mem.gathered / MiB, mem.total() / MiB,
+              mem.total() <= hw.memory_bytes ? "" : "  (does not fit)");
+  std::printf("step time, s: compute %.4f  tp %.4f  p2p %.4f  bubble %.4f  dp %.4f  optimizer %.4f  overhead %.4f"
+              "  total %.4f  (MFU %.1f%%; bound: %s)\n",
+              t.compute, t.tensor_comm, t.pipeline_comm, t.bubble, t.data_comm, t.optimizer, t.overhead, t.total(),
+              100.0 * mfu(w, hw, t.total()), t.bound().c_str());
+  return 0;
 }
 
 int recommend(int argc, char** argv) {
@@ -241,6 +326,7 @@ int main(int argc, char** argv) {
     if (cmd == "recommend") return recommend(argc, argv);
     if (cmd == "evaluate") return evaluate_cmd(argc, argv);
     if (cmd == "fit") return fit_cmd(argc, argv);
+    if (cmd == "layout") return layout_cmd(argc, argv);
     throw UsageError("unknown command '" + cmd + "'\n" + top_usage);
   } catch (const UsageError& e) {
     std::fprintf(stderr, "plait-plan: %s\n", e.what());

@@ -46,7 +46,22 @@ struct Calibration {
   // Bytes per (s x s x micro-batch) element kept per layer in flight, for attention that keeps a mask or scores.
   // 0 for flash attention; not fitted (the previous fit's 2.7 was standing in for the unsplit logits above).
   double attention_mask_bytes = 0.0;
+
+  // Numeric precision of the training stack. "bf16-mixed" (the paper's, and the default): bf16 weights and
+  // activations, `grad_bytes` gradients, fp32 master weights and Adam m, v (12 bytes). "fp32" (plait's Host
+  // backend): the fp32 weights are the master, fp32 gradients, Adam m and v (8 bytes), fp32 activations.
+  std::string precision = "bf16-mixed";
 };
+
+// Bytes per element each precision stores, and what one Adam update moves per parameter.
+struct PrecisionBytes {
+  double weights = 2, grads = 2, optimizer = 12, activations = 2, optimizer_traffic = 32;
+};
+inline PrecisionBytes precision_bytes(const Calibration& c) {
+  if (c.precision == "fp32") return {4.0, 4.0, 8.0, 4.0, 28.0};  // read p, g, m, v; write p, m, v
+  PLAIT_CHECK(c.precision == "bf16-mixed", "unknown precision '", c.precision, "': bf16-mixed or fp32");
+  return {};
+}
 
 struct Hardware {
   std::string name;
@@ -105,7 +120,8 @@ inline nlohmann::json to_json(const Calibration& c) {
           {"fragmentation", c.fragmentation},
           {"recompute_working_layers", c.recompute_working_layers},
           {"attention_mask_bytes", c.attention_mask_bytes},
-          {"vocab_parallel_loss", c.vocab_parallel_loss}};
+          {"vocab_parallel_loss", c.vocab_parallel_loss},
+          {"precision", c.precision}};
 }
 
 inline nlohmann::json to_json(const Hardware& hw) {
@@ -172,6 +188,8 @@ inline Hardware hardware_from_json(const nlohmann::json& j) {
     detail::read_optional(c, "recompute_working_layers", k.recompute_working_layers);
     detail::read_optional(c, "attention_mask_bytes", k.attention_mask_bytes);
     detail::read_optional(c, "vocab_parallel_loss", k.vocab_parallel_loss);
+    detail::read_optional(c, "precision", k.precision);
+    (void)precision_bytes(k);  // an unknown precision is an error now, not at the first prediction
   }
   PLAIT_CHECK(hw.peak_flops > 0 && hw.memory_bytes > 0 && hw.hbm_bandwidth > 0 && hw.link_bandwidth > 0 &&
                   hw.network_bandwidth > 0 && hw.gpus_per_node > 0,

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <vector>
 
 #include "plait/plan/hardware.hpp"
 #include "plait/plan/layout.hpp"
@@ -81,35 +82,71 @@ inline LayerActivationBytes layer_activation_bytes(const ModelConfig& m, KernelS
   return a;
 }
 
+
+// The ZeRO units (contiguous parameter ranges gathered, reduced and sharded as one) that a rank of pipeline stage
+// `stage` holds, in elements, as plait's Transformer declares them (model/transformer.hpp): the embedding on the first
+// stage, one unit per layer, the final norm and LM head on the last. TP splits every matrix (the embedding and head
+// by vocabulary rows) and replicates the norm weights.
+inline std::vector<std::int64_t> rank_units(const ModelConfig& m, int tp, int pp, int stage) {
+  std::vector<std::int64_t> units;
+  const std::int64_t norms = 2 * m.hidden;
+  const std::int64_t layer = norms + (m.layer_parameters() - norms) / tp;
+  const std::int64_t table = m.vocab / tp * m.hidden;
+  if (stage == 0) units.push_back(table);
+  // Layers split as model/transformer.hpp's split_layers does: the first (layers % pp) stages take one more.
+  const std::int64_t base = m.layers / pp, extra = m.layers % pp;
+  const std::int64_t mine = base + (stage < extra ? 1 : 0);
+  for (std::int64_t i = 0; i < mine; ++i) units.push_back(layer);
+  if (stage == pp - 1) units.push_back(m.hidden + (m.tied_embedding && pp == 1 ? 0 : table));
+  return units;
+}
+
+// Model-state bytes of one rank as plait's ShardedState allocates them: each unit padded to a multiple of dp and cut
+// into dp shards; ZeRO-0 keeps everything, ZeRO-1 the optimizer state of its shards, ZeRO-2 the gradients too,
+// ZeRO-3 the parameters too (what stays allocated between steps; ZeRO-3's gathered units come on top, see below).
+inline ModelStateBytes sharded_state_bytes(const std::vector<std::int64_t>& units, int zero, std::int64_t dp,
+                                           const PrecisionBytes& bytes) {
+  double full = 0, shards = 0;
+  for (std::int64_t u : units) full += static_cast<double>(u), shards += static_cast<double>((u + dp - 1) / dp);
+  ModelStateBytes out;
+  out.weights = bytes.weights * (zero >= 3 ? shards : full);
+  out.grads = bytes.grads * (zero >= 2 ? shards : full);
+  out.optimizer = bytes.optimizer * (zero >= 1 ? shards : full);
+  return out;
+}
+
 struct MemoryBreakdown {
   double weights = 0, grads = 0, optimizer = 0, activations = 0, logits = 0, overhead = 0;
+  double gathered = 0;  // ZeRO-3: the full copies of the units in use, besides this rank's shard in `weights`
   int stage = 0;  // the pipeline stage these bytes are for (the fullest)
-  double total() const { return weights + grads + optimizer + activations + logits + overhead; }
+  double total() const { return weights + grads + optimizer + activations + logits + overhead + gathered; }
 };
 
 inline MemoryBreakdown stage_memory(const Workload& w, const Layout& l, const Calibration& c, int stage) {
   const auto& m = w.model;
-  const double t = l.tp, p = l.pp, dp = static_cast<double>(data_parallel(w, l));
+  const double t = l.tp, p = l.pp;
   const double mb = static_cast<double>(micro_batches(w, l));
   const double s = static_cast<double>(w.seq_len), b = static_cast<double>(l.micro_batch);
-  const double h = static_cast<double>(m.hidden), vocab = static_cast<double>(m.vocab);
-  const bool first = stage == 0, last = stage == l.pp - 1;
+  const double h = static_cast<double>(m.hidden);
+  const bool last = stage == l.pp - 1;
   const double layers = static_cast<double>(m.layers) / p;
+  const PrecisionBytes bytes = precision_bytes(c);
+  // Activation counts below are in bf16 bytes; other precisions scale them.
+  const double act_scale = bytes.activations / 2.0;
 
-  double params = layers * static_cast<double>(m.layer_parameters()) / t;
-  if (first) params += vocab * h / t;                                   // vocab-parallel embedding
-  if (last) params += (m.tied_embedding && first ? 0.0 : vocab * h / t) + h;  // LM head, final norm
   MemoryBreakdown out;
   out.stage = stage;
-  const auto state = model_state_bytes(params, l.zero, dp);
+  const auto units = rank_units(m, l.tp, l.pp, stage);
+  const auto state = sharded_state_bytes(units, l.zero, data_parallel(w, l), bytes);
   out.weights = state.weights;
   out.grads = state.grads;
   out.optimizer = state.optimizer;
-  if (l.zero >= 3) out.weights += 2.0 * 2.0 * static_cast<double>(m.layer_parameters()) / t;  // gathered layers
+  // ZeRO-3 holds gathered copies of the units in use: about two layers (one computing, one prefetched or released).
+  if (l.zero >= 3) out.gathered = 2.0 * bytes.weights * static_cast<double>(m.layer_parameters()) / t;
 
   const auto per_token = layer_activation_bytes(m, l.kernels);
   const double tokens = s * b;
-  const double full_layer = tokens * (l.sequence_parallel ? (per_token.replicated + per_token.split) / t
+  const double full_layer = act_scale * tokens * (l.sequence_parallel ? (per_token.replicated + per_token.split) / t
                                                           : per_token.replicated + per_token.split / t);
   // Micro-batches alive on this stage: stage i of a 1F1B pipeline has p - i in flight.
   double in_flight = micro_batches_in_flight(l.schedule, p, mb);
@@ -117,7 +154,7 @@ inline MemoryBreakdown stage_memory(const Workload& w, const Layout& l, const Ca
   const double mask = c.attention_mask_bytes * s * s * b;
   double activations = 0;
   if (l.recompute == Recompute::full) {
-    const double layer_input = tokens * 2.0 * h / (l.sequence_parallel ? t : 1.0);
+    const double layer_input = tokens * 2.0 * h / (l.sequence_parallel ? t : 1.0) * act_scale;
     activations = layers * in_flight * layer_input + c.recompute_working_layers * (full_layer + mask);
   } else {
     activations = layers * in_flight * (full_layer + mask);
@@ -126,7 +163,7 @@ inline MemoryBreakdown stage_memory(const Workload& w, const Layout& l, const Ca
   // Logits, their fp32 copies and gradient for the loss: whole-vocabulary on every TP rank unless the loss is
   // vocab-parallel. Not divided by PP (the last stage holds them all) and, for 8k sequences at micro-batch 2, the
   // largest single term of a rank (16k tokens x 128k vocabulary x ~19 bytes = 40 GB).
-  if (last) out.logits = tokens * vocab / (c.vocab_parallel_loss ? t : 1.0) * c.logits_bytes_per_element;
+  if (last) out.logits = tokens * static_cast<double>(m.vocab) / (c.vocab_parallel_loss ? t : 1.0) * c.logits_bytes_per_element;
   out.overhead = c.framework_overhead_bytes;
   return out;
 }

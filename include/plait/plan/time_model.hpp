@@ -82,6 +82,8 @@ inline StepTime step_time(const Workload& w, const Layout& l, const Hardware& hw
   const double h = static_cast<double>(m.hidden), kv = static_cast<double>(m.kv_dim()),
                f = static_cast<double>(m.ffn), vocab = static_cast<double>(m.vocab);
   const double tokens = s * b;
+  const PrecisionBytes bytes = precision_bytes(c);
+  const double act_scale = bytes.activations / 2.0;  // the byte counts below are for bf16 activations
 
   // One layer, one micro-batch, forward. TP slices N (column-parallel) or K (row-parallel) of each GEMM.
   const double gemm = gemm_seconds(hw, tokens, (h + 2.0 * kv) / t, h)   // QKV
@@ -97,7 +99,7 @@ inline StepTime step_time(const Workload& w, const Layout& l, const Hardware& hw
   const double norm_bytes = 2.0 * (l.kernels == KernelSet::flash_attention2_rmsnorm ? 10.0 : 100.0) * h;
   const double other_bytes = 2.0 * 2.0 * 3.0 * h + 2.0 * 4.0 * 2.0 * (h + kv) / t + 2.0 * 8.0 * f / t;
   const double memory_bound =
-      (norm_tokens * norm_bytes + tokens * other_bytes) / (hw.hbm_bandwidth * c.memory_efficiency);
+      act_scale * (norm_tokens * norm_bytes + tokens * other_bytes) / (hw.hbm_bandwidth * c.memory_efficiency);
   // Split of that work: forward 1, backward 2 for GEMMs and memory-bound kernels, 2.5 for flash attention.
   const double forward = gemm + attention + memory_bound / 3.0;
   const double backward = 2.0 * gemm + 2.5 * attention + memory_bound * 2.0 / 3.0;
@@ -109,7 +111,7 @@ inline StepTime step_time(const Workload& w, const Layout& l, const Hardware& hw
   const bool tp_in_node = l.tp <= hw.gpus_per_node;
   const double tp_bw = (tp_in_node ? hw.link_bandwidth * c.link_efficiency : hw.network_bandwidth * c.network_efficiency);
   const double tp_lat = tp_in_node ? hw.link_latency_s : hw.network_latency_s;
-  const double one_allreduce = allreduce_seconds(tokens * h * 2.0, t, tp_bw, tp_lat);
+  const double one_allreduce = allreduce_seconds(tokens * h * bytes.activations, t, tp_bw, tp_lat);
   const double tp_per_layer = one_allreduce * (l.recompute == Recompute::full ? 6.0 : 4.0);
 
   const double layers_per_stage = static_cast<double>(m.layers) / p;
@@ -131,9 +133,9 @@ inline StepTime step_time(const Workload& w, const Layout& l, const Hardware& hw
     const bool in_node = l.tp * l.pp <= hw.gpus_per_node;
     const double bw = in_node ? hw.link_bandwidth * c.link_efficiency : hw.network_bandwidth * c.network_efficiency;
     const double lat = in_node ? hw.link_latency_s : hw.network_latency_s;
-    const double bytes = tokens * h * 2.0 / (l.sequence_parallel ? t : 1.0);
+    const double sent = tokens * h * bytes.activations / (l.sequence_parallel ? t : 1.0);
     const double chunks = l.schedule == Schedule::interleaved ? l.virtual_stages : 1.0;
-    p2p = 2.0 * chunks * (bytes / bw + lat);
+    p2p = 2.0 * chunks * (sent / bw + lat);
   }
 
   StepTime out;
@@ -152,7 +154,7 @@ inline StepTime step_time(const Workload& w, const Layout& l, const Hardware& hw
     const double bw = in_node ? hw.link_bandwidth * c.link_efficiency : hw.network_bandwidth * c.network_efficiency;
     const double lat = in_node ? hw.link_latency_s : hw.network_latency_s;
     // Once per step: reduce the gradients and gather the updated weights (the volume of one all-reduce).
-    const double once = allreduce_seconds(2.0 * params, dp, bw, lat);
+    const double once = allreduce_seconds(bytes.grads * params, dp, bw, lat);
     out.data_comm = once * (l.pp > 1 ? c.data_parallel_exposed_pipelined : c.data_parallel_exposed);
     // ZeRO-2 reduce-scatters the gradients of every micro-batch (it keeps no full gradient to accumulate into);
     // ZeRO-3 also all-gathers the weights for every forward and backward. Half an all-reduce each. They overlap
@@ -164,9 +166,10 @@ inline StepTime step_time(const Workload& w, const Layout& l, const Hardware& hw
       out.data_comm += mb * (per_micro_batch_comm - hidden);
     }
   }
-  // Adam reads and writes fp32 master, m, v and reads the gradient: ~32 bytes per parameter of the local shard.
+  // Adam reads and writes fp32 master, m, v and reads the gradient: ~32 bytes per parameter of the local shard
+  // (28 in fp32 training, whose weights are the master).
   const double shard = l.zero >= 1 ? params / dp : params;
-  out.optimizer = shard * 32.0 / (hw.hbm_bandwidth * c.memory_efficiency);
+  out.optimizer = shard * bytes.optimizer_traffic / (hw.hbm_bandwidth * c.memory_efficiency);
   return out;
 }
 
