@@ -29,13 +29,13 @@ using Clock = std::chrono::steady_clock;
 // The default shape is about 10.8M parameters: big enough that GEMMs dominate, small enough for a 2-core machine.
 struct Options {
   std::int64_t batch = 4, seq = 256, hidden = 384, layers = 6, heads = 6, kv_heads = 0, ffn = 1024, vocab = 256;
-  int warmup = 1, steps = 5;
+  int warmup = 1, steps = 10;
 };
 
 const char* usage =
     "usage: plait-bench-train_step [--batch B] [--seq T] [--hidden D] [--layers L] [--heads H] [--kv-heads K]\n"
     "                              [--ffn F] [--vocab V] [--warmup N] [--steps N]\n"
-    "Defaults: B 4, T 256, D 384, L 6, H 6, K = H, F 1024, V 256, 1 warm-up step, 5 timed steps.\n"
+    "Defaults: B 4, T 256, D 384, L 6, H 6, K = H, F 1024, V 256, 1 warm-up step, 10 timed steps.\n"
     "Threads: OMP_NUM_THREADS (OpenBLAS's OpenMP build uses the same threads).\n";
 
 Options parse(int argc, char** argv) {
