@@ -1,9 +1,30 @@
-// Everything plait offers, in one include. Each header also compiles on its own.
+// Everything plait offers on the host, in one include. Each header also compiles on its own; the Cuda backend
+// (plait/backend/cuda.hpp) is compiled by nvcc and included on its own.
 #pragma once
 
+#include "plait/backend/concepts.hpp"
+#include "plait/backend/gemm_rate.hpp"
+#include "plait/backend/host.hpp"
+#include "plait/comm/communicator.hpp"
+#include "plait/comm/mpi.hpp"
+#include "plait/comm/process_grid.hpp"
+#include "plait/comm/single.hpp"
 #include "plait/core/dtype.hpp"
 #include "plait/core/error.hpp"
 #include "plait/core/memory.hpp"
 #include "plait/core/rng.hpp"
 #include "plait/core/tensor.hpp"
 #include "plait/model/config.hpp"
+#include "plait/model/parameters.hpp"
+#include "plait/model/transformer.hpp"
+#include "plait/parallel/layout.hpp"
+#include "plait/parallel/schedule.hpp"
+#include "plait/parallel/schedule_timeline.hpp"
+#include "plait/parallel/sharded_state.hpp"
+#include "plait/plan/plan.hpp"
+#include "plait/train/data.hpp"
+#include "plait/train/lr_schedule.hpp"
+#include "plait/train/metrics.hpp"
+#include "plait/train/optimizer.hpp"
+#include "plait/train/sample.hpp"
+#include "plait/train/step.hpp"
