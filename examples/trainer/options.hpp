@@ -44,6 +44,11 @@ struct Options {
   std::int64_t grad_accum = 0;     // micro-batches per rank per step; 0: from --batch
   std::string trace;               // Chrome trace of the last step's measured pipeline timeline
   std::string jit_cache;           // where layouts built on first use are kept
+  // Training state on disk (train/checkpoint.hpp); layout-independent, so a run may resume under another layout.
+  std::string save;                // write the state here at the end (and every --save-every steps)
+  std::int64_t save_every = 0;
+  std::string resume;              // start from this state: its step + 1 up to --steps
+  std::int64_t stop_after = 0;     // stop after this step (a job's time limit); 0: run to --steps
 };
 
 // The C++ type of the layout the flags name, e.g. plait::Layout<plait::TensorParallel<2>, ...>.
@@ -114,6 +119,13 @@ inline std::vector<Flag> flags(Options& o) {
       {"--grad-accum", "M", "micro-batches per rank per step (sets --batch to DP x micro-batch x M)", i64(o.grad_accum)},
       {"--trace", "FILE", "write the last step's measured pipeline timeline as a Chrome trace (open in Perfetto)",
        str(o.trace)},
+      {"--save", "FILE", "save the training state (parameters, AdamW moments, step) to FILE at the end; any layout "
+       "can resume it", str(o.save)},
+      {"--save-every", "N", "also save every N steps (needs --save)", i64(o.save_every)},
+      {"--resume", "FILE", "continue from a saved state: steps (its step + 1) .. --steps, same model shape and data",
+       str(o.resume)},
+      {"--stop-after", "N", "stop after step N as if the job ended there (saving with --save); the learning rate "
+       "schedule still spans --steps", i64(o.stop_after)},
       {"--jit-cache", "DIR", "where layouts that are not compiled in are built and kept (default ~/.cache/plait)",
        str(o.jit_cache)},
   };
@@ -180,6 +192,9 @@ inline Options parse(int argc, char** argv) {
                 "EveryNth<K> needs K >= 1 (--checkpoint every:K).");
   }
   PLAIT_CHECK(o.grad_accum >= 0, "--grad-accum must be at least 1");
+  PLAIT_CHECK(o.save_every >= 0, "--save-every must be at least 1");
+  PLAIT_CHECK(o.stop_after >= 0 && o.stop_after <= o.steps, "--stop-after ", o.stop_after, " must be within --steps ", o.steps);
+  PLAIT_CHECK(o.save_every == 0 || !o.save.empty(), "--save-every ", o.save_every, " needs --save FILE to say where");
   PLAIT_CHECK(o.dtype == "float" || o.dtype == "double", "--dtype takes float or double, got '", o.dtype, "'");
   if (o.warmup == 0) o.warmup = std::max<std::int64_t>(1, o.steps / 10);
   return o;

@@ -20,6 +20,7 @@
 #include "plait/comm/mpi.hpp"
 #include "plait/model/transformer.hpp"
 #include "plait/parallel/schedule_timeline.hpp"
+#include "plait/train/checkpoint.hpp"
 #include "plait/train/data.hpp"
 #include "plait/train/sample.hpp"
 #include "plait/train/step.hpp"
@@ -77,6 +78,14 @@ int run(const Options& o) {
   tc.clip_norm = o.clip;
   tc.peak_flops = peak;
   plait::train::Trainer<Model> trainer(model, tc);
+  std::int64_t first_step = 1;
+  const std::int64_t last_step = o.stop_after > 0 ? o.stop_after : o.steps;
+  if (!o.resume.empty()) {
+    const std::int64_t saved = plait::train::load_checkpoint(o.resume, model, trainer.optimizer());
+    PLAIT_CHECK(saved < last_step, "the checkpoint '", o.resume, "' is at step ", saved, " and the run ends at step ",
+                last_step, ": nothing left to train; give --steps (or --stop-after) above ", saved);
+    first_step = saved + 1;
+  }
 
   if (lead) {
     std::printf("plait-train: %s, %lld parameters (%lld layers, hidden %lld, heads %lld/%lld kv, ffn %lld), %s\n",
@@ -97,32 +106,42 @@ int run(const Options& o) {
                   "is (p-1)/m = %.2f of the compute; give --grad-accum %d or more\n",
                   static_cast<long long>(trainer.grad_accum()), Layout::pp::stages,
                   (Layout::pp::stages - 1.0) / static_cast<double>(trainer.grad_accum()), Layout::pp::stages);
+    if (first_step > 1)
+      std::printf("resumed: %s at step %lld; training steps %lld..%lld\n", o.resume.c_str(),
+                  static_cast<long long>(first_step - 1), static_cast<long long>(first_step),
+                  static_cast<long long>(last_step));
     std::fflush(stdout);
   }
 
   std::ofstream metrics;
   if (lead && !o.metrics.empty()) {
-    metrics.open(o.metrics);
+    metrics.open(o.metrics, first_step > 1 ? std::ios::app : std::ios::trunc);  // a resumed run goes on
     PLAIT_CHECK(metrics.good(), "cannot write the metrics file '", o.metrics, "'");
   }
   const auto start = std::chrono::steady_clock::now();
   double first_loss = 0.0, last_loss = 0.0, tokens_per_s_sum = 0.0;
   plait::train::StepMetrics m;
-  for (std::int64_t step = 1; step <= o.steps; ++step) {
+  auto save = [&](std::int64_t step) {
+    plait::train::save_checkpoint(o.save, model, trainer.optimizer(), step);
+    if (lead) std::printf("saved: %s (step %lld)\n", o.save.c_str(), static_cast<long long>(step));
+  };
+  for (std::int64_t step = first_step; step <= last_step; ++step) {
     m = trainer.step(data, step);
-    if (step == 1) first_loss = m.loss;
+    if (step == first_step) first_loss = m.loss;
     last_loss = m.loss;
-    if (step > 1 || o.steps == 1) tokens_per_s_sum += m.tokens_per_s;
+    if (step > first_step || last_step == first_step) tokens_per_s_sum += m.tokens_per_s;
     if (metrics.is_open()) metrics << m.to_json().dump() << '\n' << std::flush;
-    if (lead && (step % o.log_every == 0 || step == o.steps)) {
+    if (lead && (step % o.log_every == 0 || step == last_step)) {
       const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-      const double eta = elapsed / static_cast<double>(step) * static_cast<double>(o.steps - step);
+      const double eta = elapsed / static_cast<double>(step - first_step + 1) * static_cast<double>(last_step - step);
       std::printf("step %5lld/%lld  loss %.4f  lr %.2e  grad_norm %.3f  %8.0f tok/s  mfu %5.1f%%  eta %s\n",
                   static_cast<long long>(step), static_cast<long long>(o.steps), m.loss, m.lr, m.grad_norm,
                   m.tokens_per_s, 100.0 * m.mfu, format_duration(eta).c_str());
       std::fflush(stdout);
     }
+    if (o.save_every > 0 && step % o.save_every == 0 && step != last_step) save(step);
   }
+  if (!o.save.empty()) save(last_step);
   const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   if (tc.record_timeline) {  // the last step's pipeline, as measured: bubble, and a picture of it
     const plait::parallel::Timeline timeline = trainer.gather_timeline();
@@ -141,14 +160,14 @@ int run(const Options& o) {
       std::printf("trace: %s (open it in Perfetto or chrome://tracing)\n", o.trace.c_str());
     }
   }
-  const double avg_tps = tokens_per_s_sum / static_cast<double>(std::max<std::int64_t>(1, o.steps - 1));
+  const double avg_tps = tokens_per_s_sum / static_cast<double>(std::max<std::int64_t>(1, last_step - first_step));
 
   // Memory per rank, gathered to every rank and printed by rank 0.
   const std::int64_t mine[5] = {m.param_bytes, m.grad_bytes, m.optimizer_bytes, m.activation_peak_bytes, m.peak_bytes};
   std::vector<std::int64_t> all(static_cast<std::size_t>(5 * world.size()));
   world.all_gather(mine, all.data(), 5);
   if (lead) {
-    std::printf("done: %lld steps in %s, loss %.4f -> %.4f, %.0f tokens/s\n", static_cast<long long>(o.steps),
+    std::printf("done: %lld steps in %s, loss %.4f -> %.4f, %.0f tokens/s\n", static_cast<long long>(last_step - first_step + 1),
                 format_duration(elapsed).c_str(), first_loss, last_loss, avg_tps);
     std::printf("memory per rank (MiB): rank  tp dp  parameters  gradients  optimizer  activations(peak)  total(peak)\n");
     for (int r = 0; r < world.size(); ++r) {

@@ -31,6 +31,7 @@ struct Host {
                 "Host<T> runs in float or double; bf16 training needs the Cuda backend");
   using value_type = T;
   using master_type = T;
+  static constexpr bool host_memory = true;  // buffers are plain host memory the CPU reads and writes
   template <class U>
   using Buffer = core::HostBuffer<U>;
   static constexpr const char* name = "host";

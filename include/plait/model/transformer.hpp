@@ -188,6 +188,15 @@ class Transformer {
     return out;
   }
 
+  // Tensors in the single-rank model's declaration order, numbered: 0 the embedding, 1 + 9 l + k the k-th tensor of
+  // layer l, 1 + 9 L the final norm, 2 + 9 L the LM head; tensor_count() of them (the head's number stays unused
+  // when it is tied). Checkpoints lay the full tensors out in this order, whatever the layout.
+  std::int64_t tensor_code(const std::string& name) const {
+    const auto [layer, which] = name_code(name);
+    return layer == -1 ? 0 : layer == -2 ? 1 + 9 * config_.layers + which : 1 + 9 * layer + which;
+  }
+  std::int64_t tensor_count() const { return 9 * config_.layers + 3; }
+
   // Layers [first, end) of virtual stage vs (of stages x chunks): contiguous, the first ones one longer if uneven.
   std::pair<std::int64_t, std::int64_t> layers_of(int vs) const { return split_layers(config_.layers, vs); }
 

@@ -184,6 +184,15 @@ class ShardedState {
   // Calls fn(segment, values, grads, optimizer_offset, n) for each piece of a tensor this rank updates.
   template <class Fn>
   void for_each_owned(Fn&& fn) {
+    for_each_owned_range([&](const Segment& g, std::int64_t, T* values, std::int64_t at, std::int64_t n) {
+      fn(g, values, static_cast<const T*>(grads_.data() + (stage < 2 ? values - values_.data() : at)), at, n);
+    });
+  }
+
+  // The same pieces as fn(segment, flat_offset, values, optimizer_offset, n), flat_offset being where the piece
+  // starts in the full (unsharded) flat buffer: what a checkpoint needs to place it in the whole model.
+  template <class Fn>
+  void for_each_owned_range(Fn&& fn) {
     std::size_t seg = 0;
     for (std::size_t u = 0; u < units_.size(); ++u) {
       const Shard& s = shards_[u];
@@ -197,8 +206,7 @@ class ShardedState {
         // Offsets: into the full buffer (stage 0, and values/grads below stage 3/2) or into the shard.
         const std::int64_t in_shard = s.offset + (a - s.unit_begin);
         T* values = values_.data() + (stage < 3 ? a : in_shard);
-        T* grads = grads_.data() + (stage < 2 ? a : in_shard);
-        fn(g, values, static_cast<const T*>(grads), stage == 0 ? a : in_shard, b - a);
+        fn(g, a, values, stage == 0 ? a : in_shard, b - a);
       }
     }
   }

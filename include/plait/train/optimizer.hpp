@@ -50,6 +50,11 @@ class AdamW {
   std::int64_t steps() const { return steps_; }
   std::int64_t elements() const { return static_cast<std::int64_t>(m_.size()); }
 
+  // The moments, indexed by the optimizer offsets ShardedState hands out, and the step count (for checkpoints).
+  M* moment1() { return m_.data(); }
+  M* moment2() { return v_.data(); }
+  void set_steps(std::int64_t steps) { steps_ = steps; }
+
  private:
   AdamWConfig config_;
   typename B::template Buffer<M> m_, v_;

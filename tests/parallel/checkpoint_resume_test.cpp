@@ -1,0 +1,101 @@
+// Checkpoints across layouts and ranks: under the same layout a resumed run is bit-identical to one that never
+// stopped; a checkpoint saved under one layout loads under any other with exactly the saved values; and a bad
+// file makes every rank throw the same error instead of leaving some ranks waiting in a collective.
+#include <catch2/catch.hpp>
+
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "plait/train/checkpoint.hpp"
+#include "sweep.hpp"
+
+namespace {
+
+const std::string path = (std::filesystem::temp_directory_path() / "plait_parallel_checkpoint.bin").string();
+
+template <class Layout>
+using Model = plait::Transformer<Layout, plait::Host<float>, plait::comm::Mpi>;
+
+template <class Layout>
+bool fits(plait::comm::Mpi& world) {
+  return world.size() % Layout::model_parallel == 0;
+}
+
+template <class Layout>
+std::vector<double> steps(plait::train::Trainer<Model<Layout>>& trainer, std::int64_t first, std::int64_t last) {
+  const auto data = sweep::dataset();
+  std::vector<double> losses;
+  for (std::int64_t s = first; s <= last; ++s) losses.push_back(trainer.step(data, s).loss);
+  return losses;
+}
+
+using Layouts = std::tuple<plait::Layout<plait::ZeroStage<0>>, plait::Layout<plait::TensorParallel<2>, plait::ZeroStage<1>>,
+                           plait::Layout<plait::ZeroStage<3>>,
+                           plait::Layout<plait::Pipeline<2, plait::OneFOneB>, plait::ZeroStage<2>>>;
+
+}  // namespace
+
+TEMPLATE_LIST_TEST_CASE("a resumed run is bit-identical under the same layout", "[parallel][checkpoint]", Layouts) {
+  plait::comm::Mpi world;
+  if (!fits<TestType>(world)) return;
+  auto grid = [&] { return plait::ProcessGrid<plait::comm::Mpi>(world, TestType::tp::degree, TestType::pp::stages); };
+  Model<TestType> straight_model(sweep::model_config(), 21, grid());
+  plait::train::Trainer<Model<TestType>> straight(straight_model, sweep::train_config());
+  const auto want = steps<TestType>(straight, 1, 4);
+  {
+    Model<TestType> model(sweep::model_config(), 21, grid());
+    plait::train::Trainer<Model<TestType>> trainer(model, sweep::train_config());
+    steps<TestType>(trainer, 1, 2);
+    plait::train::save_checkpoint(path, model, trainer.optimizer(), 2);
+  }
+  Model<TestType> model(sweep::model_config(), 77, grid());
+  plait::train::Trainer<Model<TestType>> trainer(model, sweep::train_config());
+  REQUIRE(plait::train::load_checkpoint(path, model, trainer.optimizer()) == 2);
+  const auto got = steps<TestType>(trainer, 3, 4);
+  CHECK(got[0] == want[2]);
+  CHECK(got[1] == want[3]);
+  CHECK(model.gather_parameters() == straight_model.gather_parameters());
+}
+
+TEST_CASE("a checkpoint saved under one layout loads under another with exactly its values", "[parallel][checkpoint]") {
+  using From = plait::Layout<plait::TensorParallel<2>, plait::ZeroStage<1>>;
+  using To = plait::Layout<plait::Pipeline<2, plait::OneFOneB>, plait::ZeroStage<3>>;
+  plait::comm::Mpi world;
+  if (!fits<From>(world) || !fits<To>(world)) return;
+  Model<From> saved(sweep::model_config(), 5, plait::ProcessGrid<plait::comm::Mpi>(world, 2, 1));
+  plait::train::Trainer<Model<From>> trainer(saved, sweep::train_config());
+  steps<From>(trainer, 1, 2);
+  plait::train::save_checkpoint(path, saved, trainer.optimizer(), 2);
+  const auto want = saved.gather_parameters();
+  const double next = steps<From>(trainer, 3, 3)[0];
+
+  Model<To> loaded(sweep::model_config(), 6, plait::ProcessGrid<plait::comm::Mpi>(world, 1, 2));
+  plait::train::Trainer<Model<To>> other(loaded, sweep::train_config());
+  REQUIRE(plait::train::load_checkpoint(path, loaded, other.optimizer()) == 2);
+  CHECK(loaded.gather_parameters() == want);
+  // The moments came along too: the next step matches the saving layout's (to fp32 reduction-order rounding).
+  CHECK(steps<To>(other, 3, 3)[0] == Approx(next).epsilon(1e-5));
+
+  // And on one rank with no parallelism, each process reading the file on its own.
+  plait::Transformer<plait::SingleDevice, plait::Host<float>> single(sweep::model_config(), 7);
+  plait::train::Trainer<plait::Transformer<plait::SingleDevice, plait::Host<float>>> one(single, sweep::train_config());
+  REQUIRE(plait::train::load_checkpoint(path, single, one.optimizer()) == 2);
+  CHECK(single.gather_parameters() == want);
+  world.barrier();
+}
+
+TEST_CASE("a truncated checkpoint makes every rank throw the same error", "[parallel][checkpoint]") {
+  using L = plait::Layout<plait::ZeroStage<1>>;
+  plait::comm::Mpi world;
+  Model<L> model(sweep::model_config(), 5, plait::ProcessGrid<plait::comm::Mpi>(world, 1, 1));
+  plait::train::Trainer<Model<L>> trainer(model, sweep::train_config());
+  plait::train::save_checkpoint(path, model, trainer.optimizer(), 0);
+  if (world.rank() == 0) std::filesystem::resize_file(path, std::filesystem::file_size(path) - 100);
+  world.barrier();
+  CHECK_THROWS_WITH(plait::train::load_checkpoint(path, model, trainer.optimizer()), Catch::Contains("is truncated"));
+  world.barrier();
+  if (world.rank() == 0) std::filesystem::remove(path);
+}

@@ -1,0 +1,165 @@
+// Checkpoints on one rank: a resumed run is bit-identical to one that never stopped, and a damaged, truncated,
+// foreign or mismatched file is refused with a message that says what is wrong, before the model is touched.
+#include <catch2/catch.hpp>
+
+#include <cstdint>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "plait/backend/host.hpp"
+#include "plait/comm/single.hpp"
+#include "plait/model/transformer.hpp"
+#include "plait/train/checkpoint.hpp"
+#include "plait/train/step.hpp"
+
+namespace {
+
+using Model = plait::Transformer<plait::SingleDevice, plait::Host<float>>;
+
+plait::ModelConfig config() {
+  plait::ModelConfig c;
+  c.vocab = 16;
+  c.hidden = 32;
+  c.layers = 2;
+  c.heads = 4;
+  c.kv_heads = 2;
+  c.ffn = 24;
+  c.max_seq = 8;
+  return c;
+}
+
+plait::train::TokenDataset dataset() {
+  const plait::CounterRng rng(7, 1);
+  std::vector<std::int32_t> tokens(2000);
+  for (std::size_t i = 0; i < tokens.size(); ++i) tokens[i] = static_cast<std::int32_t>(rng.bits(i) % 16);
+  return plait::train::TokenDataset(tokens, 8, 3);
+}
+
+plait::train::TrainConfig train_config() {
+  plait::train::TrainConfig tc;
+  tc.global_batch = 4;
+  tc.micro_batch = 2;
+  tc.lr = {3e-3, 2, 6, 0.1};
+  return tc;
+}
+
+std::string temp_path(const char* name) {
+  return (std::filesystem::temp_directory_path() / (std::string("plait_ckpt_") + name)).string();
+}
+
+std::vector<char> read_all(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+void write_all(const std::string& path, const std::vector<char>& bytes) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+}
+
+// Trains steps [first, last] and returns the losses.
+std::vector<double> train(plait::train::Trainer<Model>& trainer, std::int64_t first, std::int64_t last) {
+  const auto data = dataset();
+  std::vector<double> losses;
+  for (std::int64_t s = first; s <= last; ++s) losses.push_back(trainer.step(data, s).loss);
+  return losses;
+}
+
+}  // namespace
+
+TEST_CASE("a resumed run is bit-identical to one that never stopped", "[train][checkpoint]") {
+  const std::string path = temp_path("resume.bin");
+  Model straight_model(config(), 11);
+  plait::train::Trainer<Model> straight(straight_model, train_config());
+  const auto want = train(straight, 1, 6);
+
+  {
+    Model model(config(), 11);
+    plait::train::Trainer<Model> trainer(model, train_config());
+    train(trainer, 1, 3);
+    plait::train::save_checkpoint(path, model, trainer.optimizer(), 3);
+  }
+  Model model(config(), 999);  // another seed: everything must come from the file
+  plait::train::Trainer<Model> trainer(model, train_config());
+  REQUIRE(plait::train::load_checkpoint(path, model, trainer.optimizer()) == 3);
+  CHECK(trainer.optimizer().steps() == 3);
+  const auto got = train(trainer, 4, 6);
+  for (int i = 0; i < 3; ++i) CHECK(got[static_cast<std::size_t>(i)] == want[static_cast<std::size_t>(i + 3)]);
+  const auto a = model.gather_parameters(), b = straight_model.gather_parameters();
+  REQUIRE(a.size() == b.size());
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    INFO(a[i].first);
+    CHECK(a[i].first == b[i].first);
+    CHECK(a[i].second == b[i].second);  // exact
+  }
+  CHECK_FALSE(std::filesystem::exists(path + ".tmp"));
+  std::filesystem::remove(path);
+}
+
+TEST_CASE("a bad checkpoint is refused with a message that says what is wrong", "[train][checkpoint]") {
+  const std::string path = temp_path("good.bin"), bad = temp_path("bad.bin");
+  Model model(config(), 5);
+  plait::train::Trainer<Model> trainer(model, train_config());
+  train(trainer, 1, 1);
+  plait::train::save_checkpoint(path, model, trainer.optimizer(), 1);
+  const auto bytes = read_all(path);
+  const auto before = model.gather_parameters();
+
+  auto refused = [&](const std::vector<char>& contents, const char* says) {
+    write_all(bad, contents);
+    Model other(config(), 5);
+    plait::train::Trainer<Model> t(other, train_config());
+    CHECK_THROWS_WITH(plait::train::load_checkpoint(bad, other, t.optimizer()), Catch::Contains(says));
+  };
+  SECTION("a flipped bit in the payload") {
+    auto damaged = bytes;
+    damaged[damaged.size() / 2] ^= 0x10;
+    refused(damaged, "is corrupt");
+  }
+  SECTION("a truncated file") {
+    refused(std::vector<char>(bytes.begin(), bytes.begin() + static_cast<std::ptrdiff_t>(bytes.size() * 2 / 3)),
+            "is truncated");
+  }
+  SECTION("not a checkpoint at all") {
+    refused(std::vector<char>{'h', 'e', 'l', 'l', 'o', ',', ' ', 'w', 'o', 'r', 'l', 'd', '!', '!', '!', '!', '!'},
+            "is not a plait checkpoint");
+  }
+  SECTION("a missing file") {
+    Model other(config(), 5);
+    plait::train::Trainer<Model> t(other, train_config());
+    CHECK_THROWS_WITH(plait::train::load_checkpoint(temp_path("missing.bin"), other, t.optimizer()),
+                      Catch::Contains("cannot open the checkpoint"));
+  }
+  SECTION("another model's checkpoint: names the field") {
+    auto c = config();
+    c.hidden = 64;
+    Model other(c, 5);
+    plait::train::Trainer<Model> t(other, train_config());
+    CHECK_THROWS_WITH(plait::train::load_checkpoint(path, other, t.optimizer()),
+                      Catch::Contains("its hidden is 32, this run's is 64"));
+    // The refused load left the model as it was.
+    Model fresh(c, 5);
+    CHECK(other.gather_parameters() == fresh.gather_parameters());
+  }
+  CHECK(model.gather_parameters() == before);
+  std::filesystem::remove(path);
+  std::filesystem::remove(bad);
+}
+
+TEST_CASE("a failed save keeps the previous checkpoint", "[train][checkpoint]") {
+  const std::string path = temp_path("keep.bin");
+  Model model(config(), 3);
+  plait::train::Trainer<Model> trainer(model, train_config());
+  plait::train::save_checkpoint(path, model, trainer.optimizer(), 0);
+  const auto first = read_all(path);
+  // A directory where the temporary file should go makes the write fail.
+  std::filesystem::create_directory(path + ".tmp");
+  train(trainer, 1, 1);
+  CHECK_THROWS_WITH(plait::train::save_checkpoint(path, model, trainer.optimizer(), 1),
+                    Catch::Contains("cannot write the checkpoint"));
+  CHECK(read_all(path) == first);
+  std::filesystem::remove(path + ".tmp");
+  std::filesystem::remove(path);
+}
