@@ -37,18 +37,25 @@ __global__ void rope_kernel(T* x, std::int64_t tokens, std::int64_t seq, std::in
   }
 }
 
+// Rotates every (even, odd) pair of x by +angle (direction 1) or -angle (direction -1), in place.
+template <Storage T>
+cudaError_t rope_launch(T* x, std::int64_t batch, std::int64_t seq, std::int64_t heads, std::int64_t head_dim,
+                        std::int64_t position_offset, double theta, double direction, cudaStream_t stream) {
+  if (head_dim % 2 != 0) return cudaErrorInvalidValue;
+  const std::int64_t work = batch * seq * (head_dim / 2);
+  if (work == 0) return cudaSuccess;
+  rope_kernel<<<elementwise_blocks(work, RopeConfig::threads), RopeConfig::threads, 0, stream>>>(
+      x, batch * seq, seq, heads, head_dim, position_offset, theta, direction);
+  return cudaGetLastError();
+}
+
 }  // namespace detail
 
 template <Storage T>
 cudaError_t rope_forward(T* x,  // (B, T, H, hd), in place
                          std::int64_t batch, std::int64_t seq, std::int64_t heads, std::int64_t head_dim,
                          std::int64_t position_offset, double theta, cudaStream_t stream) {
-  if (head_dim % 2 != 0) return cudaErrorInvalidValue;
-  const std::int64_t work = batch * seq * (head_dim / 2);
-  if (work == 0) return cudaSuccess;
-  detail::rope_kernel<<<elementwise_blocks(work, RopeConfig::threads), RopeConfig::threads, 0, stream>>>(
-      x, batch * seq, seq, heads, head_dim, position_offset, theta, 1.0);
-  return cudaGetLastError();
+  return detail::rope_launch(x, batch, seq, heads, head_dim, position_offset, theta, 1.0, stream);
 }
 
 // In place, not +=: the inverse rotation of the incoming gradient.
@@ -56,12 +63,7 @@ template <Storage T>
 cudaError_t rope_backward(T* dx,  // (B, T, H, hd), in place
                           std::int64_t batch, std::int64_t seq, std::int64_t heads, std::int64_t head_dim,
                           std::int64_t position_offset, double theta, cudaStream_t stream) {
-  if (head_dim % 2 != 0) return cudaErrorInvalidValue;
-  const std::int64_t work = batch * seq * (head_dim / 2);
-  if (work == 0) return cudaSuccess;
-  detail::rope_kernel<<<elementwise_blocks(work, RopeConfig::threads), RopeConfig::threads, 0, stream>>>(
-      dx, batch * seq, seq, heads, head_dim, position_offset, theta, -1.0);
-  return cudaGetLastError();
+  return detail::rope_launch(dx, batch, seq, heads, head_dim, position_offset, theta, -1.0, stream);
 }
 
 }  // namespace plait::kernels::device

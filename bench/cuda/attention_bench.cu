@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "plait/backend/cuda.hpp"
+#include "timing.cuh"
 
 namespace {
 
@@ -26,22 +27,7 @@ using bf16 = __nv_bfloat16;
 
 constexpr double roofline_tflops = 989.0;  // H100 SXM, dense bf16
 
-template <class F>
-double milliseconds(F&& run, cudaStream_t stream, int repeats) {
-  run();  // warm up
-  cudaEvent_t start, stop;
-  PLAIT_CUDA_CHECK(cudaEventCreate(&start));
-  PLAIT_CUDA_CHECK(cudaEventCreate(&stop));
-  PLAIT_CUDA_CHECK(cudaEventRecord(start, stream));
-  for (int i = 0; i < repeats; ++i) run();
-  PLAIT_CUDA_CHECK(cudaEventRecord(stop, stream));
-  PLAIT_CUDA_CHECK(cudaEventSynchronize(stop));
-  float ms = 0.0f;
-  PLAIT_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
-  cudaEventDestroy(start);
-  cudaEventDestroy(stop);
-  return ms / repeats;
-}
+using bench::milliseconds;
 
 DeviceBuffer<bf16> random_buffer(std::size_t n, std::mt19937& rng) {
   std::normal_distribution<float> dist(0.0f, 1.0f);

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "plait/backend/cuda.hpp"
+#include "timing.cuh"
 
 namespace {
 
@@ -20,22 +21,7 @@ using plait::MemoryKind;
 namespace device = plait::kernels::device;
 using bf16 = __nv_bfloat16;
 
-template <class F>
-double milliseconds(F&& run, cudaStream_t stream, int repeats = 20) {
-  run();
-  cudaEvent_t start, stop;
-  PLAIT_CUDA_CHECK(cudaEventCreate(&start));
-  PLAIT_CUDA_CHECK(cudaEventCreate(&stop));
-  PLAIT_CUDA_CHECK(cudaEventRecord(start, stream));
-  for (int i = 0; i < repeats; ++i) run();
-  PLAIT_CUDA_CHECK(cudaEventRecord(stop, stream));
-  PLAIT_CUDA_CHECK(cudaEventSynchronize(stop));
-  float ms = 0.0f;
-  PLAIT_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
-  cudaEventDestroy(start);
-  cudaEventDestroy(stop);
-  return ms / repeats;
-}
+using bench::milliseconds;
 
 DeviceBuffer<bf16> random_buffer(std::size_t n, std::mt19937& rng, float mean = 0.0f) {
   std::normal_distribution<float> dist(mean, 1.0f);

@@ -178,11 +178,8 @@ class Transformer {
       }
     }
     std::vector<std::pair<std::string, std::vector<double>>> out;
-    for (std::int64_t code = 0; code < 9 * config_.layers + 3; ++code) {  // embedding, 9 per layer, norm, head
-      const auto [layer, which] = code < 1 ? std::pair<std::int64_t, std::int64_t>{-1, 0}
-                                 : code < 1 + 9 * config_.layers ? std::pair<std::int64_t, std::int64_t>{(code - 1) / 9, (code - 1) % 9}
-                                                                 : std::pair<std::int64_t, std::int64_t>{-2, code - 1 - 9 * config_.layers};
-      const std::string name = code_name(layer, which);
+    for (std::int64_t code = 0; code < tensor_count(); ++code) {  // embedding, 9 per layer, norm, head
+      const std::string name = tensor_name(code);
       if (auto it = mine.find(name); it != mine.end()) out.emplace_back(name, std::move(it->second));
     }
     return out;
@@ -196,6 +193,11 @@ class Transformer {
     return layer == -1 ? 0 : layer == -2 ? 1 + 9 * config_.layers + which : 1 + 9 * layer + which;
   }
   std::int64_t tensor_count() const { return 9 * config_.layers + 3; }
+  std::string tensor_name(std::int64_t code) const {
+    if (code == 0) return code_name(-1, 0);
+    if (code < 1 + 9 * config_.layers) return code_name((code - 1) / 9, (code - 1) % 9);
+    return code_name(-2, code - 1 - 9 * config_.layers);
+  }
 
   // Layers [first, end) of virtual stage vs (of stages x chunks): contiguous, the first ones one longer if uneven.
   std::pair<std::int64_t, std::int64_t> layers_of(int vs) const { return split_layers(config_.layers, vs); }

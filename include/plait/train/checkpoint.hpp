@@ -212,10 +212,8 @@ void save_checkpoint(const std::string& path, Model& model, AdamW<B>& optimizer,
     nlohmann::json tensors = nlohmann::json::array();
     for (std::size_t c = 0; c < canon.size.size(); ++c) {
       if (canon.size[c] == 0) continue;
-      std::string name;
-      for (const auto& p : model.layout().infos())
-        if (static_cast<std::size_t>(model.tensor_code(p.name)) == c) name = p.name;
-      tensors.push_back({{"code", c}, {"name", name}, {"elements", canon.size[c]}});
+      // Named from the code: rank 0 holds only its own pipeline stage's tensors.
+      tensors.push_back({{"code", c}, {"name", model.tensor_name(static_cast<std::int64_t>(c))}, {"elements", canon.size[c]}});
     }
     const nlohmann::json j = {{"format", "plait checkpoint"},      {"version", checkpoint_version},
                               {"model", detail::model_json(model.config())}, {"step", step},
