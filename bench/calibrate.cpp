@@ -1,157 +1,321 @@
-// Calibrates the planner on the machine it runs on: GEMM rate at several shapes (through plait::kernels::gemm,
-// OpenBLAS sgemm here), memory bandwidth (a triad), and writes a hardware JSON that `plait-plan --hardware` takes.
-// Usage: plait-bench-calibrate [--out HW.json] [--base dgx-a100-80gb|FILE.json] [--peak-flops F] [--name N]
-//        [--share F] [--ranks R] [--link-bandwidth B] [--host]   (a CPU run of plait-train: see --help)
+// Calibrates the planner on the machine it runs on and writes a hardware JSON that `plait-plan --hardware` takes:
+// GEMM rate at transformer shapes, whole and sliced as TP slices them (through plait::kernels::gemm), the attention
+// kernel's rate forward and backward, memory bandwidth (a triad), and, run under mpirun, the all-reduce time of
+// plait's communicator at sizes from 4 KB to 64 MB within a node (the planner's "link") and across nodes (its
+// "network"), fitted to the planner's own formulas (include/plait/plan/calibrate.hpp). Every rank measures at the
+// same time, so the figures are what each rank gets while the others work too, as in training.
+// Usage: [mpirun -np R] plait-bench-calibrate [--out HW.json] [--base dgx-a100-80gb|FILE.json] [--peak-flops F]
+//        [--name N] [--share F] [--ranks R] [--link-bandwidth B] [--host] [--quick]   (see --help)
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <cstring>
 #include <fstream>
 #include <string>
 #include <vector>
 
 #include <unistd.h>
 
+#include <plait/kernels/adamw.hpp>
+#include <plait/kernels/attention.hpp>
 #include <plait/kernels/blas.hpp>
+#include <plait/kernels/rmsnorm.hpp>
+#include <plait/kernels/rope.hpp>
+#include <plait/kernels/swiglu.hpp>
 
+#include "plait/comm/mpi.hpp"
+#include "plait/plan/calibrate.hpp"
 #include "plait/plan/hardware.hpp"
-#include "plait/plan/time_model.hpp"
 
 namespace {
 
-double seconds_of(const auto& work, int min_reps = 3, double min_seconds = 0.2) {
+using plait::comm::Mpi;
+
+// Seconds one run of `work` takes while every rank of `group` runs it too: the group starts together and the time
+// runs until its last rank is done (a barrier), over enough runs back to back to span many scheduler slices when
+// ranks share cores (`min_block` seconds); the best of at least `min_reps` such blocks. Every rank gets the same
+// figure and runs `work` equally often (it may hold collectives).
+double seconds_of(Mpi& group, const auto& work, int min_reps = 3, double min_block = 0.05) {
   using clock = std::chrono::steady_clock;
-  work();  // warm-up
-  double best = 1e30, total = 0;
-  for (int rep = 0; rep < min_reps || total < min_seconds; ++rep) {
-    const auto start = clock::now();
-    work();
-    const double s = std::chrono::duration<double>(clock::now() - start).count();
-    best = std::min(best, s), total += s;
-    if (rep > 50) break;
+  auto since = [](clock::time_point t) { return std::chrono::duration<double>(clock::now() - t).count(); };
+  group.barrier();
+  auto start = clock::now();
+  work();  // warm-up, and how many runs make a block
+  double once = since(start);
+  group.all_reduce(&once, 1, plait::comm::ReduceOp::max);
+  const int runs = static_cast<int>(std::clamp(std::ceil(min_block / std::max(once, 1e-7)), 1.0, 1e6));
+  double best = INFINITY;
+  for (int rep = 0; rep < min_reps; ++rep) {
+    group.barrier();
+    start = clock::now();
+    for (int r = 0; r < runs; ++r) work();
+    group.barrier();
+    double s = since(start) / runs;
+    group.all_reduce(&s, 1, plait::comm::ReduceOp::max);
+    best = std::min(best, s);
   }
   return best;
 }
 
-struct GemmPoint {
-  double m, n, k, flops_per_s;
+void usage() {
+  std::printf(
+      "usage: [mpirun -np R] plait-bench-calibrate [--out HW.json] [--base dgx-a100-80gb|FILE.json]\n"
+      "         [--peak-flops F] [--name N] [--share F] [--ranks R] [--link-bandwidth B] [--host] [--quick]\n"
+      "Measures GEMM rate at several shapes, the attention kernel, memory bandwidth and (under mpirun) all-reduce\n"
+      "time; fits the planner's GEMM efficiency curve and link bandwidth and latency; writes the base hardware\n"
+      "(default: this machine, the ranks on one node being its 'GPUs') with them. Run it as training runs: under\n"
+      "mpirun with as many ranks per node, threads per rank as in training (OMP_NUM_THREADS, OPENBLAS_NUM_THREADS).\n"
+      "  --base H            start from a built-in or a hardware file (a GPU cluster): its peak, memory and links\n"
+      "                      stay; the CPU GEMM curve is applied to it; measured host all-reduces are only printed\n"
+      "  --peak-flops F      the datasheet peak per rank (default: the best GEMM rate measured here)\n"
+      "  --share F           scale the measured rates by F (for a single process standing in for several ranks)\n"
+      "  --ranks R           ranks per node when not run under mpirun (memory per rank = this machine's / R)\n"
+      "  --link-bandwidth B  bytes/s of the link, instead of the measured (or, with one process, assumed) one\n"
+      "  --host              plait's Host backend: fp32 training, memory counted exactly by plait's tracker (no\n"
+      "                      allocator slack or framework overhead), no per-step launch overhead\n"
+      "  --quick             fewer and smaller shapes and sizes (seconds instead of a minute; for tests)\n");
+}
+
+struct Options {
+  std::string out = "calibrated_hardware.json", base, name = "calibrated";
+  double peak = 0, share = 1.0, link_bandwidth = 0;
+  int ranks = 0;
+  bool host = false, quick = false;
 };
+
+// Each rank runs every GEMM shape at once; a rank's rate, averaged over the ranks.
+std::vector<plait::plan::GemmSample> measure_gemms(Mpi& world, bool quick) {
+  std::vector<plait::plan::GemmSample> samples;
+  std::vector<double> ms = {128, 512, 2048};
+  // Square shapes, then the slices TP makes of them: a column-parallel GEMM's N and a row-parallel GEMM's K
+  // shrink by TP (64 = a 256-wide layer at TP 4, or 512 at TP 8).
+  std::vector<std::pair<double, double>> nks = {{128, 128}, {256, 256}, {512, 512}, {1024, 1024}, {2048, 2048},
+                                                {64, 256},  {256, 64},  {64, 64},   {128, 1024},  {1024, 128}};
+  if (quick) ms = {128, 256}, nks = {{128, 128}, {256, 256}, {64, 256}, {256, 64}};
+  if (world.rank() == 0)
+    std::printf("GEMM (fp32 through plait::kernels::gemm, per rank, %d rank(s) at once)\n%6s %6s %6s %12s\n",
+                world.size(), "M", "N", "K", "GFLOP/s");
+  for (double m : ms)
+    for (auto [n, k] : nks) {
+      const auto M = static_cast<std::int64_t>(m), N = static_cast<std::int64_t>(n), K = static_cast<std::int64_t>(k);
+      std::vector<float> a(M * K, 0.5f), b(K * N, 0.25f), c(M * N, 0.0f);
+      const double s = seconds_of(world, [&] {
+        plait::kernels::gemm(plait::kernels::Trans::no, plait::kernels::Trans::no, M, N, K, 1.0f, a.data(), K,
+                             b.data(), N, 0.0f, c.data(), N);
+      }, 3, quick ? 0.01 : 0.05);
+      samples.push_back({m, n, k, 2.0 * m * n * k / s});
+      if (world.rank() == 0) std::printf("%6.0f %6.0f %6.0f %12.2f\n", m, n, k, samples.back().flops_per_s / 1e9);
+    }
+  return samples;
+}
+
+// plait's attention kernel (the Host backend's, causal, fp32), forward and backward, in the FLOPs the time model
+// counts: 2 s^2 h per sequence forward (the causal half of QK^T and PV), 2.5 times that backward.
+double measure_attention(Mpi& world, bool quick, double peak, double share) {
+  const std::vector<std::int64_t> seqs = quick ? std::vector<std::int64_t>{128} : std::vector<std::int64_t>{128, 512, 2048};
+  double log_eff = 0;
+  if (world.rank() == 0) std::printf("\nattention (plait::kernels, causal, fp32, 4 heads of 64)\n%6s %12s %12s\n", "T", "GFLOP/s", "of peak");
+  for (std::int64_t t : seqs) {
+    const plait::kernels::AttentionShape shape{1, t, 4, 4, 64, 0.125};
+    const std::size_t n = static_cast<std::size_t>(t * 4 * 64);
+    std::vector<float> q(n, 0.01f), k(n, 0.02f), v(n, 0.03f), out(n), lse(static_cast<std::size_t>(4 * t)), dout(n, 0.1f),
+        dq(n), dk(n), dv(n);
+    for (std::size_t i = 0; i < n; ++i) q[i] = 0.01f * static_cast<float>(i % 17), k[i] = 0.02f * static_cast<float>(i % 13);
+    const double s = seconds_of(world, [&] {
+      plait::kernels::attention_forward(shape, q.data(), k.data(), v.data(), out.data(), lse.data());
+      plait::kernels::attention_backward(shape, q.data(), k.data(), v.data(), out.data(), lse.data(), dout.data(),
+                                         dq.data(), dk.data(), dv.data());
+    }, 3, quick ? 0.01 : 0.05);
+    const double flops = 3.5 * 2.0 * static_cast<double>(t * t) * 256.0, rate = flops / s * share;
+    log_eff += std::log(rate / peak);
+    if (world.rank() == 0) std::printf("%6lld %12.2f %11.0f%%\n", static_cast<long long>(t), rate / 1e9, 100 * rate / peak);
+  }
+  return std::exp(log_eff / static_cast<double>(seqs.size()));
+}
+
+// The Host backend's memory-bound kernels of one layer, forward and backward, for `tokens` tokens of `model`: two
+// RMSNorms, RoPE on queries and keys, SwiGLU, two residual adds. The planner prices them as bytes moved
+// (time_model.hpp's layer_memory_bound_bytes); what they take here says how close to the bandwidth they come.
+double measure_layer_kernels(Mpi& world, const plait::ModelConfig& model, std::int64_t tokens, bool quick) {
+  const std::int64_t h = model.hidden, f = model.ffn, hd = model.head_dim();
+  const auto n = [](std::int64_t k) { return static_cast<std::size_t>(k); };
+  std::vector<float> x(n(tokens * h), 0.5f), w(n(h), 1.0f), y(n(tokens * h)), rstd(n(tokens)), dy(n(tokens * h), 0.1f),
+      dx(n(tokens * h)), dw(n(h)), q(n(tokens * h), 0.3f), k(n(tokens * model.kv_dim()), 0.2f), gate(n(tokens * f), 0.4f),
+      up(n(tokens * f), 0.6f), act(n(tokens * f)), dact(n(tokens * f), 0.1f), dgate(n(tokens * f)), dup(n(tokens * f));
+  auto add = [&](float* a, const float* b) {
+#pragma omp parallel for simd
+    for (std::int64_t i = 0; i < tokens * h; ++i) a[i] += b[i];
+  };
+  return seconds_of(world, [&] {
+    for (int norm = 0; norm < 2; ++norm) {
+      plait::kernels::rmsnorm_forward(x.data(), w.data(), tokens, h, 1e-5, y.data(), rstd.data());
+      plait::kernels::rmsnorm_backward(x.data(), w.data(), rstd.data(), dy.data(), tokens, h, dx.data(), dw.data());
+      add(x.data(), y.data()), add(dx.data(), dy.data());  // the residual, forward and backward
+    }
+    plait::kernels::rope_forward(q.data(), 1, tokens, model.heads, hd, 0, model.rope_theta);
+    plait::kernels::rope_forward(k.data(), 1, tokens, model.kv_heads, hd, 0, model.rope_theta);
+    plait::kernels::rope_backward(q.data(), 1, tokens, model.heads, hd, 0, model.rope_theta);
+    plait::kernels::rope_backward(k.data(), 1, tokens, model.kv_heads, hd, 0, model.rope_theta);
+    plait::kernels::swiglu_forward(gate.data(), up.data(), tokens * f, act.data());
+    plait::kernels::swiglu_backward(gate.data(), up.data(), dact.data(), tokens * f, dgate.data(), dup.data());
+  }, 3, quick ? 0.01 : 0.05);
+}
+
+// The Host backend's AdamW over `params` parameters: seconds per update.
+double measure_adamw(Mpi& world, std::int64_t params, bool quick) {
+  std::vector<float> p(static_cast<std::size_t>(params), 0.1f), g(p.size(), 0.01f), m(p.size()), v(p.size());
+  plait::kernels::AdamWStep step{1e-4};
+  return seconds_of(world, [&] { plait::kernels::adamw_update(p.data(), g.data(), m.data(), v.data(), params, step); },
+                    3, quick ? 0.01 : 0.05);
+}
+
+// All-reduce of `bytes` floats over `group`, the slowest rank's best time, at sizes 4 KB .. 64 MB (1 MB quick).
+std::vector<plait::plan::CollectiveSample> measure_allreduce(Mpi& group, bool quick) {
+  std::vector<plait::plan::CollectiveSample> samples;
+  for (double bytes = 4096; bytes <= (quick ? 1 << 20 : 64 << 20); bytes *= 4) {
+    std::vector<float> data(static_cast<std::size_t>(bytes / 4), 1.0f);
+    const double s = seconds_of(group, [&] {
+      group.all_reduce(data.data(), static_cast<std::int64_t>(data.size()), plait::comm::ReduceOp::sum);
+    }, 3, quick ? 0.01 : 0.05);
+    samples.push_back({bytes, s});
+  }
+  return samples;
+}
+
+void print_link(const char* what, const std::vector<plait::plan::CollectiveSample>& samples, double ranks,
+                const plait::plan::LinkFit& fit) {
+  std::printf("\nall-reduce %s, %.0f ranks\n%10s %12s %12s\n", what, ranks, "bytes", "measured ms", "model ms");
+  for (const auto& s : samples)
+    std::printf("%10.0f %12.3f %12.3f\n", s.bytes, 1e3 * s.seconds,
+                1e3 * plait::plan::allreduce_seconds(s.bytes, ranks, fit.bandwidth, fit.latency_s));
+  std::printf("fit: %.3f GB/s, latency %.1f us (rms error %.0f%%)\n", fit.bandwidth / 1e9, 1e6 * fit.latency_s,
+              100 * fit.rms_log_error);
+}
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string out = "calibrated_hardware.json", base = "", name = "calibrated";
-  double peak = 0, share = 1.0, link_bandwidth = 0;
-  int ranks = 0;
-  bool host = false;
+  plait::comm::MpiSession session(&argc, &argv);
+  Mpi world;
+  Options o;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto value = [&]() -> std::string {
       if (i + 1 >= argc) {
-        std::fprintf(stderr, "%s needs a value\n", a.c_str());
+        if (world.rank() == 0) std::fprintf(stderr, "%s needs a value\n", a.c_str());
         std::exit(2);
       }
       return argv[++i];
     };
-    if (a == "--out") out = value();
-    else if (a == "--base") base = value();
-    else if (a == "--peak-flops") peak = std::stod(value());
-    else if (a == "--name") name = value();
-    else if (a == "--share") share = std::stod(value());
-    else if (a == "--ranks") ranks = std::stoi(value());
-    else if (a == "--link-bandwidth") link_bandwidth = std::stod(value());
-    else if (a == "--host") host = true;
+    if (a == "--out") o.out = value();
+    else if (a == "--base") o.base = value();
+    else if (a == "--peak-flops") o.peak = std::stod(value());
+    else if (a == "--name") o.name = value();
+    else if (a == "--share") o.share = std::stod(value());
+    else if (a == "--ranks") o.ranks = std::stoi(value());
+    else if (a == "--link-bandwidth") o.link_bandwidth = std::stod(value());
+    else if (a == "--host") o.host = true;
+    else if (a == "--quick") o.quick = true;
     else {
-      std::printf("usage: plait-bench-calibrate [--out HW.json] [--base dgx-a100-80gb|FILE.json] [--peak-flops F] "
-                  "[--name N]\n                             [--share F] [--ranks R] [--link-bandwidth B] [--host]\n"
-                  "Measures GEMM rate at several shapes and memory bandwidth; fits the planner's GEMM "
-                  "efficiency curve;\nwrites the base hardware (default: this machine, 1 'GPU' per node) with them.\n"
-                  "For a CPU run of plait-train (R ranks under mpirun on one machine), measure single-threaded\n"
-                  "(OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1) and give:\n"
-                  "  --share F           each rank gets F of one thread's GEMM rate and bandwidth (cores / ranks when\n"
-                  "                      there are more ranks than cores, e.g. 0.5 for 4 ranks on 2 cores)\n"
-                  "  --ranks R           ranks per node (the planner's gpus_per_node; memory = this machine's)\n"
-                  "  --link-bandwidth B  bytes/s of a shared-memory MPI transfer per rank (default: the per-rank triad\n"
-                  "                      bandwidth / 2, a message being copied into and out of a shared segment)\n"
-                  "  --host              plait's Host backend: fp32 training, memory counted exactly by plait's tracker\n"
-                  "                      (no allocator slack or framework overhead), no per-step launch overhead\n");
+      if (world.rank() == 0) usage();
       return a == "--help" ? 0 : 2;
     }
   }
-
-  // GEMM shapes as a transformer layer has them: M tokens, N and K the hidden and FFN sizes, sliced as TP would.
-  std::vector<GemmPoint> points;
-  std::printf("GEMM (fp32 sgemm through plait::kernels::gemm; this process, before --share)\n%6s %6s %6s %12s\n", "M", "N", "K", "GFLOP/s");
-  for (double m : {128.0, 512.0, 2048.0})
-    for (double nk : {128.0, 256.0, 512.0, 1024.0, 2048.0}) {
-      const auto M = static_cast<std::int64_t>(m), N = static_cast<std::int64_t>(nk), K = static_cast<std::int64_t>(nk);
-      std::vector<float> a(M * K, 0.5f), b(K * N, 0.25f), c(M * N, 0.0f);
-      const double s = seconds_of([&] {
-        plait::kernels::gemm(plait::kernels::Trans::no, plait::kernels::Trans::no, M, N, K, 1.0f, a.data(), K,
-                             b.data(), N, 0.0f, c.data(), N);
-      });
-      const double rate = 2.0 * m * nk * nk / s;
-      points.push_back({m, nk, nk, rate});
-      std::printf("%6.0f %6.0f %6.0f %12.1f\n", m, nk, nk, rate / 1e9);
-    }
-  double best_rate = 0;
-  for (const auto& p : points) best_rate = std::max(best_rate, p.flops_per_s);
-  if (peak <= 0) peak = best_rate;  // without a datasheet peak, efficiencies are relative to the best shape
-
-  // Fit the planner's curve rate = peak * e / (1 + d (1/M + 1/N + 1/K)) in log space (timings on a shared machine
-  // are noisy; a log fit keeps one slow shape from dominating): for each half-dimension d on a grid, the best e is
-  // the geometric mean, and the d with the smallest squared log error wins.
-  double peak_eff = 1.0, half_dim = 0.0, best_err = 1e300;
-  for (double d = 0.0; d <= 4096.0; d += 4.0) {
-    double log_e = 0;
-    for (const auto& p : points)
-      log_e += std::log(p.flops_per_s / peak * (1.0 + d * (1.0 / p.m + 1.0 / p.n + 1.0 / p.k)));
-    log_e /= static_cast<double>(points.size());
-    double err = 0;
-    for (const auto& p : points) {
-      const double model = log_e - std::log(1.0 + d * (1.0 / p.m + 1.0 / p.n + 1.0 / p.k));
-      err += (std::log(p.flops_per_s / peak) - model) * (std::log(p.flops_per_s / peak) - model);
-    }
-    if (err < best_err) best_err = err, peak_eff = std::exp(log_e), half_dim = d;
+  const bool root = world.rank() == 0;
+  // Read the base first: a bad --base is an error before a minute of measuring, on every rank.
+  plait::plan::Hardware hw;
+  try {
+    hw = o.base.empty() ? plait::plan::dgx_a100_80gb() : plait::plan::load_hardware(o.base);
+  } catch (const std::exception& e) {
+    if (root) std::fprintf(stderr, "plait-bench-calibrate: %s\n", e.what());
+    return 2;
   }
 
-  // Memory bandwidth: a = b + s c over 64 MiB arrays, 3 x 4 bytes per element moved (write-allocate ignored).
-  const std::size_t len = 16u << 20;
+  Mpi node = world.node();
+  auto gemms = measure_gemms(world, o.quick);
+  for (auto& g : gemms) g.flops_per_s *= o.share;
+  double best_rate = 0;
+  for (const auto& g : gemms) best_rate = std::max(best_rate, g.flops_per_s);
+  const double peak = o.peak > 0 ? o.peak : best_rate;  // without a datasheet peak: relative to the best shape
+  const plait::plan::GemmCurve curve = plait::plan::fit_gemm_curve(gemms, peak);
+  const double attention = measure_attention(world, o.quick, peak, o.share);
+
+  // Memory bandwidth: z = x + s y over 64 MiB arrays (16 MiB quick), 3 x 4 bytes per element moved.
+  const std::size_t len = o.quick ? 4u << 20 : 16u << 20;
   std::vector<float> x(len, 1.0f), y(len, 2.0f), z(len, 0.0f);
-  const double triad_s = seconds_of([&] {
+  const double triad_s = seconds_of(world, [&] {
 #pragma omp parallel for
     for (std::size_t i = 0; i < len; ++i) z[i] = x[i] + 0.5f * y[i];
   });
-  const double bandwidth = 3.0 * 4.0 * static_cast<double>(len) / triad_s * share;
-  peak *= share, best_rate *= share;
-  for (auto& p : points) p.flops_per_s *= share;
+  const double bandwidth = 3.0 * 4.0 * static_cast<double>(len) / triad_s * o.share;
 
-  plait::plan::Hardware hw;
-  if (!base.empty()) {
-    hw = plait::plan::load_hardware(base);
-  } else {
-    hw = plait::plan::dgx_a100_80gb();  // the memory constants and link models until measured on a cluster
+  // plait's own memory-bound kernels and optimizer, on a layer the shape of plait-train's default sizes scaled up
+  // (hidden 512, 8 heads, FFN 1408) and 4 x 128 tokens: what the planner's byte counts cost on this machine.
+  plait::ModelConfig layer_shape;
+  layer_shape.hidden = 512, layer_shape.heads = layer_shape.kv_heads = 8, layer_shape.ffn = 1408;
+  const std::int64_t layer_tokens = o.quick ? 128 : 512, adam_params = o.quick ? 1 << 18 : 1 << 22;
+  const double layer_kernels_s = measure_layer_kernels(world, layer_shape, layer_tokens, o.quick) / o.share;
+  const double adamw_s = measure_adamw(world, adam_params, o.quick) / o.share;
+  const plait::plan::PrecisionBytes fp32 = plait::plan::precision_bytes([] {
+    plait::plan::Calibration c;
+    c.precision = "fp32";
+    return c;
+  }());
+  const double layer_bytes =
+      plait::plan::layer_memory_bound_bytes(layer_shape, plait::plan::Layout{}, static_cast<double>(layer_tokens), fp32);
+  const double kernel_efficiency = layer_bytes / layer_kernels_s / bandwidth;  // of the triad bandwidth
+  const double adamw_factor = adamw_s * bandwidth / (static_cast<double>(adam_params) * fp32.optimizer_traffic);
+
+  // Collectives: within each node (all nodes at once), then across nodes among the ranks with the same place in
+  // their node (all of them at once: each rank's share of the network under load).
+  std::vector<plait::plan::CollectiveSample> link_samples, network_samples;
+  plait::plan::LinkFit link, network;
+  if (node.size() > 1) {
+    link_samples = measure_allreduce(node, o.quick);
+    link = plait::plan::fit_allreduce(link_samples, node.size());
+  }
+  Mpi across = world.split(node.rank(), world.rank());
+  const bool nodes_agree = [&] {
+    int largest = node.size(), minus_smallest = -node.size();  // every node the same size, or no network figure
+    world.all_reduce(&largest, 1, plait::comm::ReduceOp::max);
+    world.all_reduce(&minus_smallest, 1, plait::comm::ReduceOp::max);
+    return largest == -minus_smallest;
+  }();
+  if (across.size() > 1 && nodes_agree) {
+    network_samples = measure_allreduce(across, o.quick);
+    network = plait::plan::fit_allreduce(network_samples, across.size());
+  }
+  if (!root) return 0;
+
+  if (o.base.empty()) {  // this machine: its measured peak and bandwidth
     hw.peak_flops = peak;
     hw.hbm_bandwidth = bandwidth;
     hw.gpus_per_node = 1;
   }
-  if (ranks > 0) {
-    // One machine: every collective runs over shared memory, the planner's "intra-node link".
-    hw.gpus_per_node = ranks;
-    hw.link_bandwidth = link_bandwidth > 0 ? link_bandwidth : bandwidth / 2.0;
-    hw.network_bandwidth = hw.link_bandwidth;
-    hw.link_latency_s = hw.network_latency_s = 20e-6;  // an MPI shared-memory message on oversubscribed cores
+  const int ranks_per_node = node.size() > 1 ? node.size() : o.ranks;
+  const bool describes_this_machine = o.base.empty() || o.host;
+  if (ranks_per_node > 0 && describes_this_machine) {
+    hw.gpus_per_node = ranks_per_node;
     long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
-    if (pages > 0 && page > 0) hw.memory_bytes = static_cast<double>(pages) * static_cast<double>(page) / ranks;
-  } else if (link_bandwidth > 0) {
-    hw.link_bandwidth = link_bandwidth;
+    if (pages > 0 && page > 0) hw.memory_bytes = static_cast<double>(pages) * static_cast<double>(page) / ranks_per_node;
   }
-  if (host) {
-    auto& c = hw.calibration;
+  std::string link_source = "unchanged (from the base)";
+  if (describes_this_machine && ranks_per_node > 1) {
+    // Measured where there was more than one rank on a node; otherwise a shared-memory transfer at half the triad
+    // bandwidth (a message copied into and out of a shared segment) with 20 us latency.
+    hw.link_bandwidth = link.bandwidth > 0 ? link.bandwidth : bandwidth / 2.0;
+    hw.link_latency_s = link.bandwidth > 0 ? link.latency_s : 20e-6;
+    hw.calibration.link_efficiency = 1.0;
+    link_source = link.bandwidth > 0 ? "measured" : "assumed (one process: run under mpirun to measure)";
+    hw.network_bandwidth = network.bandwidth > 0 ? network.bandwidth : hw.link_bandwidth;
+    hw.network_latency_s = network.bandwidth > 0 ? network.latency_s : hw.link_latency_s;
+    hw.calibration.network_efficiency = 1.0;
+  }
+  if (o.link_bandwidth > 0) hw.link_bandwidth = o.link_bandwidth, link_source = "given (--link-bandwidth)";
+  auto& c = hw.calibration;
+  if (o.host) {
     c.precision = "fp32";
-    c.link_efficiency = c.network_efficiency = 1.0;  // the bandwidth above is already what a transfer reaches
-    c.fragmentation = 0.0;                           // plait's tracker counts the bytes asked for
+    c.fragmentation = 0.0;  // plait's tracker counts the bytes asked for
     c.framework_overhead_bytes = 0.0;
     c.attention_mask_bytes = 0.0;
     c.per_step_overhead_s = 0.0;
@@ -159,29 +323,56 @@ int main(int argc, char** argv) {
     c.data_parallel_exposed = c.data_parallel_exposed_pipelined = 1.0;  // blocking MPI collectives: nothing overlaps
     c.vocab_parallel_loss = false;
     c.logits_bytes_per_element = 12.0;  // fp32 logits, softmax and their gradient
-    c.attention_efficiency = c.gemm_peak_efficiency;  // plain (tiled) attention GEMMs on the CPU
+    c.attention_efficiency = std::min(1.0, attention);
   }
-  hw.name = name;
-  hw.calibration.gemm_peak_efficiency = std::min(1.0, peak_eff);
-  hw.calibration.gemm_half_dim = half_dim;
-  hw.calibration.memory_efficiency = std::min(1.0, bandwidth / hw.hbm_bandwidth);
+  hw.name = o.name;
+  c.gemm_peak_efficiency = std::min(1.0, curve.peak_efficiency);
+  c.gemm_half_dim = curve.half_dim;
+  c.memory_efficiency = std::min(1.0, bandwidth / hw.hbm_bandwidth);
+  if (o.host) {  // plait's own kernels are what runs: their rate, not the triad's
+    c.memory_efficiency = std::min(1.0, kernel_efficiency * bandwidth / hw.hbm_bandwidth);
+    c.optimizer_cost_factor = adamw_factor * kernel_efficiency;
+  }
 
-  std::printf("\nfit: efficiency = %.3f / (1 + %.1f/M + %.1f/N + %.1f/K) of %.1f GFLOP/s peak\n", peak_eff, half_dim,
-              half_dim, half_dim, peak / 1e9);
-  for (const auto& p : points)
-    if (p.m == 2048 || p.n == 128)
-      std::printf("  %5.0f x %5.0f x %5.0f: measured %6.1f GFLOP/s, model %6.1f\n", p.m, p.n, p.k, p.flops_per_s / 1e9,
-                  peak * plait::plan::gemm_efficiency(hw.calibration, p.m, p.n, p.k) / 1e9);
-  std::printf("memory bandwidth (triad): %.1f GB/s = %.0f%% of the %.1f GB/s the hardware file says\n",
+  std::printf("\nfit: GEMM efficiency = %.3f / (1 + %.0f/M + %.0f/N + %.0f/K) of %.2f GFLOP/s peak\n",
+              curve.peak_efficiency, curve.half_dim, curve.half_dim, curve.half_dim, peak / 1e9);
+  for (const auto& g : gemms)
+    if (g.m == gemms.back().m)
+      std::printf("  %5.0f x %5.0f x %5.0f: measured %7.2f GFLOP/s, model %7.2f\n", g.m, g.n, g.k, g.flops_per_s / 1e9,
+                  peak * plait::plan::gemm_efficiency(c, g.m, g.n, g.k) / 1e9);
+  std::printf("attention: %.0f%% of peak%s\n", 100 * attention, o.host ? "" : " (printed only: a GPU's attention is its own kernel)");
+  std::printf("memory bandwidth (triad, per rank): %.2f GB/s = %.0f%% of the %.1f GB/s the hardware file says\n",
               bandwidth / 1e9, 100.0 * bandwidth / hw.hbm_bandwidth, hw.hbm_bandwidth / 1e9);
-  std::ofstream file(out);
+  std::printf("plait's layer kernels (norms, RoPE, SwiGLU, residuals; %lld tokens, hidden 512): %.3f ms for %.1f MB "
+              "of the planner's bytes = %.0f%% of the triad\n", static_cast<long long>(layer_tokens),
+              1e3 * layer_kernels_s, layer_bytes / 1e6, 100 * kernel_efficiency);
+  std::printf("plait's AdamW: %.2f ns per parameter = %.2f x its 28 bytes at the triad%s\n",
+              1e9 * adamw_s / static_cast<double>(adam_params), adamw_factor, o.host ? "" : " (printed only)");
+  if (!link_samples.empty()) print_link("within a node", link_samples, node.size(), link);
+  if (!network_samples.empty()) print_link("across nodes", network_samples, across.size(), network);
+  std::printf("link: %s, %.3f GB/s, %.1f us; network %.3f GB/s, %.1f us\n", link_source.c_str(),
+              hw.link_bandwidth * c.link_efficiency / 1e9, 1e6 * hw.link_latency_s,
+              hw.network_bandwidth * c.network_efficiency / 1e9, 1e6 * hw.network_latency_s);
+  if (!describes_this_machine && !link_samples.empty())
+    std::printf("(the all-reduces above ran through MPI on host memory; the base's GPU links are kept)\n");
+
+  std::ofstream file(o.out);
   if (!file.good()) {
-    std::fprintf(stderr, "cannot write '%s': give a writable path with --out\n", out.c_str());
+    std::fprintf(stderr, "cannot write '%s': give a writable path with --out\n", o.out.c_str());
     return 2;
   }
   nlohmann::json j = plait::plan::to_json(hw);
-  j["measured"] = {{"gemm_best_flops", best_rate}, {"triad_bandwidth", bandwidth}};
+  j["measured"] = {{"gemm_best_flops", best_rate}, {"triad_bandwidth", bandwidth}, {"attention_efficiency", attention},
+                   {"layer_kernels_of_triad", kernel_efficiency}, {"adamw_of_triad", adamw_factor},
+                   {"ranks", world.size()}, {"ranks_per_node", node.size()}};
+  auto samples_json = [](const std::vector<plait::plan::CollectiveSample>& v) {
+    nlohmann::json a = nlohmann::json::array();
+    for (const auto& s : v) a.push_back({s.bytes, s.seconds});
+    return a;
+  };
+  if (!link_samples.empty()) j["measured"]["allreduce_in_node"] = samples_json(link_samples);
+  if (!network_samples.empty()) j["measured"]["allreduce_across_nodes"] = samples_json(network_samples);
   file << j.dump(2) << '\n';
-  std::printf("wrote %s (use: plait-plan recommend ... --hardware %s)\n", out.c_str(), out.c_str());
+  std::printf("wrote %s (use: plait-plan recommend ... --hardware %s)\n", o.out.c_str(), o.out.c_str());
   return 0;
 }

@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Reruns "Against plait's own CPU runs" (docs/planner.md): trains a few layouts at 4 ranks with plait-train on the
 # Host backend and asks plait-plan for the same layouts with the CPU hardware file, then prints both side by side.
-# Usage: docs/planner_cpu_check.sh [BUILD_DIR] [OUT_DIR]      (BUILD_DIR built with -DPLAIT_CUDA=OFF; default
-#        build/helper-cpu; OUT_DIR default BUILD_DIR/planner_cpu_check). STEPS=6 RANKS=4 HW=docs/planner_cpu.json.
+# Usage: docs/planner_cpu_check.sh [BUILD_DIR] [OUT_DIR]      (default build/host; OUT_DIR default
+#        BUILD_DIR/planner_cpu_check). STEPS=6 REPEATS=3 RANKS=4 HW=docs/planner_cpu.json. Each layout trains REPEATS
+#        times; the measured step is the median over the runs of each run's median step (steps 2..STEPS): a shared
+#        VM's timings move by 10-20% from one minute to the next. Run it on a quiet machine.
 # Build: cmake --build BUILD_DIR --target plait-train plait-plan plait-bench-calibrate
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BUILD=${1:-build/helper-cpu}
+BUILD=${1:-build/host}
 OUT=${2:-$BUILD/planner_cpu_check}
 STEPS=${STEPS:-6}
+REPEATS=${REPEATS:-3}
 RANKS=${RANKS:-4}
 HW=${HW:-docs/planner_cpu.json}
 mkdir -p "$OUT"
@@ -29,12 +32,15 @@ LAYOUTS=(
 )
 for row in "${LAYOUTS[@]}"; do
   read -r name tp pp zero ckpt <<<"$row"
-  if [[ ! -s "$OUT/$name.jsonl" || "${RERUN:-0}" == 1 ]]; then
-    echo "== training $name" >&2
-    mpirun --oversubscribe --bind-to none -np "$RANKS" "$BUILD/examples/trainer/plait-train" \
-      --tp "$tp" --pp "$pp" --schedule 1f1b --zero "$zero" --checkpoint "$ckpt" $MODEL --steps "$STEPS" \
-      --sample-tokens 0 --metrics "$OUT/$name.jsonl" --jit-cache "$BUILD/jit" > "$OUT/$name.log" 2>&1
-  fi
+  for ((r = 1; r <= REPEATS; ++r)); do
+    if [[ ! -s "$OUT/$name.$r.jsonl" || "${RERUN:-0}" == 1 ]]; then
+      echo "== training $name ($r of $REPEATS)" >&2
+      rm -f "$OUT/$name.$r.jsonl"
+      mpirun --oversubscribe --bind-to none -np "$RANKS" "$BUILD/examples/trainer/plait-train" \
+        --tp "$tp" --pp "$pp" --schedule 1f1b --zero "$zero" --checkpoint "$ckpt" $MODEL --steps "$STEPS" \
+        --sample-tokens 0 --metrics "$OUT/$name.$r.jsonl" --jit-cache "$BUILD/jit" > "$OUT/$name.log" 2>&1
+    fi
+  done
   [[ "${TRAIN_ONLY:-0}" == 1 ]] && continue
   "$BUILD/examples/planner/plait-plan" layout --model "$OUT/model.json" --seq-len 128 --gpus "$RANKS" \
     --global-batch 16 --hardware "$HW" --tp "$tp" --pp "$pp" --schedule 1f1b --micro-batch 2 --zero "$zero" \
@@ -42,16 +48,19 @@ for row in "${LAYOUTS[@]}"; do
 done
 
 [[ "${TRAIN_ONLY:-0}" == 1 ]] && exit 0
-python3 - "$OUT" "${LAYOUTS[@]}" <<'PY'
+python3 - "$OUT" "$REPEATS" "${LAYOUTS[@]}" <<'PY'
 import json, re, statistics, sys
-out, rows = sys.argv[1], sys.argv[2:]
+out, repeats, rows = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
 MiB = 2**20
-print("| layout | state/rank pred | state/rank meas | act pred | act meas (max rank) | total pred | total meas (max rank) | step pred (s) | step meas (s) | meas/pred |")
-print("|---|---|---|---|---|---|---|---|---|---|")
+print("| layout | state/rank pred | state/rank meas | act pred | act meas (max rank) | total pred | total meas (max rank) | step pred (s) | step meas (s) | runs (s) | meas/pred |")
+print("|---|---|---|---|---|---|---|---|---|---|---|")
 for row in rows:
     name = row.split()[0]
-    steps = [json.loads(l) for l in open(f"{out}/{name}.jsonl") if l.strip()]
-    step_s = statistics.median(s["step_s"] for s in steps[1:])
+    runs = []
+    for r in range(1, repeats + 1):
+        steps = [json.loads(l) for l in open(f"{out}/{name}.{r}.jsonl") if l.strip()]
+        runs.append(statistics.median(s["step_s"] for s in steps[1:]))
+    step_s = statistics.median(runs)
     # Every rank's memory from the end-of-run report: rank tp dp params grads optimizer activations total (MiB).
     ranks = []
     for line in open(f"{out}/{name}.log"):
@@ -68,5 +77,5 @@ for row in rows:
     ptotal = m["total"] / MiB
     pstep = p["step_time"]["total"]
     print(f"| {name} | {pstate:.2f} | {state:.2f} | {pact:.1f} | {act:.1f} | {ptotal:.1f} | {total:.1f} | "
-          f"{pstep:.3f} | {step_s:.3f} | {step_s / pstep:.2f} |")
+          f"{pstep:.3f} | {step_s:.3f} | {' '.join(f'{x:.3f}' for x in runs)} | {step_s / pstep:.2f} |")
 PY

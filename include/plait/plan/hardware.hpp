@@ -26,6 +26,10 @@ struct Calibration {
   double gemm_half_dim = 238.6;
   double attention_efficiency = 0.900;       // flash attention FLOPs (causal half counted) vs peak (fit: at the bound)
   double memory_efficiency = 0.478;          // fraction of HBM bandwidth the memory-bound kernels reach
+  // The optimizer's cost against its nominal traffic (32 bytes per parameter, 28 in fp32) at memory_efficiency:
+  // 1 where the update is bound by bandwidth like the other memory-bound kernels (a GPU's); measured on a CPU,
+  // whose AdamW computes in double, by plait-bench-calibrate --host.
+  double optimizer_cost_factor = 1.0;
   double link_efficiency = 0.327;            // fraction of the NVLink bandwidth a TP all-reduce reaches
   double network_efficiency = 0.425;         // fraction of the per-GPU network bandwidth a DP collective reaches
   double data_parallel_exposed = 0.0;        // share of DP communication not hidden behind backward, no pipeline
@@ -109,6 +113,7 @@ inline nlohmann::json to_json(const Calibration& c) {
           {"gemm_half_dim", c.gemm_half_dim},
           {"attention_efficiency", c.attention_efficiency},
           {"memory_efficiency", c.memory_efficiency},
+          {"optimizer_cost_factor", c.optimizer_cost_factor},
           {"link_efficiency", c.link_efficiency},
           {"network_efficiency", c.network_efficiency},
           {"data_parallel_exposed", c.data_parallel_exposed},
@@ -176,6 +181,7 @@ inline Hardware hardware_from_json(const nlohmann::json& j) {
     detail::read_optional(c, "gemm_half_dim", k.gemm_half_dim);
     detail::read_optional(c, "attention_efficiency", k.attention_efficiency);
     detail::read_optional(c, "memory_efficiency", k.memory_efficiency);
+    detail::read_optional(c, "optimizer_cost_factor", k.optimizer_cost_factor);
     detail::read_optional(c, "link_efficiency", k.link_efficiency);
     detail::read_optional(c, "network_efficiency", k.network_efficiency);
     detail::read_optional(c, "data_parallel_exposed", k.data_parallel_exposed);

@@ -2,6 +2,7 @@
 #pragma once
 
 #include "plait/plan/accuracy.hpp"
+#include "plait/plan/calibrate.hpp"
 #include "plait/plan/fit.hpp"
 #include "plait/plan/hardware.hpp"
 #include "plait/plan/layout.hpp"

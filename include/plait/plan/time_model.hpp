@@ -50,6 +50,20 @@ inline double allreduce_seconds(double bytes, double n, double bandwidth, double
   return std::min(ring, tree);
 }
 
+// Bytes the memory-bound kernels of one layer move for `tokens` tokens per TP rank, forward and backward: norms
+// (fused: read x, write y forward; read x, dy, write dx backward = 5 passes of h in bf16 per norm; unfused
+// PyTorch: ~50 bytes per element forward and backward per norm, counted from its upcast, pow, mean, rsqrt, mul,
+// downcast and weight multiply and their backward), residual adds, RoPE, SwiGLU; scaled from bf16 to the
+// activations' precision.
+inline double layer_memory_bound_bytes(const ModelConfig& m, const Layout& l, double tokens, const PrecisionBytes& bytes) {
+  const double t = l.tp, h = static_cast<double>(m.hidden), kv = static_cast<double>(m.kv_dim()),
+               f = static_cast<double>(m.ffn);
+  const double norm_tokens = l.sequence_parallel ? tokens / t : tokens;
+  const double norm_bytes = 2.0 * (l.kernels == KernelSet::flash_attention2_rmsnorm ? 10.0 : 100.0) * h;
+  const double other_bytes = 2.0 * 2.0 * 3.0 * h + 2.0 * 4.0 * 2.0 * (h + kv) / t + 2.0 * 8.0 * f / t;
+  return bytes.activations / 2.0 * (norm_tokens * norm_bytes + tokens * other_bytes);
+}
+
 struct StepTime {
   double compute = 0;        // GEMMs, attention and memory-bound kernels of all micro-batches on the slowest stage
   double tensor_comm = 0;    // TP all-reduces (or SP reduce-scatter + all-gather), not overlapped
@@ -83,7 +97,6 @@ inline StepTime step_time(const Workload& w, const Layout& l, const Hardware& hw
                f = static_cast<double>(m.ffn), vocab = static_cast<double>(m.vocab);
   const double tokens = s * b;
   const PrecisionBytes bytes = precision_bytes(c);
-  const double act_scale = bytes.activations / 2.0;  // the byte counts below are for bf16 activations
 
   // One layer, one micro-batch, forward. TP slices N (column-parallel) or K (row-parallel) of each GEMM.
   const double gemm = gemm_seconds(hw, tokens, (h + 2.0 * kv) / t, h)   // QKV
@@ -92,14 +105,8 @@ inline StepTime step_time(const Workload& w, const Layout& l, const Hardware& hw
                       + gemm_seconds(hw, tokens, h, f / t);             // down
   // Causal attention: QK^T and PV, 2 x 2 s^2 h FLOPs per sequence, half of them masked out.
   const double attention = 2.0 * s * s * h * b / t / (hw.peak_flops * c.attention_efficiency);
-  // Memory-bound bytes per token: norms (fused: read x, write y forward; read x, dy, write dx backward = 5 passes
-  // of h in bf16 per norm; unfused PyTorch: ~50 bytes per element forward and backward per norm, counted from its
-  // upcast, pow, mean, rsqrt, mul, downcast and weight multiply and their backward), residual adds, RoPE, SwiGLU.
-  const double norm_tokens = l.sequence_parallel ? tokens / t : tokens;
-  const double norm_bytes = 2.0 * (l.kernels == KernelSet::flash_attention2_rmsnorm ? 10.0 : 100.0) * h;
-  const double other_bytes = 2.0 * 2.0 * 3.0 * h + 2.0 * 4.0 * 2.0 * (h + kv) / t + 2.0 * 8.0 * f / t;
   const double memory_bound =
-      act_scale * (norm_tokens * norm_bytes + tokens * other_bytes) / (hw.hbm_bandwidth * c.memory_efficiency);
+      layer_memory_bound_bytes(m, l, tokens, bytes) / (hw.hbm_bandwidth * c.memory_efficiency);
   // Split of that work: forward 1, backward 2 for GEMMs and memory-bound kernels, 2.5 for flash attention.
   const double forward = gemm + attention + memory_bound / 3.0;
   const double backward = 2.0 * gemm + 2.5 * attention + memory_bound * 2.0 / 3.0;
@@ -169,7 +176,8 @@ inline StepTime step_time(const Workload& w, const Layout& l, const Hardware& hw
   // Adam reads and writes fp32 master, m, v and reads the gradient: ~32 bytes per parameter of the local shard
   // (28 in fp32 training, whose weights are the master).
   const double shard = l.zero >= 1 ? params / dp : params;
-  out.optimizer = shard * bytes.optimizer_traffic / (hw.hbm_bandwidth * c.memory_efficiency);
+  out.optimizer =
+      shard * bytes.optimizer_traffic * c.optimizer_cost_factor / (hw.hbm_bandwidth * c.memory_efficiency);
   return out;
 }
 
