@@ -65,8 +65,9 @@ void usage() {
       "time; fits the planner's GEMM efficiency curve and link bandwidth and latency; writes the base hardware\n"
       "(default: this machine, the ranks on one node being its 'GPUs') with them. Run it as training runs: under\n"
       "mpirun with as many ranks per node, threads per rank as in training (OMP_NUM_THREADS, OPENBLAS_NUM_THREADS).\n"
-      "  --base H            start from a built-in or a hardware file (a GPU cluster): its peak, memory and links\n"
-      "                      stay; the CPU GEMM curve is applied to it; measured host all-reduces are only printed\n"
+      "  --base H            start from a built-in or a hardware file (a GPU cluster): written back as it is, the\n"
+      "                      figures measured on this host printed beside it (with --host: this host's, on the\n"
+      "                      base's other settings)\n"
       "  --peak-flops F      the datasheet peak per rank (default: the best GEMM rate measured here)\n"
       "  --share F           scale the measured rates by F (for a single process standing in for several ranks)\n"
       "  --ranks R           ranks per node when not run under mpirun (memory per rank = this machine's / R)\n"
@@ -326,20 +327,24 @@ int main(int argc, char** argv) {
     c.attention_efficiency = std::min(1.0, attention);
   }
   hw.name = o.name;
-  c.gemm_peak_efficiency = std::min(1.0, curve.peak_efficiency);
-  c.gemm_half_dim = curve.half_dim;
-  c.memory_efficiency = std::min(1.0, bandwidth / hw.hbm_bandwidth);
+  if (describes_this_machine) {  // a CPU's GEMMs and bandwidth say nothing of a GPU base's: printed only there
+    c.gemm_peak_efficiency = std::min(1.0, curve.peak_efficiency);
+    c.gemm_half_dim = curve.half_dim;
+    c.memory_efficiency = std::min(1.0, bandwidth / hw.hbm_bandwidth);
+  }
   if (o.host) {  // plait's own kernels are what runs: their rate, not the triad's
     c.memory_efficiency = std::min(1.0, kernel_efficiency * bandwidth / hw.hbm_bandwidth);
     c.optimizer_cost_factor = adamw_factor * kernel_efficiency;
   }
 
+  plait::plan::Calibration fitted;
+  fitted.gemm_peak_efficiency = curve.peak_efficiency, fitted.gemm_half_dim = curve.half_dim;
   std::printf("\nfit: GEMM efficiency = %.3f / (1 + %.0f/M + %.0f/N + %.0f/K) of %.2f GFLOP/s peak\n",
               curve.peak_efficiency, curve.half_dim, curve.half_dim, curve.half_dim, peak / 1e9);
   for (const auto& g : gemms)
     if (g.m == gemms.back().m)
       std::printf("  %5.0f x %5.0f x %5.0f: measured %7.2f GFLOP/s, model %7.2f\n", g.m, g.n, g.k, g.flops_per_s / 1e9,
-                  peak * plait::plan::gemm_efficiency(c, g.m, g.n, g.k) / 1e9);
+                  peak * plait::plan::gemm_efficiency(fitted, g.m, g.n, g.k) / 1e9);
   std::printf("attention: %.0f%% of peak%s\n", 100 * attention, o.host ? "" : " (printed only: a GPU's attention is its own kernel)");
   std::printf("memory bandwidth (triad, per rank): %.2f GB/s = %.0f%% of the %.1f GB/s the hardware file says\n",
               bandwidth / 1e9, 100.0 * bandwidth / hw.hbm_bandwidth, hw.hbm_bandwidth / 1e9);
@@ -353,8 +358,10 @@ int main(int argc, char** argv) {
   std::printf("link: %s, %.3f GB/s, %.1f us; network %.3f GB/s, %.1f us\n", link_source.c_str(),
               hw.link_bandwidth * c.link_efficiency / 1e9, 1e6 * hw.link_latency_s,
               hw.network_bandwidth * c.network_efficiency / 1e9, 1e6 * hw.network_latency_s);
-  if (!describes_this_machine && !link_samples.empty())
-    std::printf("(the all-reduces above ran through MPI on host memory; the base's GPU links are kept)\n");
+  if (!describes_this_machine)
+    std::printf("The base '%s' is kept as it was: the figures above are this host's CPU and MPI, not its GPUs' (a GPU\n"
+                "calibration needs the CUDA backend's GEMM, attention and NCCL timings; until then, fit the constants\n"
+                "on measured runs with `plait-plan fit`).\n", o.base.c_str());
 
   std::ofstream file(o.out);
   if (!file.good()) {
