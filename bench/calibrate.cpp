@@ -257,11 +257,9 @@ int main(int argc, char** argv) {
   const std::int64_t layer_tokens = o.quick ? 128 : 512, adam_params = o.quick ? 1 << 18 : 1 << 22;
   const double layer_kernels_s = measure_layer_kernels(world, layer_shape, layer_tokens, o.quick) / o.share;
   const double adamw_s = measure_adamw(world, adam_params, o.quick) / o.share;
-  const plait::plan::PrecisionBytes fp32 = plait::plan::precision_bytes([] {
-    plait::plan::Calibration c;
-    c.precision = "fp32";
-    return c;
-  }());
+  plait::plan::Calibration fp32_stack;  // what the Host backend trains in
+  fp32_stack.precision = "fp32";
+  const plait::plan::PrecisionBytes fp32 = plait::plan::precision_bytes(fp32_stack);
   const double layer_bytes =
       plait::plan::layer_memory_bound_bytes(layer_shape, plait::plan::Layout{}, static_cast<double>(layer_tokens), fp32);
   const double kernel_efficiency = layer_bytes / layer_kernels_s / bandwidth;  // of the triad bandwidth

@@ -111,15 +111,21 @@ void print_accuracy(const Accuracy& a, const char* label) {
                  s.pick_gap_points, s.best_in_top3 ? "yes" : "no", s.pick.c_str());
 }
 
+// The workload and hardware flags that layout and recommend share.
+Workload workload_from(std::map<std::string, std::vector<std::string>>& o, const char* usage) {
+  Workload w;
+  w.model = load_model(need(o, "--model", usage));
+  w.seq_len = need_int(o, "--seq-len", usage);
+  w.gpus = need_int(o, "--gpus", usage);
+  w.global_batch = need_int(o, "--global-batch", usage);
+  return w;
+}
+
 int layout_cmd(int argc, char** argv) {
   auto o = parse(argc, argv, {"--model", "--seq-len", "--gpus", "--global-batch", "--hardware", "--tp", "--pp",
                               "--schedule", "--micro-batch", "--zero", "--checkpoint", "--sp", "--kernels", "--format"},
                  layout_usage);
-  Workload w;
-  w.model = load_model(need(o, "--model", layout_usage));
-  w.seq_len = need_int(o, "--seq-len", layout_usage);
-  w.gpus = need_int(o, "--gpus", layout_usage);
-  w.global_batch = need_int(o, "--global-batch", layout_usage);
+  const Workload w = workload_from(o, layout_usage);
   const Hardware hw = load_hardware(need(o, "--hardware", layout_usage));
   Layout l;
   l.zero = 0;
@@ -190,11 +196,7 @@ int recommend(int argc, char** argv) {
   auto o = parse(argc, argv, {"--model", "--seq-len", "--gpus", "--global-batch", "--hardware", "--top", "--format",
                               "--kernels"},
                  recommend_usage);
-  Workload w;
-  w.model = load_model(need(o, "--model", recommend_usage));
-  w.seq_len = need_int(o, "--seq-len", recommend_usage);
-  w.gpus = need_int(o, "--gpus", recommend_usage);
-  w.global_batch = need_int(o, "--global-batch", recommend_usage);
+  const Workload w = workload_from(o, recommend_usage);
   const Hardware hw = load_hardware(need(o, "--hardware", recommend_usage));
   const long long top = o.count("--top") ? need_int(o, "--top", recommend_usage) : 5;
   const std::string format = o.count("--format") ? o["--format"].back() : "table";

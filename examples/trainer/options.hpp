@@ -140,6 +140,12 @@ inline void print_help(std::vector<Flag>& all) {
   std::printf("  %-26s %s\n", "--help", "this list");
 }
 
+// Whether `text` is a whole number of at least `least` (the V of interleaved:V, the K of every:K).
+inline bool count_at_least(const std::string& text, int least) {
+  return !text.empty() && text.size() < 10 && text.find_first_not_of("0123456789") == std::string::npos &&
+         std::stoi(text) >= least;
+}
+
 inline Options parse(int argc, char** argv) {
   Options o;
   std::vector<Flag> all = flags(o);
@@ -177,8 +183,7 @@ inline Options parse(int argc, char** argv) {
   PLAIT_CHECK(o.schedule == "gpipe" || o.schedule == "1f1b" || o.schedule == "zb" || interleaved,
               "unknown --schedule '", o.schedule, "': use gpipe, 1f1b, interleaved:V or zb");
   if (interleaved) {
-    const std::string v = o.schedule.substr(12);
-    PLAIT_CHECK(!v.empty() && v.find_first_not_of("0123456789") == std::string::npos && std::stoi(v) >= 2,
+    PLAIT_CHECK(count_at_least(o.schedule.substr(12), 2),
                 "Interleaved<V> needs V >= 2 model chunks per stage; with one chunk use OneFOneB (--schedule 1f1b).");
     PLAIT_CHECK(o.pp > 1, "Interleaved<V> spreads V model chunks over the pipeline stages: it needs Pipeline<S, ...> "
                 "with S > 1 (use OneFOneB, or more stages).");
@@ -187,8 +192,7 @@ inline Options parse(int argc, char** argv) {
   PLAIT_CHECK(o.checkpoint == "none" || o.checkpoint == "full" || o.checkpoint == "selective" || every,
               "unknown --checkpoint '", o.checkpoint, "': use none, full, selective or every:K");
   if (every) {
-    const std::string k = o.checkpoint.substr(6);
-    PLAIT_CHECK(!k.empty() && k.find_first_not_of("0123456789") == std::string::npos && std::stoi(k) >= 1,
+    PLAIT_CHECK(count_at_least(o.checkpoint.substr(6), 1),
                 "EveryNth<K> needs K >= 1 (--checkpoint every:K).");
   }
   PLAIT_CHECK(o.grad_accum >= 0, "--grad-accum must be at least 1");
