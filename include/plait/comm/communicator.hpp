@@ -1,6 +1,6 @@
 // The Communicator concept: collectives and point-to-point messages on typed buffers within a group of ranks, and
-// sub-groups split from it. Mpi (host) and Single (one rank, no MPI) model it; Nccl (device) will too. Nothing above
-// comm/ names MPI.
+// sub-groups split from it. Mpi (host), Single (one rank, no MPI) and Nccl (device pointers, comm/nccl.hpp) model
+// it. Nothing above comm/ names MPI.
 #pragma once
 
 #include <concepts>
