@@ -10,6 +10,7 @@
 // (cudaSetDevice) before building one. A send and the matching recv on the same rank need a group (not offered).
 #pragma once
 
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 #include <nccl.h>
 
@@ -40,20 +41,15 @@ inline void check(cudaError_t result, const char* call) {
 }
 
 template <class T>
-constexpr ncclDataType_t type() {
+constexpr ncclDataType_t type_of() {
   if constexpr (std::is_same_v<T, float>) return ncclFloat32;
   else if constexpr (std::is_same_v<T, double>) return ncclFloat64;
-  else if constexpr (std::is_same_v<T, core::bf16>) return ncclBfloat16;
+  else if constexpr (std::is_same_v<T, core::bf16> || std::is_same_v<T, __nv_bfloat16>) return ncclBfloat16;
   else if constexpr (std::is_same_v<T, std::int32_t>) return ncclInt32;
   else if constexpr (std::is_same_v<T, std::int64_t>) return ncclInt64;
   else if constexpr (std::is_same_v<T, std::uint8_t>) return ncclUint8;
-  else static_assert(sizeof(T) == 0, "Nccl carries float, double, plait::bf16, int32, int64 and uint8 buffers");
-}
-// Any other 2-byte bf16 type (the toolkit's __nv_bfloat16) passes as plait::bf16.
-template <class T>
-constexpr ncclDataType_t type_of() {
-  if constexpr (sizeof(T) == 2 && !std::is_integral_v<T>) return ncclBfloat16;
-  else return type<T>();
+  else static_assert(sizeof(T) == 0, "Nccl carries float, double, bf16 (plait's or the toolkit's), int32, int64 and "
+                                     "uint8 buffers");
 }
 
 inline ncclRedOp_t op(ReduceOp o) { return o == ReduceOp::max ? ncclMax : ncclSum; }
@@ -129,7 +125,6 @@ class Nccl {
   bool test(Request& request) {
     const cudaError_t state = cudaEventQuery(request.event());
     if (state == cudaErrorNotReady) {
-      (void)cudaGetLastError();  // not an error: clear it
       raise_async_error();
       return false;
     }
