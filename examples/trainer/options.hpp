@@ -19,6 +19,7 @@ struct Options {
   std::int64_t steps = 200;
   std::uint64_t seed = 1234;
   std::string metrics;
+  std::string runs_csv;  // append the run as a row of the planner's runs format
   std::string data;
   std::int64_t layers = 4, hidden = 192, heads = 6, kv_heads = 2, ffn = 512, seq_len = 128;
   std::int64_t batch = 16;  // sequences per optimizer step
@@ -85,6 +86,8 @@ inline std::vector<Flag> flags(Options& o) {
       {"--seed", "S", "seed of initialization, data order and sampling (default 1234)",
        [&o](const std::string& v) { o.seed = std::stoull(v); }},
       {"--metrics", "FILE", "write one JSON object per step to FILE", str(o.metrics)},
+      {"--runs-csv", "FILE", "append this run to FILE in the planner's runs format (layout, median step time, "
+       "peak memory): `plait-plan evaluate` and `plait-plan fit` read it", str(o.runs_csv)},
       {"--data", "FILE", "train on this text file instead of the embedded corpus", str(o.data)},
       {"--layers", "N", "transformer layers (default 4)", i64(o.layers)},
       {"--hidden", "N", "hidden size (default 192)", i64(o.hidden)},

@@ -30,6 +30,48 @@ extern const std::size_t plait_corpus_size;
 
 namespace trainer {
 
+// The columns of --runs-csv: the paper's runs.csv first (plait-plan evaluate and fit read those), then what a plait
+// run adds. mfu is left empty: the planner computes it from step_time_s against the hardware file's peak.
+inline const char* runs_header =
+    "study,model,seq_len,gpus,tp,pp,mbs,act_ckpt,kernel,seq_parallel,step_time_s,mfu,status,global_batch,zero,"
+    "schedule,peak_mem_gib,steps_timed,dtype";
+
+// Opens --runs-csv for appending, writing the header to a new or empty file; refuses a file with other columns.
+inline std::ofstream open_runs_csv(const std::string& path) {
+  std::string first;
+  {
+    std::ifstream in(path);
+    if (in.good()) std::getline(in, first);
+  }
+  PLAIT_CHECK(first.empty() || first == runs_header, "--runs-csv '", path, "' holds other columns (its first line is '",
+              first, "'): give a new file, or one plait-train wrote");
+  std::ofstream out(path, std::ios::app);
+  PLAIT_CHECK(out.good(), "cannot write the runs file '", path, "'");
+  if (first.empty()) out << runs_header << '\n' << std::flush;
+  return out;
+}
+
+// One row: the layout as flags named it, the median step time after the first step, the fullest rank's peak.
+inline void append_run(std::ofstream& out, const Options& o, const plait::ModelConfig& m, int gpus,
+                       std::int64_t micro_batch, std::int64_t global_batch, bool sequence_parallel,
+                       std::vector<double> step_seconds, std::int64_t peak_bytes) {
+  std::sort(step_seconds.begin(), step_seconds.end());
+  const std::size_t n = step_seconds.size();
+  const double median = n == 0 ? 0.0 : n % 2 ? step_seconds[n / 2] : 0.5 * (step_seconds[n / 2 - 1] + step_seconds[n / 2]);
+  const std::string ckpt = o.checkpoint == "none" ? "disabled" : o.checkpoint == "full" ? "every_layer" : o.checkpoint;
+  char row[1024];
+  std::snprintf(row, sizeof row,
+                "plait-train,layers=%lld;hidden=%lld;heads=%lld;kv_heads=%lld;ffn=%lld;vocab=%lld;tied=%d,%lld,%d,%d,"
+                "%d,%lld,%s,plait,%d,%.6f,,ok,%lld,%d,%s,%.6g,%zu,%s\n",
+                static_cast<long long>(m.layers), static_cast<long long>(m.hidden), static_cast<long long>(m.heads),
+                static_cast<long long>(m.kv_heads), static_cast<long long>(m.ffn), static_cast<long long>(m.vocab),
+                m.tied_embedding ? 1 : 0, static_cast<long long>(o.seq_len), gpus, o.tp, o.pp,
+                static_cast<long long>(micro_batch), ckpt.c_str(), sequence_parallel ? 1 : 0, median,
+                static_cast<long long>(global_batch), o.zero, o.schedule.c_str(),
+                static_cast<double>(peak_bytes) / (1024.0 * 1024.0 * 1024.0), n, o.dtype.c_str());
+  out << row << std::flush;
+}
+
 template <class Layout, class T>
 int run(const Options& o) {
   using Backend = plait::Host<T>;
@@ -118,8 +160,11 @@ int run(const Options& o) {
     metrics.open(o.metrics, first_step > 1 ? std::ios::app : std::ios::trunc);  // a resumed run goes on
     PLAIT_CHECK(metrics.good(), "cannot write the metrics file '", o.metrics, "'");
   }
+  std::ofstream runs;  // checked now, not after the training
+  if (lead && !o.runs_csv.empty()) runs = open_runs_csv(o.runs_csv);
   const auto start = std::chrono::steady_clock::now();
   double first_loss = 0.0, last_loss = 0.0, tokens_per_s_sum = 0.0;
+  std::vector<double> step_seconds;  // after the first step (warm-up)
   plait::train::StepMetrics m;
   auto save = [&](std::int64_t step) {
     plait::train::save_checkpoint(o.save, model, trainer.optimizer(), step);
@@ -129,7 +174,7 @@ int run(const Options& o) {
     m = trainer.step(data, step);
     if (step == first_step) first_loss = m.loss;
     last_loss = m.loss;
-    if (step > first_step || last_step == first_step) tokens_per_s_sum += m.tokens_per_s;
+    if (step > first_step || last_step == first_step) tokens_per_s_sum += m.tokens_per_s, step_seconds.push_back(m.step_seconds);
     if (metrics.is_open()) metrics << m.to_json().dump() << '\n' << std::flush;
     if (lead && (step % o.log_every == 0 || step == last_step)) {
       const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -177,6 +222,13 @@ int run(const Options& o) {
                   b[2] / 1048576.0, b[3] / 1048576.0, b[4] / 1048576.0);
     }
     std::fflush(stdout);
+  }
+  if (lead && !o.runs_csv.empty()) {
+    std::int64_t peak_bytes = 0;
+    for (int r = 0; r < world.size(); ++r) peak_bytes = std::max(peak_bytes, all[static_cast<std::size_t>(5 * r + 4)]);
+    append_run(runs, o, config, world.size(), tc.micro_batch, tc.global_batch, Layout::tp::sequence_parallel,
+               step_seconds, peak_bytes);
+    std::printf("runs: appended to %s (plait-plan evaluate --in %s ...)\n", o.runs_csv.c_str(), o.runs_csv.c_str());
   }
   if (o.sample_tokens > 0) {  // every rank takes part (the model's collectives), rank 0 prints
     auto tokens = plait::train::sample(model, plait::train::ByteTokenizer::encode(o.prompt), o.sample_tokens, 0.8, o.seed);

@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 
 #include <filesystem>
+#include <fstream>
 #include <sstream>
 
 #include "plait/plan/accuracy.hpp"
@@ -124,4 +125,49 @@ TEST_CASE("Malformed input is an error that names the line") {
   CHECK_THROWS_WITH(evaluate(read_csv(bad), dgx_a100_80gb(), bad), Catch::Contains("integer"));
   CHECK_THROWS_AS(read_csv((dir / "no_such_file.csv").string()), plait::Error);
   CHECK_THROWS_WITH(load_model("llama-7x"), Catch::Contains("llama-13b"));
+}
+
+TEST_CASE("plait-train's runs rows: an inline model, its schedule and checkpoint names, MFU from the step time") {
+  const auto path = (std::filesystem::temp_directory_path() / "plait_plan_train_runs.csv").string();
+  {
+    std::ofstream f(path);
+    f << "study,model,seq_len,gpus,tp,pp,mbs,act_ckpt,kernel,seq_parallel,step_time_s,mfu,status,global_batch,zero,"
+         "schedule\n"
+      << "plait-train,layers=8;hidden=256;heads=8;kv_heads=4;ffn=704;vocab=256;tied=0,128,4,1,2,2,selective,plait,0,"
+         "0.75,,ok,16,1,interleaved:2\n"
+      << "plait-train,layers=8;hidden=256;heads=8;ffn=704;vocab=256,128,4,2,1,2,every_layer,plait,1,0.5,,ok,16,3,\n";
+  }
+  const auto table = read_csv(path);
+  const Hardware hw = dgx_a100_80gb();
+  const RunRow a = parse_run(table, 0, path), b = parse_run(table, 1, path);
+  REQUIRE(a.supported);
+  REQUIRE(b.supported);
+  CHECK(a.workload.model.layers == 8);
+  CHECK(a.workload.model.kv_heads == 4);
+  CHECK(b.workload.model.kv_heads == 8);  // defaults to heads
+  CHECK(a.workload.model.vocab == 256);
+  CHECK(a.workload.global_batch == 16);
+  CHECK(a.layout.schedule == Schedule::interleaved);
+  CHECK(a.layout.virtual_stages == 2);
+  CHECK(a.layout.recompute == Recompute::selective);
+  CHECK(a.layout.kernels == KernelSet::flash_attention2_rmsnorm);
+  CHECK(b.layout.schedule == Schedule::one_f_one_b);  // an empty schedule: the paper's
+  CHECK(b.layout.recompute == Recompute::full);
+  CHECK(b.layout.sequence_parallel);
+  CHECK(b.layout.zero == 3);
+  // The measured MFU of a row without one: its step time by the prediction's formula, on this hardware's peak.
+  const auto scored = score_runs(table, hw, path);
+  REQUIRE(scored.size() == 2);
+  CHECK(scored[0].measured_mfu == Approx(mfu(a.workload, hw, 0.75)));
+  CHECK(scored[1].measured_mfu == Approx(mfu(b.workload, hw, 0.5)));
+
+  CHECK_THROWS_WITH(load_model("layers=8;hidden=256;heads=8"), Catch::Contains("needs layers, hidden, heads, ffn"));
+  CHECK_THROWS_WITH(load_model("layers=8;hidden=x;heads=8;ffn=1;vocab=2"), Catch::Contains("hidden must be an integer"));
+  CHECK_THROWS_WITH(load_model("layers=8;depth=2"), Catch::Contains("unknown key 'depth'"));
+  {
+    std::ofstream f(path);
+    f << "study,model,seq_len,gpus,tp,pp,mbs,act_ckpt,kernel,seq_parallel,schedule\n"
+      << "x,13B,2048,64,1,2,1,disabled,plait,0,chimera\n";
+  }
+  CHECK_THROWS_WITH(parse_run(read_csv(path), 0, path), Catch::Contains(":2:") && Catch::Contains("unknown schedule"));
 }

@@ -35,7 +35,17 @@ inline std::vector<Scored> score_runs(const CsvTable& t, const Hardware& hw, con
     if (!s.run.supported) continue;
     s.pred = predict(s.run, hw);
     s.ran = status == "ok";
-    if (s.ran) s.measured_mfu = std::stod(t.get(r, "mfu"));
+    // The measured MFU: the row's, or (plait-train's runs leave it empty) from its step time against this
+    // hardware's peak, by the same formula as the prediction's.
+    if (s.ran) {
+      const std::string& mfu_text = t.get(r, "mfu");
+      if (!mfu_text.empty()) s.measured_mfu = std::stod(mfu_text);
+      else {
+        PLAIT_CHECK(t.column("step_time_s") >= 0 && !t.get(r, "step_time_s").empty(), path, ":", t.lines[r],
+                    ": a run with status ok needs its mfu or its step_time_s");
+        s.measured_mfu = mfu(s.run.workload, hw, std::stod(t.get(r, "step_time_s")));
+      }
+    }
     s.scenario = t.get(r, "model") + "/" + t.get(r, "seq_len") + "/" + t.get(r, "gpus");
     s.study = t.get(r, "study");
     out.push_back(std::move(s));

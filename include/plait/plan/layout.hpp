@@ -114,12 +114,50 @@ inline ModelConfig llama(std::int64_t layers, std::int64_t hidden, std::int64_t 
   return m;
 }
 
-// llama-13b, llama-30b, llama-65b (or 13B, 30B, 65B as the paper's runs name them), or a JSON file with
-// ModelConfig's fields (vocab, hidden, layers, heads, kv_heads, ffn).
+// A model written inline, as plait-train's runs file names it: "layers=8;hidden=256;heads=8;kv_heads=8;ffn=704;
+// vocab=256;tied=0" (kv_heads, max_seq and tied optional).
+inline ModelConfig model_from_spec(const std::string& spec) {
+  ModelConfig m;
+  m.kv_heads = 0;
+  bool have[5] = {};  // layers, hidden, heads, ffn, vocab
+  std::istringstream fields(spec);
+  std::string field;
+  while (std::getline(fields, field, ';')) {
+    const auto eq = field.find('=');
+    PLAIT_CHECK(eq != std::string::npos, "model '", spec, "': '", field, "' is not key=value");
+    const std::string key = field.substr(0, eq), value = field.substr(eq + 1);
+    std::int64_t v = 0;
+    try {
+      std::size_t used = 0;
+      v = std::stoll(value, &used);
+      PLAIT_CHECK(used == value.size(), "");
+    } catch (...) {
+      core::fail("model '", spec, "': ", key, " must be an integer, got '", value, "'");
+    }
+    if (key == "layers") m.layers = v, have[0] = true;
+    else if (key == "hidden") m.hidden = v, have[1] = true;
+    else if (key == "heads") m.heads = v, have[2] = true;
+    else if (key == "ffn") m.ffn = v, have[3] = true;
+    else if (key == "vocab") m.vocab = v, have[4] = true;
+    else if (key == "kv_heads") m.kv_heads = v;
+    else if (key == "max_seq") m.max_seq = v;
+    else if (key == "tied") m.tied_embedding = v != 0;
+    else core::fail("model '", spec, "': unknown key '", key, "' (layers, hidden, heads, kv_heads, ffn, vocab, max_seq, tied)");
+  }
+  PLAIT_CHECK(have[0] && have[1] && have[2] && have[3] && have[4], "model '", spec,
+              "' needs layers, hidden, heads, ffn and vocab");
+  if (m.kv_heads == 0) m.kv_heads = m.heads;
+  m.validate();
+  return m;
+}
+
+// llama-13b, llama-30b, llama-65b (or 13B, 30B, 65B as the paper's runs name them), a model written inline
+// (model_from_spec), or a JSON file with ModelConfig's fields (vocab, hidden, layers, heads, kv_heads, ffn).
 inline ModelConfig load_model(const std::string& name_or_file) {
   if (name_or_file == "llama-13b" || name_or_file == "13B") return llama(40, 5120, 40, 13824);
   if (name_or_file == "llama-30b" || name_or_file == "30B") return llama(60, 6656, 52, 17920);
   if (name_or_file == "llama-65b" || name_or_file == "65B") return llama(80, 8192, 64, 22016);
+  if (name_or_file.find('=') != std::string::npos) return model_from_spec(name_or_file);
   std::ifstream in(name_or_file);
   PLAIT_CHECK(in.good(), "model '", name_or_file, "' is neither llama-13b, llama-30b, llama-65b nor a readable JSON ",
               "file");

@@ -93,8 +93,9 @@ struct Prediction {
   double mfu = 0;
 };
 
-// The paper's runs as the planner's values. Kernels other than FlashAttention-2 (with or without the RMSNorm
-// kernel) and checkpoint policies other than disabled / every_layer are unsupported: std::nullopt kernel.
+// The paper's runs (or plait-train's, --runs-csv) as the planner's values. Kernels other than FlashAttention-2 (with
+// or without the RMSNorm kernel) or plait's, and checkpoint policies other than disabled / every_layer / selective,
+// are unsupported.
 struct RunRow {
   Workload workload;
   Layout layout;
@@ -135,7 +136,21 @@ inline RunRow parse_run(const CsvTable& t, std::size_t r, const std::string& pat
   l.tp = static_cast<int>(parse_int(t, r, "tp", path));
   l.pp = static_cast<int>(parse_int(t, r, "pp", path));
   l.micro_batch = parse_int(t, r, "mbs", path);
-  l.schedule = Schedule::one_f_one_b;  // the paper's runs
+  l.schedule = Schedule::one_f_one_b;  // the paper's runs; plait-train's name theirs (gpipe, 1f1b, interleaved:V, zb)
+  if (t.column("schedule") >= 0 && !t.get(r, "schedule").empty()) {
+    const std::string& sched = t.get(r, "schedule");
+    if (sched == "gpipe") l.schedule = Schedule::gpipe;
+    else if (sched == "zb") l.schedule = Schedule::zero_bubble;
+    else if (sched.rfind("interleaved:", 0) == 0) {
+      l.schedule = Schedule::interleaved;
+      try {
+        l.virtual_stages = std::stoi(sched.substr(12));
+      } catch (...) {
+        core::fail(path, ":", t.lines[r], ": schedule '", sched, "': interleaved:V needs a number of chunks V");
+      }
+    } else PLAIT_CHECK(sched == "1f1b", path, ":", t.lines[r], ": unknown schedule '", sched, "' (gpipe, 1f1b, "
+                       "interleaved:V or zb)");
+  }
   l.zero = t.column("zero") >= 0 && !t.get(r, "zero").empty() ? static_cast<int>(parse_int(t, r, "zero", path)) : 1;
   // Sequence parallelism splits what TP replicates; with tp 1 there is nothing to split (the paper ran both).
   l.sequence_parallel = (t.get(r, "seq_parallel") == "1" || t.get(r, "seq_parallel") == "true") && l.tp > 1;
@@ -143,8 +158,11 @@ inline RunRow parse_run(const CsvTable& t, std::size_t r, const std::string& pat
   const std::string& kernel = t.get(r, "kernel");
   if (ckpt == "disabled") l.recompute = Recompute::none;
   else if (ckpt == "every_layer") l.recompute = Recompute::full;
+  else if (ckpt == "selective") l.recompute = Recompute::selective;  // plait-train's runs
   else run.supported = false, run.unsupported_reason = "checkpoint policy '" + ckpt + "'";
-  if (kernel == "flash_attention2 + RMS kernel") l.kernels = KernelSet::flash_attention2_rmsnorm;
+  // plait's own kernels (plait-train's runs) keep what FlashAttention-2 with the RMSNorm kernel keeps: no T x T
+  // matrix, a norm's input only.
+  if (kernel == "flash_attention2 + RMS kernel" || kernel == "plait") l.kernels = KernelSet::flash_attention2_rmsnorm;
   else if (kernel == "flash_attention2") l.kernels = KernelSet::flash_attention2;
   else run.supported = false, run.unsupported_reason = "kernel set '" + kernel + "'";
   const std::string problem = layout_problem(run.workload, l);

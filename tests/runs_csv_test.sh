@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# plait-train --runs-csv feeds the planner, as a user sweeping layouts uses it: two layouts trained under mpirun
+# append their rows (header once), `plait-plan evaluate` predicts both against a CPU hardware file (none
+# unsupported), and `plait-plan fit` refits the constants on them. The fullest rank's measured peak memory must come
+# within 15% of the prediction (the model counts plait's tracked bytes; on these tiny models the per-rank workspace
+# the model does not itemise is a few percent), and a file with other columns is refused before any training.
+# Usage: runs_csv_test.sh PLAIT_TRAIN PLAIT_PLAN MPIEXEC HARDWARE_JSON WORK_DIR
+set -euo pipefail
+train=$1 plan=$2 mpiexec=$3 hardware=$4 work=$5
+mkdir -p "$work" && cd "$work" && rm -f runs.csv pred.csv fit.json other.csv
+root=(); [[ $(id -u) == 0 ]] && root=(--allow-run-as-root)
+model=(--layers 2 --hidden 64 --heads 4 --kv-heads 4 --ffn 176 --seq-len 32 --batch 8 --micro-batch 2 --steps 4
+       --sample-tokens 0)
+for layout in "--tp 2 --zero 1" "--zero 3"; do
+  # shellcheck disable=SC2086
+  "$mpiexec" "${root[@]}" -np 2 --oversubscribe --bind-to none "$train" "${model[@]}" $layout --runs-csv runs.csv \
+    > train.log 2>&1 || { cat train.log; echo "FAIL: plait-train $layout"; exit 1; }
+done
+cat runs.csv
+[[ $(grep -c '^study,' runs.csv) == 1 && $(grep -c '^plait-train,' runs.csv) == 2 ]] ||
+  { echo "FAIL: expected one header and two rows"; exit 1; }
+"$plan" evaluate --hardware "$hardware" --in runs.csv --out pred.csv
+cat pred.csv
+! grep -q unsupported pred.csv || { echo "FAIL: a plait-train row is unsupported"; exit 1; }
+python3 - pred.csv <<'PY'
+import csv, sys
+rows = list(csv.DictReader(open(sys.argv[1])))
+assert len(rows) == 2, rows
+for r in rows:
+    meas, pred = float(r["peak_mem_gib"]), float(r["mem_gib_pred"])
+    assert r["fits_pred"] == "1", r
+    assert abs(pred - meas) <= 0.15 * meas, f"tp{r['tp']} zero{r['zero']}: memory predicted {pred} GiB, measured {meas}"
+    assert float(r["step_time_s_pred"]) > 0 and float(r["mfu_pred"]) > 0, r
+    print(f"tp{r['tp']} zero{r['zero']}: memory {meas:.5f} GiB measured, {pred:.5f} predicted")
+PY
+"$plan" fit --hardware "$hardware" --in runs.csv --out fit.json > fit.log
+grep -q '"gemm_peak_efficiency"' fit.json || { cat fit.log; echo "FAIL: plait-plan fit wrote no calibration"; exit 1; }
+
+echo "a,b" > other.csv
+if "$train" "${model[@]}" --runs-csv other.csv > refuse.log 2>&1; then echo "FAIL: other columns accepted"; exit 1; fi
+grep -q "holds other columns" refuse.log || { cat refuse.log; echo "FAIL: no clear refusal"; exit 1; }
+! grep -q "^step" refuse.log || { echo "FAIL: trained before refusing"; exit 1; }
+echo PASS
