@@ -12,15 +12,8 @@
 namespace {
 
 plait::ModelConfig config() {
-  plait::ModelConfig c;
-  c.vocab = 64;
-  c.hidden = 32;
-  c.layers = 4;
-  c.heads = 4;
-  c.kv_heads = 2;
-  c.ffn = 96;
-  c.max_seq = 32;
-  return c;
+  return plait::ModelConfig{.vocab = 64, .hidden = 32, .layers = 4, .heads = 4, .kv_heads = 2, .ffn = 96,
+      .max_seq = 32};
 }
 
 struct Run {

@@ -15,16 +15,9 @@ namespace {
 using Model64 = plait::Transformer<plait::SingleDevice, plait::Host<double>>;
 
 plait::ModelConfig tiny_config(bool tied) {
-  plait::ModelConfig c;
-  c.vocab = 11;
-  c.hidden = 8;
-  c.layers = 2;
-  c.heads = 2;
-  c.kv_heads = 1;  // grouped-query attention
-  c.ffn = 12;
-  c.max_seq = 8;
-  c.tied_embedding = tied;
-  return c;
+  // kv_heads 1 of 2 heads: grouped-query attention
+  return plait::ModelConfig{.vocab = 11, .hidden = 8, .layers = 2, .heads = 2, .kv_heads = 1, .ffn = 12, .max_seq = 8,
+      .tied_embedding = tied};
 }
 
 std::vector<std::int32_t> tokens_for(std::int64_t n, std::int64_t vocab, std::uint64_t seed) {
@@ -80,14 +73,8 @@ TEST_CASE("the model's gradient matches central finite differences in fp64", "[m
 }
 
 TEST_CASE("the loss at initialization is within 5% of ln(vocab)", "[model]") {
-  plait::ModelConfig c;
-  c.vocab = 256;
-  c.hidden = 64;
-  c.layers = 2;
-  c.heads = 4;
-  c.kv_heads = 2;
-  c.ffn = 128;
-  c.max_seq = 32;
+  const plait::ModelConfig c{.vocab = 256, .hidden = 64, .layers = 2, .heads = 4, .kv_heads = 2, .ffn = 128,
+      .max_seq = 32};
   plait::Transformer<plait::SingleDevice, plait::Host<float>> model(c, 7);
   const std::int64_t batch = 4, seq = 32;
   const auto inputs = tokens_for(batch * seq, 256, 3);
@@ -97,14 +84,8 @@ TEST_CASE("the loss at initialization is within 5% of ln(vocab)", "[model]") {
 }
 
 TEST_CASE("a tiny model drives the loss on one fixed batch below 0.05", "[model][learning]") {
-  plait::ModelConfig c;
-  c.vocab = 32;
-  c.hidden = 32;
-  c.layers = 2;
-  c.heads = 4;
-  c.kv_heads = 2;
-  c.ffn = 64;
-  c.max_seq = 16;
+  const plait::ModelConfig c{.vocab = 32, .hidden = 32, .layers = 2, .heads = 4, .kv_heads = 2, .ffn = 64,
+      .max_seq = 16};
   using Model = plait::Transformer<plait::SingleDevice, plait::Host<float>>;
   Model model(c, 11);
   const std::int64_t batch = 4, seq = 16;

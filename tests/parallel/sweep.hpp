@@ -29,15 +29,9 @@ struct Result {
 // Model 0 for the TP/SP/ZeRO sweep; model 1 (8 layers) for pipelines: 4 stages x 2 chunks; model 2 (5 layers)
 // for uneven splits (3 + 2 on two stages, 2 + 1 + 1 + 1 on four).
 inline plait::ModelConfig model_config(int id = 0) {
-  plait::ModelConfig c;
-  c.vocab = 16;  // divisible by every TP degree swept
-  c.hidden = 32;
-  c.layers = id == 0 ? 2 : id == 1 ? 8 : 5;
-  c.heads = 8;
-  c.kv_heads = 4;  // grouped-query attention, still divisible by TP 4
-  c.ffn = 24;
-  c.max_seq = 8;
-  return c;
+  // vocab 16 is divisible by every TP degree swept; kv_heads 4: grouped-query attention, still divisible by TP 4
+  return plait::ModelConfig{.vocab = 16, .hidden = 32, .layers = id == 0 ? 2 : id == 1 ? 8 : 5, .heads = 8,
+      .kv_heads = 4, .ffn = 24, .max_seq = 8};
 }
 
 inline plait::train::TokenDataset dataset() {

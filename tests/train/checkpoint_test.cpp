@@ -20,15 +20,7 @@ namespace {
 using Model = plait::Transformer<plait::SingleDevice, plait::Host<float>>;
 
 plait::ModelConfig config() {
-  plait::ModelConfig c;
-  c.vocab = 16;
-  c.hidden = 32;
-  c.layers = 2;
-  c.heads = 4;
-  c.kv_heads = 2;
-  c.ffn = 24;
-  c.max_seq = 8;
-  return c;
+  return plait::ModelConfig{.vocab = 16, .hidden = 32, .layers = 2, .heads = 4, .kv_heads = 2, .ffn = 24, .max_seq = 8};
 }
 
 plait::train::TokenDataset dataset() {

@@ -127,13 +127,14 @@ inline ModelConfig model_from_spec(const std::string& spec) {
     PLAIT_CHECK(eq != std::string::npos, "model '", spec, "': '", field, "' is not key=value");
     const std::string key = field.substr(0, eq), value = field.substr(eq + 1);
     std::int64_t v = 0;
+    std::size_t used = 0;
     try {
-      std::size_t used = 0;
       v = std::stoll(value, &used);
-      PLAIT_CHECK(used == value.size(), "");
     } catch (...) {
-      core::fail("model '", spec, "': ", key, " must be an integer, got '", value, "'");
+      used = 0;
     }
+    PLAIT_CHECK(!value.empty() && used == value.size(), "model '", spec, "': ", key, " must be an integer, got '",
+                value, "'");
     if (key == "layers") m.layers = v, have[0] = true;
     else if (key == "hidden") m.hidden = v, have[1] = true;
     else if (key == "heads") m.heads = v, have[2] = true;
