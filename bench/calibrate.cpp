@@ -490,6 +490,7 @@ int main(int argc, char** argv) {
   if (o.host) {
     c.precision = "fp32";
     c.fragmentation = 0.0;  // plait's tracker counts the bytes asked for
+    c.unsplit_activation_bytes = 0.0;  // and the planner counts plait's own tensors
     c.framework_overhead_bytes = 0.0;
     c.attention_mask_bytes = 0.0;
     c.per_step_overhead_s = 0.0;

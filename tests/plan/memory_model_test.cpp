@@ -7,6 +7,20 @@
 
 using namespace plait::plan;
 
+namespace {
+// 13B at 2k tokens on 64 GPUs, the paper's global batch, and a calibration that adds nothing to the counted tensors.
+Workload llama_13b_2k_64() {
+  return {.model = load_model("llama-13b"), .seq_len = 2048, .gpus = 64, .global_batch = 2048};
+}
+Calibration counted_only() {
+  Calibration c;
+  c.fragmentation = 0;
+  c.attention_mask_bytes = 0;
+  c.unsplit_activation_bytes = 0;
+  return c;
+}
+}  // namespace
+
 TEST_CASE("Korthikanti activation bytes per layer match paper.md") {
   const double s = 2048, b = 1, h = 5120, a = 40;
   CHECK(korthikanti_activation_bytes(KorthikantiCase::no_parallelism, s, b, h, a, 1) ==
@@ -59,14 +73,8 @@ TEST_CASE("The LLaMA activation count: Korthikanti's structure, fused RMSNorm sa
 }
 
 TEST_CASE("Per-rank memory: the first 1F1B stage holds L layers' worth; SP and TP divide what they split") {
-  Workload w;
-  w.model = load_model("llama-13b");
-  w.seq_len = 2048;
-  w.gpus = 64;
-  w.global_batch = 2048;
-  Calibration c;
-  c.fragmentation = 0;
-  c.attention_mask_bytes = 0;
+  const Workload w = llama_13b_2k_64();
+  const Calibration c = counted_only();
   Layout l;
   l.tp = 2;
   l.pp = 2;
@@ -86,4 +94,25 @@ TEST_CASE("Per-rank memory: the first 1F1B stage holds L layers' worth; SP and T
   l.recompute = Recompute::none;
   const auto z0 = [&] { Layout z = l; z.zero = 0; return stage_memory(w, z, c, 0); }();
   CHECK(first.optimizer == Approx(z0.optimizer / 16));
+}
+
+TEST_CASE("Per-rank memory: the unsplit activation term is whole on every TP rank, with or without SP") {
+  const Workload w = llama_13b_2k_64();
+  const Calibration c = counted_only();
+  Calibration with = c;
+  with.unsplit_activation_bytes = 7.5;
+  const double per_layer = 7.5 * 2048 * 5120;  // bytes per token and hidden unit x tokens x hidden
+  for (const bool sp : {false, true}) {
+    Layout l;
+    l.tp = 4;
+    l.pp = 2;
+    l.sequence_parallel = sp;
+    // The first 1F1B stage: 20 layers x 2 micro-batches in flight, not divided by TP 4 or by SP.
+    CHECK(stage_memory(w, l, with, 0).activations - stage_memory(w, l, c, 0).activations ==
+          Approx(40 * per_layer));
+    // Full recompute: only the one layer recomputed at a time has it.
+    l.recompute = Recompute::full;
+    CHECK(stage_memory(w, l, with, 0).activations - stage_memory(w, l, c, 0).activations ==
+          Approx(c.recompute_working_layers * per_layer));
+  }
 }

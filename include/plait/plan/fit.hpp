@@ -25,6 +25,7 @@ inline const std::vector<FittedConstant>& memory_constants() {
       {"logits_bytes_per_element", &Calibration::logits_bytes_per_element, 4.0, 40.0},
       {"framework_overhead_bytes", &Calibration::framework_overhead_bytes, 1e9, 8e9},
       {"fragmentation", &Calibration::fragmentation, 0.0, 0.4},
+      {"unsplit_activation_bytes", &Calibration::unsplit_activation_bytes, 0.0, 16.0},
       {"recompute_working_layers", &Calibration::recompute_working_layers, 1.0, 4.0}};
   return v;
 }

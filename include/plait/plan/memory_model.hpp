@@ -146,8 +146,10 @@ inline MemoryBreakdown stage_memory(const Workload& w, const Layout& l, const Ca
 
   const auto per_token = layer_activation_bytes(m, l.kernels);
   const double tokens = s * b;
-  const double full_layer = act_scale * tokens * (l.sequence_parallel ? (per_token.replicated + per_token.split) / t
-                                                          : per_token.replicated + per_token.split / t);
+  // What the count has, as TP and SP divide it, and what the stack keeps beyond it whole on every TP rank.
+  const double full_layer = act_scale * tokens * ((l.sequence_parallel ? (per_token.replicated + per_token.split) / t
+                                                                       : per_token.replicated + per_token.split / t) +
+                                                  c.unsplit_activation_bytes * h);
   // Micro-batches alive on this stage: stage i of a 1F1B pipeline has p - i in flight.
   double in_flight = micro_batches_in_flight(l.schedule, p, mb);
   if (l.schedule != Schedule::gpipe) in_flight = std::max(1.0, in_flight - stage);
