@@ -94,11 +94,11 @@ TEST_CASE("Leave one scenario out: each scenario predicted by a fit on the other
                     << " pick gap " << s.pick_gap_points);
     rows += s.rows;
     right += s.fit_accuracy * s.rows;
-    CHECK(s.fit_accuracy >= 0.93);   // reached: 93.3% (13B 2k 64) to 100% (13B 2k 32)
+    CHECK(s.fit_accuracy >= 0.95);   // reached: 96.7% (13B 8k 64) to 100% (13B 2k 32, 65B)
     CHECK(s.mfu_mae_points <= 5.2);  // reached: 1.1 (65B) to 5.1 (13B 2k 64): over the 3-point target there
     CHECK(s.spearman >= 0.78);      // reached: 0.79 (13B 2k 32) to 0.99
   }
-  CHECK(right / rows >= 0.965);  // reached: 97.3% of 298 rows
+  CHECK(right / rows >= 0.98);   // reached: 98.7% of 298 rows
 }
 
 TEST_CASE("Malformed input is an error that names the line") {
