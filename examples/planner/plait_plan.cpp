@@ -1,5 +1,6 @@
 // plait-plan: which parallel layout to train a model with on a cluster, and how well that prediction matched the
 // paper's measured runs. Subcommands: recommend, evaluate, fit. Bad input: a message saying what to change, exit 2.
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -36,10 +37,12 @@ const char* top_usage =
 const char* recommend_usage =
     "usage: plait-plan recommend --model llama-13b|llama-30b|llama-65b|FILE.json --seq-len T --gpus G\n"
     "                            --global-batch B --hardware dgx-a100-80gb|dgx-h100|FILE.json\n"
-    "                            [--top K] [--format table|csv|json] [--kernels fa2+rms|fa2|both]\n"
+    "                            [--top K] [--format table|csv|json] [--kernels fa2+rms|fa2|both] [--headroom GIB]\n"
     "Prints the K (default 5) fastest layouts that fit in GPU memory, with predicted memory per GPU, step time,\n"
     "MFU (paper.md's formula) and what bounds each. Searches TP (within a node), PP and schedule (1F1B,\n"
-    "interleaved x2, zero-bubble, GPipe), micro-batch 1..8, full recompute or none, sequence parallelism, ZeRO 0..3.\n";
+    "interleaved x2, zero-bubble, GPipe), micro-batch 1..8, full recompute or none, sequence parallelism, ZeRO 0..3.\n"
+    "--headroom GIB keeps that much of each GPU's memory free (default 0): the memory model is fitted to the edge\n"
+    "of what ran, and some layouts that ran are predicted within 1 GiB of it.\n";
 
 const char* evaluate_usage =
     "usage: plait-plan evaluate --hardware H --in RUNS.csv --out PRED.csv\n"
@@ -97,6 +100,19 @@ long long need_int(std::map<std::string, std::vector<std::string>>& o, const std
     used = 0;
   }
   if (used != v.size() || x <= 0) throw UsageError(k + " must be a positive integer, got '" + v + "'");
+  return x;
+}
+
+double need_number(std::map<std::string, std::vector<std::string>>& o, const std::string& k, const char* usage) {
+  const std::string v = need(o, k, usage);
+  std::size_t used = 0;
+  double x = 0;
+  try {
+    x = std::stod(v, &used);
+  } catch (...) {
+    used = 0;
+  }
+  if (used != v.size() || !std::isfinite(x)) throw UsageError(k + " must be a number, got '" + v + "'");
   return x;
 }
 
@@ -194,7 +210,7 @@ int layout_cmd(int argc, char** argv) {
 
 int recommend(int argc, char** argv) {
   auto o = parse(argc, argv, {"--model", "--seq-len", "--gpus", "--global-batch", "--hardware", "--top", "--format",
-                              "--kernels"},
+                              "--kernels", "--headroom"},
                  recommend_usage);
   const Workload w = workload_from(o, recommend_usage);
   const Hardware hw = load_hardware(need(o, "--hardware", recommend_usage));
@@ -207,6 +223,14 @@ int recommend(int argc, char** argv) {
   if (kernels == "fa2") space.kernels = {KernelSet::flash_attention2};
   else if (kernels == "both") space.kernels = {KernelSet::flash_attention2_rmsnorm, KernelSet::flash_attention2};
   else if (kernels != "fa2+rms") throw UsageError("--kernels must be fa2+rms, fa2 or both, got '" + kernels + "'");
+  if (o.count("--headroom")) {
+    const double gib = need_number(o, "--headroom", recommend_usage);
+    if (!(gib >= 0 && gib * (1ull << 30) < hw.memory_bytes))
+      throw UsageError("--headroom must be at least 0 and less than the " +
+                       std::to_string(static_cast<long long>(hw.memory_bytes / (1ull << 30))) + " GiB of a " + hw.name +
+                       " GPU, got '" + o["--headroom"].back() + "'");
+    space.headroom_bytes = gib * (1ull << 30);
+  }
   if (w.gpus % hw.gpus_per_node != 0 && w.gpus > hw.gpus_per_node)
     throw UsageError("--gpus " + std::to_string(w.gpus) + " is not a whole number of " +
                      std::to_string(hw.gpus_per_node) + "-GPU nodes of " + hw.name + ": use a multiple of " +
@@ -215,10 +239,11 @@ int recommend(int argc, char** argv) {
   if (ranked.empty()) {
     std::fprintf(stderr,
                  "no layout of %s at seq %lld on %lld GPUs with global batch %lld fits in %.0f GiB per GPU: use more "
-                 "GPUs, a shorter sequence, or a global batch divisible by more data-parallel degrees\n",
+                 "GPUs, a shorter sequence, a global batch divisible by more data-parallel degrees%s\n",
                  need(o, "--model", recommend_usage).c_str(), static_cast<long long>(w.seq_len),
                  static_cast<long long>(w.gpus), static_cast<long long>(w.global_batch),
-                 hw.memory_bytes / (1ull << 30));
+                 (hw.memory_bytes - space.headroom_bytes) / (1ull << 30),
+                 space.headroom_bytes > 0 ? ", or less --headroom" : "");
     return 1;
   }
   const std::size_t n = std::min<std::size_t>(static_cast<std::size_t>(top), ranked.size());
@@ -247,9 +272,11 @@ int recommend(int argc, char** argv) {
                   r.time.total(), r.mfu, csv_field(r.reason).c_str());
     }
   } else {
-    std::printf("%zu of %zu layouts that fit (%s, seq %lld, %lld GPUs, global batch %lld, %s):\n", n, ranked.size(),
-                need(o, "--model", recommend_usage).c_str(), static_cast<long long>(w.seq_len),
-                static_cast<long long>(w.gpus), static_cast<long long>(w.global_batch), hw.name.c_str());
+    const std::string kept = space.headroom_bytes > 0 ? ", " + o["--headroom"].back() + " GiB kept free" : "";
+    std::printf("%zu of %zu layouts that fit (%s, seq %lld, %lld GPUs, global batch %lld, %s%s):\n", n,
+                ranked.size(), need(o, "--model", recommend_usage).c_str(), static_cast<long long>(w.seq_len),
+                static_cast<long long>(w.gpus), static_cast<long long>(w.global_batch), hw.name.c_str(),
+                kept.c_str());
     std::printf("%-4s %-52s %4s %9s %9s %6s  %s\n", "rank", "layout", "dp", "mem GiB", "step s", "MFU", "why");
     for (std::size_t i = 0; i < n; ++i) {
       const auto& r = ranked[i];

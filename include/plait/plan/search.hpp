@@ -25,6 +25,9 @@ struct SearchSpace {
   std::vector<KernelSet> kernels = {KernelSet::flash_attention2_rmsnorm};
   bool allow_zero_2_3 = true;
   bool allow_recompute = true;
+  // Bytes each GPU must keep free: a layout fits only within memory_bytes - headroom_bytes (the model is fitted
+  // to the edge of what ran, a margin is the user's to choose).
+  double headroom_bytes = 0;
 };
 
 inline std::string explain(const Workload& w, const Layout& l, const Hardware& hw, const MemoryBreakdown& mem,
@@ -47,6 +50,10 @@ inline std::string explain(const Workload& w, const Layout& l, const Hardware& h
 }
 
 inline std::vector<Ranked> rank_layouts(const Workload& w, const Hardware& hw, const SearchSpace& space = {}) {
+  PLAIT_CHECK(space.headroom_bytes >= 0 && space.headroom_bytes < hw.memory_bytes, "headroom of ",
+              space.headroom_bytes / (1ull << 30), " GiB: it must be at least 0 and less than the ",
+              hw.memory_bytes / (1ull << 30), " GiB of a ", hw.name, " GPU");
+  const double usable = hw.memory_bytes - space.headroom_bytes;
   std::vector<Ranked> out;
   const auto& m = w.model;
   for (int tp = 1; tp <= hw.gpus_per_node; tp *= 2)
@@ -69,7 +76,7 @@ inline std::vector<Ranked> rank_layouts(const Workload& w, const Hardware& hw, c
                   Ranked r;
                   r.layout = l;
                   r.memory = memory_per_rank(w, l, hw.calibration);
-                  if (r.memory.total() > hw.memory_bytes) continue;
+                  if (r.memory.total() > usable) continue;
                   r.time = step_time(w, l, hw);
                   r.mfu = mfu(w, hw, r.time.total());
                   r.reason = explain(w, l, hw, r.memory, r.time);

@@ -1,0 +1,54 @@
+// Tests of include/plait/plan/search.hpp: the layouts ranked are the valid ones that fit, fastest first, and a
+// headroom keeps that much memory free.
+#include <catch2/catch.hpp>
+
+#include "plait/plan/search.hpp"
+
+using namespace plait::plan;
+
+namespace {
+Workload llama_13b_2k(std::int64_t gpus) {
+  return {.model = load_model("llama-13b"), .seq_len = 2048, .gpus = gpus, .global_batch = 2048};
+}
+}  // namespace
+
+TEST_CASE("rank_layouts: valid layouts that fit, fastest first, each with its prediction and reason") {
+  const auto hw = dgx_a100_80gb();
+  const auto w = llama_13b_2k(64);
+  const auto ranked = rank_layouts(w, hw);
+  REQUIRE(ranked.size() > 100);
+  for (std::size_t i = 0; i < ranked.size(); ++i) {
+    const auto& r = ranked[i];
+    CHECK(layout_problem(w, r.layout).empty());
+    CHECK(r.memory.total() <= hw.memory_bytes);
+    CHECK(r.memory.total() == Approx(memory_per_rank(w, r.layout, hw.calibration).total()));
+    CHECK(r.time.total() == Approx(step_time(w, r.layout, hw).total()));
+    CHECK(r.mfu == Approx(mfu(w, hw, r.time.total())));
+    CHECK(r.reason.find("GiB") != std::string::npos);
+    if (i > 0) CHECK(ranked[i - 1].time.total() <= r.time.total());
+  }
+  // The paper's best layout for 13B at 2k on 64 GPUs (paper.md): TP 1, PP 1, micro-batch 1, no checkpointing.
+  CHECK(ranked.front().layout.tp == 1);
+  CHECK(ranked.front().layout.pp == 1);
+  CHECK(ranked.front().layout.micro_batch == 1);
+  CHECK(ranked.front().layout.recompute == Recompute::none);
+}
+
+TEST_CASE("rank_layouts: a headroom drops the layouts that would leave less than it free") {
+  const auto hw = dgx_a100_80gb();
+  const auto w = llama_13b_2k(32);
+  const auto all = rank_layouts(w, hw);
+  SearchSpace space;
+  space.headroom_bytes = 4.0 * (1ull << 30);
+  const auto kept = rank_layouts(w, hw, space);
+  std::size_t tight = 0;
+  for (const auto& r : all) tight += r.memory.total() > hw.memory_bytes - space.headroom_bytes;
+  REQUIRE(tight > 0);  // 13B tp1 pp1 at 2k on 32 GPUs is predicted within 1 GiB of the 80
+  CHECK(kept.size() == all.size() - tight);
+  for (const auto& r : kept) CHECK(r.memory.total() <= hw.memory_bytes - space.headroom_bytes);
+  CHECK(kept.front().time.total() >= all.front().time.total());
+  space.headroom_bytes = hw.memory_bytes;
+  CHECK_THROWS_WITH(rank_layouts(w, hw, space), Catch::Contains("headroom") && Catch::Contains("less than"));
+  space.headroom_bytes = -1;
+  CHECK_THROWS_AS(rank_layouts(w, hw, space), plait::Error);
+}
