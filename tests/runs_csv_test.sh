@@ -40,4 +40,9 @@ echo "a,b" > other.csv
 if "$train" "${model[@]}" --runs-csv other.csv > refuse.log 2>&1; then echo "FAIL: other columns accepted"; exit 1; fi
 grep -q "holds other columns" refuse.log || { cat refuse.log; echo "FAIL: no clear refusal"; exit 1; }
 ! grep -q "^step" refuse.log || { echo "FAIL: trained before refusing"; exit 1; }
+# Under mpirun only the lead rank writes the file; every rank must stop with the refusal, none left waiting.
+if timeout 120 "$mpiexec" "${root[@]}" -np 2 --oversubscribe --bind-to none "$train" "${model[@]}" --tp 2 \
+     --runs-csv other.csv > refuse2.log 2>&1; then echo "FAIL: other columns accepted under mpirun"; exit 1; fi
+grep -q "holds other columns" refuse2.log || { cat refuse2.log; echo "FAIL: no clear refusal under mpirun"; exit 1; }
+! grep -q "^layout:" refuse2.log || { echo "FAIL: measured and set up before refusing"; exit 1; }
 echo PASS

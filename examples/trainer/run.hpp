@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <exception>
 #include <fstream>
 #include <string>
 #include <vector>
@@ -49,6 +50,27 @@ inline std::ofstream open_runs_csv(const std::string& path) {
   PLAIT_CHECK(out.good(), "cannot write the runs file '", path, "'");
   if (first.empty()) out << runs_header << '\n' << std::flush;
   return out;
+}
+
+// Runs `open` (which opens a file only the lead rank writes) on the lead rank and raises its error on every rank,
+// so that a bad --metrics or --runs-csv stops the whole job with one message instead of the lead alone, which would
+// leave the other ranks waiting in the first collective.
+template <class Comm, class Open>
+void open_on_lead(Comm& world, Open&& open) {
+  std::string problem;
+  if (world.rank() == 0) {
+    try {
+      open();
+    } catch (const std::exception& e) {
+      problem = e.what();
+    }
+  }
+  std::int64_t n = static_cast<std::int64_t>(problem.size());
+  world.broadcast(&n, 1, 0);
+  std::vector<std::uint8_t> bytes(problem.begin(), problem.end());
+  bytes.resize(static_cast<std::size_t>(n));
+  world.broadcast(bytes.data(), n, 0);
+  PLAIT_CHECK(n == 0, std::string(bytes.begin(), bytes.end()));
 }
 
 // One row: the layout as flags named it, the median step time after the first step, the fullest rank's peak.
@@ -100,6 +122,9 @@ int run(const Options& o) {
   config.max_seq = o.seq_len;
   config.tied_embedding = o.tied;
   Model model(config, o.seed, grid);
+
+  std::ofstream runs;  // checked before anything is measured or trained
+  if (!o.runs_csv.empty()) open_on_lead(world, [&] { runs = open_runs_csv(o.runs_csv); });
 
   double peak = o.peak_gflops * 1e9;
   if (peak <= 0) {
@@ -156,12 +181,11 @@ int run(const Options& o) {
   }
 
   std::ofstream metrics;
-  if (lead && !o.metrics.empty()) {
-    metrics.open(o.metrics, first_step > 1 ? std::ios::app : std::ios::trunc);  // a resumed run goes on
-    PLAIT_CHECK(metrics.good(), "cannot write the metrics file '", o.metrics, "'");
-  }
-  std::ofstream runs;  // checked now, not after the training
-  if (lead && !o.runs_csv.empty()) runs = open_runs_csv(o.runs_csv);
+  if (!o.metrics.empty())
+    open_on_lead(world, [&] {
+      metrics.open(o.metrics, first_step > 1 ? std::ios::app : std::ios::trunc);  // a resumed run goes on
+      PLAIT_CHECK(metrics.good(), "cannot write the metrics file '", o.metrics, "'");
+    });
   const auto start = std::chrono::steady_clock::now();
   double first_loss = 0.0, last_loss = 0.0, tokens_per_s_sum = 0.0;
   std::vector<double> step_seconds;  // after the first step (warm-up)
