@@ -7,6 +7,7 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -90,30 +91,30 @@ std::string need(std::map<std::string, std::vector<std::string>>& o, const std::
   return o[k].back();
 }
 
-long long need_int(std::map<std::string, std::vector<std::string>>& o, const std::string& k, const char* usage) {
+// The value of flag k parsed whole by `parse` (std::stoll, std::stod), or nothing if it is not all a number.
+template <class Parse>
+auto parsed(std::map<std::string, std::vector<std::string>>& o, const std::string& k, const char* usage, Parse parse)
+    -> std::optional<decltype(parse(std::string(), nullptr))> {
   const std::string v = need(o, k, usage);
   std::size_t used = 0;
-  long long x = 0;
   try {
-    x = std::stoll(v, &used);
+    const auto x = parse(v, &used);
+    if (used == v.size()) return x;
   } catch (...) {
-    used = 0;
   }
-  if (used != v.size() || x <= 0) throw UsageError(k + " must be a positive integer, got '" + v + "'");
-  return x;
+  return std::nullopt;
+}
+
+long long need_int(std::map<std::string, std::vector<std::string>>& o, const std::string& k, const char* usage) {
+  const auto x = parsed(o, k, usage, [](const std::string& v, std::size_t* used) { return std::stoll(v, used); });
+  if (!x || *x <= 0) throw UsageError(k + " must be a positive integer, got '" + o[k].back() + "'");
+  return *x;
 }
 
 double need_number(std::map<std::string, std::vector<std::string>>& o, const std::string& k, const char* usage) {
-  const std::string v = need(o, k, usage);
-  std::size_t used = 0;
-  double x = 0;
-  try {
-    x = std::stod(v, &used);
-  } catch (...) {
-    used = 0;
-  }
-  if (used != v.size() || !std::isfinite(x)) throw UsageError(k + " must be a number, got '" + v + "'");
-  return x;
+  const auto x = parsed(o, k, usage, [](const std::string& v, std::size_t* used) { return std::stod(v, used); });
+  if (!x || !std::isfinite(*x)) throw UsageError(k + " must be a number, got '" + o[k].back() + "'");
+  return *x;
 }
 
 void print_accuracy(const Accuracy& a, const char* label) {
@@ -223,14 +224,7 @@ int recommend(int argc, char** argv) {
   if (kernels == "fa2") space.kernels = {KernelSet::flash_attention2};
   else if (kernels == "both") space.kernels = {KernelSet::flash_attention2_rmsnorm, KernelSet::flash_attention2};
   else if (kernels != "fa2+rms") throw UsageError("--kernels must be fa2+rms, fa2 or both, got '" + kernels + "'");
-  if (o.count("--headroom")) {
-    const double gib = need_number(o, "--headroom", recommend_usage);
-    if (!(gib >= 0 && gib * (1ull << 30) < hw.memory_bytes))
-      throw UsageError("--headroom must be at least 0 and less than the " +
-                       std::to_string(static_cast<long long>(hw.memory_bytes / (1ull << 30))) + " GiB of a " + hw.name +
-                       " GPU, got '" + o["--headroom"].back() + "'");
-    space.headroom_bytes = gib * (1ull << 30);
-  }
+  if (o.count("--headroom")) space.headroom_bytes = need_number(o, "--headroom", recommend_usage) * (1ull << 30);
   if (w.gpus % hw.gpus_per_node != 0 && w.gpus > hw.gpus_per_node)
     throw UsageError("--gpus " + std::to_string(w.gpus) + " is not a whole number of " +
                      std::to_string(hw.gpus_per_node) + "-GPU nodes of " + hw.name + ": use a multiple of " +

@@ -57,20 +57,15 @@ inline std::ofstream open_runs_csv(const std::string& path) {
 // leave the other ranks waiting in the first collective.
 template <class Comm, class Open>
 void open_on_lead(Comm& world, Open&& open) {
-  std::string problem;
+  std::string error;
   if (world.rank() == 0) {
     try {
       open();
     } catch (const std::exception& e) {
-      problem = e.what();
+      error = e.what();
     }
   }
-  std::int64_t n = static_cast<std::int64_t>(problem.size());
-  world.broadcast(&n, 1, 0);
-  std::vector<std::uint8_t> bytes(problem.begin(), problem.end());
-  bytes.resize(static_cast<std::size_t>(n));
-  world.broadcast(bytes.data(), n, 0);
-  PLAIT_CHECK(n == 0, std::string(bytes.begin(), bytes.end()));
+  plait::comm::agree_or_throw(world, error);
 }
 
 // One row: the layout as flags named it, the median step time after the first step, the fullest rank's peak.

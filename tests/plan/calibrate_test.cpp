@@ -6,6 +6,7 @@
 
 #include "plait/plan/calibrate.hpp"
 #include "plait/plan/hardware.hpp"
+#include "plan/workloads.hpp"
 
 using namespace plait::plan;
 
@@ -67,9 +68,7 @@ TEST_CASE("Hardware files carry optimizer_cost_factor; the time model scales the
   const Hardware back = hardware_from_json(to_json(hw));
   CHECK(back.calibration.optimizer_cost_factor == 5.5);
 
-  Workload w;
-  w.model = load_model("llama-13b");
-  w.gpus = 64;
+  const Workload w = plait::plan::test::llama_13b_2k(64);
   const Layout l{.tp = 2, .pp = 2, .micro_batch = 1};
   const StepTime plain = step_time(w, l, dgx_a100_80gb()), slow = step_time(w, l, back);
   CHECK(slow.optimizer == Approx(5.5 * plain.optimizer));

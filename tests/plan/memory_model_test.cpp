@@ -4,14 +4,13 @@
 
 #include "plait/plan/layout.hpp"
 #include "plait/plan/memory_model.hpp"
+#include "plan/workloads.hpp"
 
 using namespace plait::plan;
 
 namespace {
-// 13B at 2k tokens on 64 GPUs, the paper's global batch, and a calibration that adds nothing to the counted tensors.
-Workload llama_13b_2k_64() {
-  return {.model = load_model("llama-13b"), .seq_len = 2048, .gpus = 64, .global_batch = 2048};
-}
+using plait::plan::test::llama_13b_2k;
+// A calibration that adds nothing to the counted tensors.
 Calibration counted_only() {
   Calibration c;
   c.fragmentation = 0;
@@ -73,7 +72,7 @@ TEST_CASE("The LLaMA activation count: Korthikanti's structure, fused RMSNorm sa
 }
 
 TEST_CASE("Per-rank memory: the first 1F1B stage holds L layers' worth; SP and TP divide what they split") {
-  const Workload w = llama_13b_2k_64();
+  const Workload w = llama_13b_2k(64);
   const Calibration c = counted_only();
   Layout l;
   l.tp = 2;
@@ -97,7 +96,7 @@ TEST_CASE("Per-rank memory: the first 1F1B stage holds L layers' worth; SP and T
 }
 
 TEST_CASE("Per-rank memory: the unsplit activation term is whole on every TP rank, with or without SP") {
-  const Workload w = llama_13b_2k_64();
+  const Workload w = llama_13b_2k(64);
   const Calibration c = counted_only();
   Calibration with = c;
   with.unsplit_activation_bytes = 7.5;

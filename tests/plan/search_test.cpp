@@ -3,14 +3,11 @@
 #include <catch2/catch.hpp>
 
 #include "plait/plan/search.hpp"
+#include "plan/workloads.hpp"
 
 using namespace plait::plan;
 
-namespace {
-Workload llama_13b_2k(std::int64_t gpus) {
-  return {.model = load_model("llama-13b"), .seq_len = 2048, .gpus = gpus, .global_batch = 2048};
-}
-}  // namespace
+using plait::plan::test::llama_13b_2k;
 
 TEST_CASE("rank_layouts: valid layouts that fit, fastest first, each with its prediction and reason") {
   const auto hw = dgx_a100_80gb();

@@ -5,8 +5,10 @@
 #include "plait/plan/hardware.hpp"
 #include "plait/plan/layout.hpp"
 #include "plait/plan/time_model.hpp"
+#include "plan/workloads.hpp"
 
 using namespace plait::plan;
+using plait::plan::test::llama_13b_2k;
 
 TEST_CASE("Pipeline bubble: (p-1)/m, (p-1)/(v m) interleaved, a third of 1F1B's for zero-bubble") {
   CHECK(pipeline_bubble_fraction(Schedule::one_f_one_b, 4, 32) == Approx(3.0 / 32));
@@ -17,11 +19,7 @@ TEST_CASE("Pipeline bubble: (p-1)/m, (p-1)/(v m) interleaved, a third of 1F1B's 
 }
 
 TEST_CASE("MFU is tokens/s x (6N + 12 L H Q T) / (peak x GPUs)") {
-  Workload w;
-  w.model = load_model("llama-13b");
-  w.seq_len = 2048;
-  w.gpus = 64;
-  w.global_batch = 2048;
+  const Workload w = llama_13b_2k(64);
   const auto hw = dgx_a100_80gb();
   const double n = static_cast<double>(w.model.parameters());
   const double per_token = 6 * n + 12.0 * 40 * 40 * 128 * 2048;
@@ -40,11 +38,7 @@ TEST_CASE("GEMM efficiency drops as TP slices a dimension") {
 }
 
 TEST_CASE("Step time parts follow the layout") {
-  Workload w;
-  w.model = load_model("llama-13b");
-  w.seq_len = 2048;
-  w.gpus = 64;
-  w.global_batch = 2048;
+  const Workload w = llama_13b_2k(64);
   const auto hw = dgx_a100_80gb();
   Layout base;
   const auto t1 = step_time(w, base, hw);

@@ -5,6 +5,10 @@
 
 #include <concepts>
 #include <cstdint>
+#include <string>
+#include <vector>
+
+#include "plait/core/error.hpp"
 
 namespace plait::comm {
 
@@ -30,3 +34,27 @@ concept Communicator = requires(C& c, const C& cc, double* x, const double* cx, 
 };
 
 }  // namespace plait::concepts
+
+namespace plait::comm {
+
+// Throws on every rank the message of the lowest rank that failed (`error` non-empty), so that no rank goes on
+// into a collective the others have left. A collective over `world`; host-memory communicators (Mpi, Single).
+template <class C>
+void agree_or_throw(C& world, const std::string& error) {
+  std::int64_t negated = -(error.empty() ? world.size() : world.rank());
+  world.all_reduce(&negated, 1, comm::ReduceOp::max);
+  const std::int64_t first = -negated;
+  if (first == world.size()) return;
+  std::int64_t length = world.rank() == first ? static_cast<std::int64_t>(error.size()) : 0;
+  world.broadcast(&length, 1, static_cast<int>(first));
+  std::vector<std::int64_t> bytes(static_cast<std::size_t>(length));
+  if (world.rank() == first)
+    for (std::size_t i = 0; i < error.size(); ++i) bytes[i] = static_cast<unsigned char>(error[i]);
+  world.broadcast(bytes.data(), length, static_cast<int>(first));
+  std::string message(static_cast<std::size_t>(length), ' ');
+  for (std::size_t i = 0; i < message.size(); ++i) message[i] = static_cast<char>(bytes[i]);
+  if (world.size() > 1) message += " (reported by rank " + std::to_string(first) + ")";
+  core::fail(message);
+}
+
+}  // namespace plait::comm

@@ -105,26 +105,6 @@ void for_each_owned_element(Model& model, const CanonicalLayout& canon, bool uni
   });
 }
 
-// Throws on every rank the message of the lowest rank that failed, so that no rank goes on into a collective
-// the others have left.
-template <class C>
-void agree_or_throw(C& world, const std::string& error) {
-  std::int64_t negated = -(error.empty() ? world.size() : world.rank());
-  world.all_reduce(&negated, 1, comm::ReduceOp::max);
-  const std::int64_t first = -negated;
-  if (first == world.size()) return;
-  std::int64_t length = world.rank() == first ? static_cast<std::int64_t>(error.size()) : 0;
-  world.broadcast(&length, 1, static_cast<int>(first));
-  std::vector<std::int64_t> bytes(static_cast<std::size_t>(length));
-  if (world.rank() == first)
-    for (std::size_t i = 0; i < error.size(); ++i) bytes[i] = static_cast<unsigned char>(error[i]);
-  world.broadcast(bytes.data(), length, static_cast<int>(first));
-  std::string message(static_cast<std::size_t>(length), ' ');
-  for (std::size_t i = 0; i < message.size(); ++i) message[i] = static_cast<char>(bytes[i]);
-  if (world.size() > 1) message += " (reported by rank " + std::to_string(first) + ")";
-  core::fail(message);
-}
-
 }  // namespace detail
 
 // Reads and checks a checkpoint file; throws plait::Error saying what is wrong and what to do.
@@ -244,7 +224,7 @@ void save_checkpoint(const std::string& path, Model& model, AdamW<B>& optimizer,
     }
     if (!error.empty()) std::remove(tmp.c_str());
   }
-  detail::agree_or_throw(world, error);
+  comm::agree_or_throw(world, error);
 }
 
 // Loads a checkpoint into `model` and `optimizer` (any layout, the same model shape) and returns its step: the
@@ -273,7 +253,7 @@ std::int64_t load_checkpoint(const std::string& path, Model& model, AdamW<B>& op
   } catch (const Error& e) {
     error = e.what();
   }
-  detail::agree_or_throw(world, error);
+  comm::agree_or_throw(world, error);
 
   detail::for_each_owned_element(model, canon, false, [&](std::int64_t i, auto* value, std::int64_t opt) {
     using T = std::remove_reference_t<decltype(*value)>;
