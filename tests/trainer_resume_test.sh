@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # plait-train stopped and resumed as a user would: a run that stops after step 2 and saves, resumed under the same
 # layout, gives the same losses as a run that never stopped (bit for bit); resumed under another layout it goes on
-# from the same state; a truncated checkpoint is an error on every rank.
+# from the same state; a truncated checkpoint is an error on every rank; a run that could not write its checkpoint or
+# trace at the end stops before training, on every rank, and leaves the checkpoint it resumes from as it was.
 # Usage: trainer_resume_test.sh PLAIT_TRAIN MPIEXEC WORK_DIR
 set -euo pipefail
 train=$1 mpiexec=$2 work=$3
@@ -32,4 +33,23 @@ head -c 5000 state.bin > cut.bin
 if run --tp 2 --zero 1 --resume cut.bin > cut.log 2>&1; then echo "FAIL: a truncated checkpoint was accepted"; exit 1; fi
 grep -q "is truncated" cut.log
 cat cut.log | grep error
+
+# Resumed and saved over the same file: the start-up check of --save leaves the state it resumes from intact.
+cp state.bin again.bin
+run --tp 2 --zero 1 --resume again.bin --save again.bin > again.log
+grep -q "resumed: again.bin at step 2" again.log && grep -q "saved: again.bin (step 4)" again.log ||
+  { cat again.log; echo "FAIL: resuming and saving over the same file"; exit 1; }
+# Unwritable --save or --trace: refused on every rank before the first step (not after the training), no hang.
+for flag in "--save missing/state.bin" "--trace missing/trace.json"; do
+  # shellcheck disable=SC2086
+  rc=0
+  timeout 120 "$mpiexec" "${root[@]}" -np 2 --oversubscribe --bind-to none "$train" --steps 4 --batch 8 \
+    --layers 2 --hidden 64 --heads 4 --kv-heads 2 --ffn 128 --seq-len 32 --sample-tokens 0 --tp 2 $flag \
+    > unwritable.log 2>&1 || rc=$?
+  [[ $rc != 0 ]] || { echo "FAIL: $flag accepted"; exit 1; }
+  [[ $rc != 124 ]] || { cat unwritable.log; echo "FAIL: $flag: hung"; exit 1; }
+  grep -q "cannot write .*nothing was trained" unwritable.log || { cat unwritable.log; echo "FAIL: $flag: no clear refusal"; exit 1; }
+  ! grep -q "^step" unwritable.log || { echo "FAIL: $flag: trained before refusing"; exit 1; }
+  grep "cannot write" unwritable.log | head -1
+done
 echo "PASS"

@@ -120,6 +120,23 @@ int run(const Options& o) {
 
   std::ofstream runs;  // checked before anything is measured or trained
   if (!o.runs_csv.empty()) open_on_lead(world, [&] { runs = open_runs_csv(o.runs_csv); });
+  // Files written only at the end are checked now, not after the training they would record. A save goes to
+  // FILE.tmp first (train/checkpoint.hpp): making and removing it proves the directory takes files without touching
+  // a checkpoint already at FILE (which may be the one this run resumed from).
+  if (!o.save.empty())
+    open_on_lead(world, [&] {
+      const std::string tmp = o.save + ".tmp";
+      const bool writable = std::ofstream(tmp, std::ios::binary | std::ios::app).good();
+      std::remove(tmp.c_str());
+      PLAIT_CHECK(writable, "cannot write the checkpoint '", o.save, "' (--save): its directory is missing or not "
+                  "writable; nothing was trained");
+    });
+  std::ofstream trace;
+  if (!o.trace.empty())
+    open_on_lead(world, [&] {
+      trace.open(o.trace);
+      PLAIT_CHECK(trace.good(), "cannot write the trace file '", o.trace, "' (--trace); nothing was trained");
+    });
 
   double peak = o.peak_gflops * 1e9;
   if (peak <= 0) {
@@ -217,10 +234,8 @@ int run(const Options& o) {
                   (p - 1) / (v * m));
       std::printf("%s", plait::parallel::timeline_text(timeline).c_str());
     }
-    if (lead && !o.trace.empty()) {
-      std::ofstream trace(o.trace);
-      PLAIT_CHECK(trace.good(), "cannot write the trace file '", o.trace, "'");
-      trace << plait::parallel::chrome_trace(timeline).dump() << '\n';
+    if (trace.is_open()) {
+      trace << plait::parallel::chrome_trace(timeline).dump() << '\n' << std::flush;
       std::printf("trace: %s (open it in Perfetto or chrome://tracing)\n", o.trace.c_str());
     }
   }
