@@ -4,6 +4,8 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <map>
+#include <tuple>
 #include <string>
 #include <vector>
 
@@ -298,4 +300,115 @@ TEST_CASE("a measured timeline is the same plain struct", "[parallel][schedule]"
   CHECK(bubble_ratio(measured) == Approx(4.0 / 6));
   CHECK(timeline_text(measured) == "stage 0 |F..BB|\n"
                                    "stage 1 |.FBB.|\n");
+}
+
+// ---- What running a schedule over NCCL (comm/nccl.hpp) relies on: NCCL pairs point-to-point messages by the order
+// they were queued, not by tag, and a send completes only together with its receive.
+namespace {
+
+bool is_send(Op op) { return op == Op::send_activation || op == Op::send_grad; }
+bool is_recv(Op op) { return op == Op::recv_activation || op == Op::recv_grad; }
+
+// A message as both sides name it: (gradient?, micro-batch, virtual stage it goes to).
+std::tuple<bool, int, int> message(const PipelineSchedule& s, int stage, const Action& a) {
+  const int vs = s.virtual_stage(stage, a.chunk);
+  if (a.op == Op::send_activation) return {false, a.microbatch, vs + 1};
+  if (a.op == Op::send_grad) return {true, a.microbatch, vs - 1};
+  return {a.op == Op::recv_grad, a.microbatch, vs};
+}
+
+// Runs the programs as an NCCL executor would with one group (ncclGroupStart/End) per run of sends and receives
+// between two computations: a group starts when the computations before it are done, its sends pair with the
+// peers' receives in queue order once both groups have started, it ends when all its messages have paired, and a
+// computation waits for the groups before it. True when every action completes.
+bool runs_with_grouped_p2p(const PipelineSchedule& s) {
+  const int stages = s.stages;
+  std::vector<std::vector<int>> group(stages);  // group of each comm action, -1 for computations
+  std::vector<std::vector<char>> done(stages);
+  std::vector<int> current(stages, 0), groups(stages, 0);
+  std::vector<std::size_t> next_compute(stages, 0);
+  for (int st = 0; st < stages; ++st) {
+    const auto& p = s.programs[st];
+    group[st].assign(p.size(), -1);
+    done[st].assign(p.size(), 0);
+    int g = -1;
+    for (std::size_t i = 0; i < p.size(); ++i)
+      if (!is_compute(p[i].op)) group[st][i] = (i > 0 && !is_compute(p[i - 1].op)) ? g : ++g;
+    groups[st] = g + 1;
+  }
+  // A comm action has started when its group is the current one and every computation before it is done.
+  auto started = [&](int st, std::size_t i) {
+    if (group[st][i] != current[st]) return false;
+    for (std::size_t j = 0; j < i; ++j)
+      if (is_compute(s.programs[st][j].op) && !done[st][j]) return false;
+    return true;
+  };
+  for (bool progress = true; progress;) {
+    progress = false;
+    for (int st = 0; st < stages; ++st) {
+      const auto& p = s.programs[st];
+      while (next_compute[st] < p.size()) {  // computations in order, each after every comm action before it
+        const std::size_t i = next_compute[st];
+        if (is_compute(p[i].op)) {
+          if (std::any_of(done[st].begin(), done[st].begin() + static_cast<std::ptrdiff_t>(i), [](char d) { return !d; }))
+            break;
+          done[st][i] = 1, progress = true;
+        }
+        ++next_compute[st];
+      }
+      for (std::size_t i = 0; i < p.size(); ++i) {
+        if (done[st][i] || !is_send(p[i].op) || !started(st, i)) continue;
+        const int peer = p[i].peer;
+        const auto& q = s.programs[peer];
+        for (std::size_t k = 0; k < q.size(); ++k)  // the peer's first receive from us not yet paired
+          if (is_recv(q[k].op) && q[k].peer == st && !done[peer][k]) {
+            if (started(peer, k)) {
+              REQUIRE(message(s, st, p[i]) == message(s, peer, q[k]));  // queue order pairs the right messages
+              done[st][i] = done[peer][k] = 1, progress = true;
+            }
+            break;
+          }
+      }
+      while (current[st] < groups[st]) {
+        bool all = true;
+        for (std::size_t i = 0; i < p.size(); ++i) all = all && (group[st][i] != current[st] || done[st][i]);
+        if (!all) break;
+        ++current[st], progress = true;
+      }
+    }
+  }
+  for (const auto& d : done)
+    if (std::any_of(d.begin(), d.end(), [](char x) { return !x; })) return false;
+  return true;
+}
+
+}  // namespace
+
+TEST_CASE("every schedule receives from a stage in the order that stage sends (NCCL pairs by order, not tag)",
+          "[parallel][schedule]") {
+  for (const std::string name : {"gpipe", "1f1b", "zb", "interleaved:2", "interleaved:3"})
+    for (int stages = 2; stages <= 8; ++stages)
+      for (int m = stages; m <= 24; m += stages) {
+        const PipelineSchedule s = make_schedule(name, stages, m);
+        std::map<std::pair<int, int>, std::vector<std::tuple<bool, int, int>>> sent, received;  // (from, to)
+        for (int st = 0; st < stages; ++st)
+          for (const Action& a : s.programs[st]) {
+            if (is_send(a.op)) sent[{st, a.peer}].push_back(message(s, st, a));
+            if (is_recv(a.op)) received[{a.peer, st}].push_back(message(s, st, a));
+          }
+        INFO(name << ", " << stages << " stages, " << m << " micro-batches");
+        CHECK(sent == received);
+      }
+}
+
+TEST_CASE("GPipe 1F1B and ZB run with one NCCL group per run of sends and receives", "[parallel][schedule]") {
+  for (const std::string name : {"gpipe", "1f1b", "zb"})
+    for (int stages = 2; stages <= 8; ++stages)
+      for (int m = 1; m <= 24; ++m) {
+        INFO(name << ", " << stages << " stages, " << m << " micro-batches");
+        CHECK(runs_with_grouped_p2p(make_schedule(name, stages, m)));
+      }
+  // Not yet the interleaved programs (comm/nccl.hpp's pitfalls): with 2 stages, stage 1's group sending the
+  // gradient of micro-batch 0 waits for a receive stage 0 queues only after a send stage 1 receives later.
+  CHECK_FALSE(runs_with_grouped_p2p(make_schedule("interleaved:2", 2, 4)));
 }

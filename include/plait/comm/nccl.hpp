@@ -8,6 +8,15 @@
 // Pitfalls: every rank of a group must make the same calls in the same order (a collective that one rank skips
 // hangs the others, as with MPI). NCCL allows one rank per GPU in a communicator: select each rank's device
 // (cudaSetDevice) before building one. A send and the matching recv on the same rank need a group (not offered).
+// Pipelines: NCCL pairs a send with the peer's receives in the order both were queued (tags are ignored), and a
+// send at the head of the stream holds everything queued behind it until the peer's matching receive runs. Every
+// schedule of parallel/schedule.hpp sends in the order its peer receives, so the pairing is the one Mpi's tags
+// make; but queued one call at a time on this stream, as the executor calls Mpi's isend/recv, 1F1B, ZB and
+// interleaved deadlock (two stages' sends each waiting for the other's receive); only GPipe runs. One group
+// (ncclGroupStart/End) per run of sends and receives between two computations makes GPipe, 1F1B and ZB safe
+// (tests/parallel/schedule_test.cpp checks both, up to 8 stages and 24 micro-batches); the interleaved programs
+// also need their receives posted with the previous sends on both sides (as Megatron-LM batches them), which they
+// do not do yet.
 #pragma once
 
 #include <cuda_bf16.h>
