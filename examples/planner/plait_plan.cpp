@@ -1,5 +1,6 @@
 // plait-plan: which parallel layout to train a model with on a cluster, and how well that prediction matched the
 // paper's measured runs. Subcommands: recommend, evaluate, fit. Bad input: a message saying what to change, exit 2.
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -54,11 +55,14 @@ const char* evaluate_usage =
 
 const char* fit_usage =
     "usage: plait-plan fit --hardware H --in RUNS.csv --out HW.json [--fit-study S]... [--fit-scenario M/T/G]...\n"
-    "                      [--cross-validate yes]\n"
+    "                      [--keep NAME|none]... [--cross-validate yes]\n"
     "Fits the calibration constants (memory and efficiency) of hardware H on the selected rows of RUNS.csv (all\n"
     "rows when none is selected) and writes H with them as a JSON file that --hardware accepts. Prints the\n"
     "accuracy on the fitted rows and on the held-out ones. --cross-validate yes also prints, for each scenario\n"
-    "(model/seq/gpus) of the selected rows, its accuracy under constants fitted on the other scenarios alone.\n";
+    "(model/seq/gpus) of the selected rows, its accuracy under constants fitted on the other scenarios alone.\n"
+    "--keep NAME leaves that time constant as H has it (repeatable; the list replaces the default, which keeps\n"
+    "attention_efficiency: the attention benchmark measures it, and runs at one sequence length cannot);\n"
+    "--keep none fits every time constant.\n";
 
 const char* layout_usage =
     "usage: plait-plan layout --model llama-13b|...|FILE.json --seq-len T --gpus G --global-batch B --hardware H\n"
@@ -296,7 +300,7 @@ int evaluate_cmd(int argc, char** argv) {
 }
 
 int fit_cmd(int argc, char** argv) {
-  auto o = parse(argc, argv, {"--hardware", "--in", "--out", "--fit-study", "--fit-scenario", "--cross-validate"},
+  auto o = parse(argc, argv, {"--hardware", "--in", "--out", "--fit-study", "--fit-scenario", "--keep", "--cross-validate"},
                  fit_usage);
   const Hardware hw = load_hardware(need(o, "--hardware", fit_usage));
   const std::string in_path = need(o, "--in", fit_usage), out_path = need(o, "--out", fit_usage);
@@ -312,7 +316,20 @@ int fit_cmd(int argc, char** argv) {
       if (s.scenario == x) return true;
     return false;
   };
-  const Hardware fitted = fit_calibration(in, hw, in_path, selected);
+  std::vector<std::string> keep = default_kept_constants();
+  if (o.count("--keep")) {
+    const auto& names = o["--keep"];
+    const bool none = std::find(names.begin(), names.end(), "none") != names.end();
+    if (none && names.size() > 1)
+      throw UsageError("--keep none fits every time constant: give it alone, not with other names");
+    keep = none ? std::vector<std::string>{} : names;
+    try {
+      (void)detail::free_time_constants(keep);
+    } catch (const plait::Error& e) {
+      throw UsageError(std::string(e.what()) + "; or --keep none");
+    }
+  }
+  const Hardware fitted = fit_calibration(in, hw, in_path, selected, keep);
   std::ofstream file(out_path);
   if (!file.good()) throw UsageError("cannot write '" + out_path + "': give a writable path with --out");
   file << to_json(fitted).dump(2) << '\n';
@@ -325,7 +342,7 @@ int fit_cmd(int argc, char** argv) {
   if (cv != "yes" && cv != "no") throw UsageError("--cross-validate must be yes or no, got '" + cv + "'");
   if (cv == "yes") {
     std::fprintf(stderr, "leave one scenario out (fitted on the other selected scenarios, scored on this one):\n");
-    for (const auto& c : cross_validate(in, hw, in_path, selected)) {
+    for (const auto& c : cross_validate(in, hw, in_path, selected, keep)) {
       const auto& s = c.accuracy;
       std::fprintf(stderr,
                    "  %-14s rows %3d ran %3d  fits %5.1f%%  MFU MAE %5.2f  Spearman %.3f  pick gap %5.2f  best in top3 "

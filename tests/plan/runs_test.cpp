@@ -37,7 +37,7 @@ TEST_CASE("The planner explains the paper's runs") {
   INFO("all: fits " << all.fit_accuracy << " MAE " << all.mfu_mae_points);
   INFO("fitted: fits " << fitted.fit_accuracy << " MAE " << fitted.mfu_mae_points);
   INFO("held out: fits " << held.fit_accuracy << " MAE " << held.mfu_mae_points);
-  // Reached (docs/planner.md): fits/OOM 99.0% all, 99.5% fitted, 97.8% held out; MFU MAE 1.82 / 1.86 / 1.72.
+  // Reached (docs/planner.md): fits/OOM 99.0% all, 99.5% fitted, 97.8% held out; MFU MAE 1.86 / 1.89 / 1.77.
   CHECK(all.fit_accuracy >= 0.985);  // target >= 95%: met overall, fitted and held out
   CHECK(fitted.fit_accuracy >= 0.99);
   CHECK(held.fit_accuracy >= 0.97);
@@ -95,10 +95,42 @@ TEST_CASE("Leave one scenario out: each scenario predicted by a fit on the other
     rows += s.rows;
     right += s.fit_accuracy * s.rows;
     CHECK(s.fit_accuracy >= 0.95);   // reached: 96.7% (13B 8k 64) to 100% (13B 2k 32, 65B)
-    CHECK(s.mfu_mae_points <= 5.2);  // reached: 1.1 (65B) to 5.1 (13B 2k 64): over the 3-point target there
-    CHECK(s.spearman >= 0.78);      // reached: 0.79 (13B 2k 32) to 0.99
+    CHECK(s.mfu_mae_points <= 5.2);  // reached: 1.0 (65B) to 5.1 (13B 2k 64): over the 3-point target there
+    // Reached: 0.82 (13B 2k 64) to 0.99, and 0.72 for 13B 2k 32, whose pipelined micro-batch > 1 rows no layout
+    // term explains (docs/planner.md). It was 0.79 while the fit also moved attention_efficiency (to its bound,
+    // 0.9); keeping it at FlashAttention-2's published 0.6 swaps two of its rows here and is what lets a fit on
+    // one sequence length predict another (the next test).
+    CHECK(s.spearman >= (s.scenario == "13B/2048/32" ? 0.72 : 0.8));
   }
   CHECK(right / rows >= 0.98);   // reached: 98.7% of 298 rows
+}
+
+// A sequence length the fit never saw: constants fitted on the 2k runs of the layouts study (13B on 64 GPUs, 65B on
+// 128) predict both 8k scenarios. Attention is a few percent of a 2k step, so those runs cannot tell its efficiency;
+// fitted anyway (keep none) it goes to its lower bound and the 8k predictions are off by twice the target.
+TEST_CASE("A fit on 2k runs predicts the 8k runs: attention's efficiency is kept, not fitted") {
+  const auto table = read_csv(runs_path());
+  auto at_2k = [](const Scored& s) { return s.study == "layouts" && s.run.workload.seq_len == 2048; };
+  auto at_8k = [](const Scored& s) { return s.run.workload.seq_len == 8192; };
+  const auto kept = fit_calibration(table, dgx_a100_80gb(), runs_path(), at_2k);
+  CHECK(kept.calibration.attention_efficiency == dgx_a100_80gb().calibration.attention_efficiency);
+  const auto held = accuracy(score_runs(table, kept, runs_path()), at_8k);
+  INFO("8k held out: fits " << held.fit_accuracy << " MAE " << held.mfu_mae_points);
+  CHECK(held.rows == 141);
+  CHECK(held.mfu_mae_points <= 3.0);  // reached: 2.72 (13B 8k 128: 3.55, 13B 8k 64: 2.18); target <= 3
+  CHECK(held.fit_accuracy >= 0.97);   // reached: 98.3%
+  for (const auto& s : held.scenarios) {
+    INFO(s.scenario << ": Spearman " << s.spearman << " pick gap " << s.pick_gap_points);
+    CHECK(s.best_in_top3);
+  }
+
+  const auto free = fit_calibration(table, dgx_a100_80gb(), runs_path(), at_2k, {});
+  INFO("attention_efficiency fitted on 2k alone: " << free.calibration.attention_efficiency);
+  CHECK(free.calibration.attention_efficiency < 0.3);  // reached: 0.2, the bound
+  CHECK(accuracy(score_runs(table, free, runs_path()), at_8k).mfu_mae_points > 5.0);  // reached: 5.67
+
+  CHECK_THROWS_WITH(fit_calibration(table, dgx_a100_80gb(), runs_path(), at_2k, {"attention"}),
+                    Catch::Contains("not a time constant") && Catch::Contains("attention_efficiency"));
 }
 
 TEST_CASE("Malformed input is an error that names the line") {
