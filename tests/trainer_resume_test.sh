@@ -8,7 +8,8 @@ set -euo pipefail
 train=$1 mpiexec=$2 work=$3
 mkdir -p "$work" && cd "$work" && rm -f ./*.jsonl ./*.bin ./*.log
 root=(); [[ $(id -u) == 0 ]] && root=(--allow-run-as-root)
-run() { "$mpiexec" "${root[@]}" -np 2 --oversubscribe --mca mpi_yield_when_idle 1 --bind-to none "$train" \
+prefix=()  # what run() puts before mpiexec (a timeout below; `timeout 120 run` cannot run a shell function)
+run() { "${prefix[@]}" "$mpiexec" "${root[@]}" -np 2 --oversubscribe --mca mpi_yield_when_idle 1 --bind-to none "$train" \
           --steps 4 --batch 8 --layers 2 --hidden 64 --heads 4 --kv-heads 2 --ffn 128 --seq-len 32 --sample-tokens 0 "$@"; }
 losses() { grep -o '"loss":[^,}]*' "$1" | cut -d: -f2 | tr '\n' ' '; }
 
@@ -40,12 +41,11 @@ run --tp 2 --zero 1 --resume again.bin --save again.bin > again.log
 grep -q "resumed: again.bin at step 2" again.log && grep -q "saved: again.bin (step 4)" again.log ||
   { cat again.log; echo "FAIL: resuming and saving over the same file"; exit 1; }
 # Unwritable --save or --trace: refused on every rank before the first step (not after the training), no hang.
+prefix=(timeout 120)
 for flag in "--save missing/state.bin" "--trace missing/trace.json"; do
-  # shellcheck disable=SC2086
   rc=0
-  timeout 120 "$mpiexec" "${root[@]}" -np 2 --oversubscribe --bind-to none "$train" --steps 4 --batch 8 \
-    --layers 2 --hidden 64 --heads 4 --kv-heads 2 --ffn 128 --seq-len 32 --sample-tokens 0 --tp 2 $flag \
-    > unwritable.log 2>&1 || rc=$?
+  # shellcheck disable=SC2086
+  run --tp 2 $flag > unwritable.log 2>&1 || rc=$?
   [[ $rc != 0 ]] || { echo "FAIL: $flag accepted"; exit 1; }
   [[ $rc != 124 ]] || { cat unwritable.log; echo "FAIL: $flag: hung"; exit 1; }
   grep -q "cannot write .*nothing was trained" unwritable.log || { cat unwritable.log; echo "FAIL: $flag: no clear refusal"; exit 1; }

@@ -324,7 +324,7 @@ int fit_cmd(int argc, char** argv) {
       throw UsageError("--keep none fits every time constant: give it alone, not with other names");
     keep = none ? std::vector<std::string>{} : names;
     try {
-      (void)detail::free_time_constants(keep);
+      (void)free_time_constants(keep);  // a bad name is a usage error before any fitting
     } catch (const plait::Error& e) {
       throw UsageError(std::string(e.what()) + "; or --keep none");
     }

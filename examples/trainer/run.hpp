@@ -120,16 +120,14 @@ int run(const Options& o) {
 
   std::ofstream runs;  // checked before anything is measured or trained
   if (!o.runs_csv.empty()) open_on_lead(world, [&] { runs = open_runs_csv(o.runs_csv); });
-  // Files written only at the end are checked now, not after the training they would record. A save goes to
-  // FILE.tmp first (train/checkpoint.hpp): making and removing it proves the directory takes files without touching
-  // a checkpoint already at FILE (which may be the one this run resumed from).
+  // Files written only at the end are checked now, not after the training they would record.
   if (!o.save.empty())
     open_on_lead(world, [&] {
-      const std::string tmp = o.save + ".tmp";
-      const bool writable = std::ofstream(tmp, std::ios::binary | std::ios::app).good();
-      std::remove(tmp.c_str());
-      PLAIT_CHECK(writable, "cannot write the checkpoint '", o.save, "' (--save): its directory is missing or not "
-                  "writable; nothing was trained");
+      try {
+        plait::train::check_checkpoint_writable(o.save);
+      } catch (const plait::Error& e) {
+        plait::core::fail(e.what(), " (--save); nothing was trained");
+      }
     });
   std::ofstream trace;
   if (!o.trace.empty())

@@ -5,7 +5,6 @@
 
 #include <algorithm>
 #include <map>
-#include <tuple>
 #include <string>
 #include <vector>
 
@@ -306,17 +305,6 @@ TEST_CASE("a measured timeline is the same plain struct", "[parallel][schedule]"
 // they were queued, not by tag, and a send completes only together with its receive.
 namespace {
 
-bool is_send(Op op) { return op == Op::send_activation || op == Op::send_grad; }
-bool is_recv(Op op) { return op == Op::recv_activation || op == Op::recv_grad; }
-
-// A message as both sides name it: (gradient?, micro-batch, virtual stage it goes to).
-std::tuple<bool, int, int> message(const PipelineSchedule& s, int stage, const Action& a) {
-  const int vs = s.virtual_stage(stage, a.chunk);
-  if (a.op == Op::send_activation) return {false, a.microbatch, vs + 1};
-  if (a.op == Op::send_grad) return {true, a.microbatch, vs - 1};
-  return {a.op == Op::recv_grad, a.microbatch, vs};
-}
-
 // Runs the programs as an NCCL executor would with one group (ncclGroupStart/End) per run of sends and receives
 // between two computations: a group starts when the computations before it are done, its sends pair with the
 // peers' receives in queue order once both groups have started, it ends when all its messages have paired, and a
@@ -390,7 +378,7 @@ TEST_CASE("every schedule receives from a stage in the order that stage sends (N
     for (int stages = 2; stages <= 8; ++stages)
       for (int m = stages; m <= 24; m += stages) {
         const PipelineSchedule s = make_schedule(name, stages, m);
-        std::map<std::pair<int, int>, std::vector<std::tuple<bool, int, int>>> sent, received;  // (from, to)
+        std::map<std::pair<int, int>, std::vector<Message>> sent, received;  // (from stage, to stage)
         for (int st = 0; st < stages; ++st)
           for (const Action& a : s.programs[st]) {
             if (is_send(a.op)) sent[{st, a.peer}].push_back(message(s, st, a));

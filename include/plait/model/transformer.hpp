@@ -755,8 +755,8 @@ class Transformer {
   }
 
   // A message's tag: which micro-batch and virtual stage it is for, and whether activation or gradient.
-  static int tag(int microbatch, int virtual_stage, bool gradient) {
-    return ((microbatch % 256) * (stages * chunks) + virtual_stage) * 2 + (gradient ? 1 : 0);
+  static int tag(const parallel::Message& m) {
+    return ((m.microbatch % 256) * (stages * chunks) + m.to) * 2 + (m.gradient ? 1 : 0);
   }
 
   double execute(const parallel::PipelineSchedule& schedule, const std::int32_t* tokens, const std::int32_t* targets,
@@ -803,7 +803,7 @@ class Transformer {
             const bool gradient = a.op == parallel::Op::recv_grad;
             Buffer<T>& into = gradient ? ch.grad_out : ch.input;
             into = activation(rows);
-            grid_.pp().recv(into.data(), rows, a.peer, tag(a.microbatch, vs, gradient));
+            grid_.pp().recv(into.data(), rows, a.peer, tag(parallel::message(schedule, stage_, a)));
           }
           break;
         case parallel::Op::send_activation:
@@ -811,7 +811,7 @@ class Transformer {
           if constexpr (stages > 1) {
             const bool gradient = a.op == parallel::Op::send_grad;
             Buffer<T> from = std::move(gradient ? ch.grad_in : ch.out);
-            auto request = grid_.pp().isend(from.data(), rows, a.peer, tag(a.microbatch, gradient ? vs - 1 : vs + 1, gradient));
+            auto request = grid_.pp().isend(from.data(), rows, a.peer, tag(parallel::message(schedule, stage_, a)));
             sends.emplace_back(request, std::move(from));
           }
           break;

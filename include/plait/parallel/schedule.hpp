@@ -53,6 +53,22 @@ struct PipelineSchedule {
 inline bool is_compute(Op op) {
   return op == Op::forward || op == Op::backward || op == Op::backward_input || op == Op::backward_weight;
 }
+inline bool is_send(Op op) { return op == Op::send_activation || op == Op::send_grad; }
+inline bool is_recv(Op op) { return op == Op::recv_activation || op == Op::recv_grad; }
+
+// The message a send or receive of `stage` carries, named the same at both ends: activation or gradient, the
+// micro-batch, and the virtual stage it goes to (activations flow to k + 1, gradients to k - 1).
+struct Message {
+  bool gradient;
+  int microbatch;
+  int to;
+  bool operator==(const Message&) const = default;
+};
+inline Message message(const PipelineSchedule& s, int stage, const Action& a) {
+  const int k = s.virtual_stage(stage, a.chunk);
+  const bool gradient = a.op == Op::send_grad || a.op == Op::recv_grad;
+  return {gradient, a.microbatch, is_send(a.op) ? (gradient ? k - 1 : k + 1) : k};
+}
 
 inline std::string_view op_name(Op op) {
   switch (op) {
@@ -315,7 +331,7 @@ inline Timeline execute(const PipelineSchedule& s, const StepCosts& costs) {
         const bool g = a.op == Op::send_grad;
         PLAIT_CHECK(g ? k > 0 : k < K - 1, where(stage), g ? "virtual stage 0 has no earlier stage to send a gradient to."
                                                            : "the last virtual stage has no next stage to send to.");
-        const int to = g ? k - 1 : k + 1;
+        const int to = message(s, stage, a).to;
         PLAIT_CHECK(a.peer == to % S, where(stage), "virtual stage ", to, " lives on stage ", to % S,
                     ", so peer must be ", to % S, ".");
         PLAIT_CHECK(st & (g ? backwarded : forwarded), where(stage), "it sends what ",

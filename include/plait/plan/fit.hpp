@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "plait/core/error.hpp"
 #include "plait/plan/accuracy.hpp"
 
 namespace plait::plan {
@@ -49,23 +50,24 @@ inline const std::vector<FittedConstant>& time_constants() {
 // The time constants a fit leaves as the hardware file has them unless told otherwise. Attention's efficiency is
 // what the attention benchmark measures (plait-bench-calibrate; for the built-in A100, FlashAttention-2's published
 // figure), and runs at one sequence length cannot pin it down: at 2k tokens attention is a few percent of a step, so
-// a fit on 2k runs alone drives it to a bound (0.2) and then mispredicts 8k runs by 7 MFU points on average.
+// a fit on 2k runs alone drives it to a bound (0.2) and then mispredicts 8k runs by 5.7 MFU points on average.
 inline std::vector<std::string> default_kept_constants() { return {"attention_efficiency"}; }
 
-namespace detail {
 // The time constants a fit moves: all but `keep`, whose names must be time constants.
 inline std::vector<FittedConstant> free_time_constants(const std::vector<std::string>& keep) {
-  std::string names;
-  for (const auto& k : time_constants()) names += std::string(names.empty() ? "" : ", ") + k.name;
   for (const auto& name : keep)
-    PLAIT_CHECK(std::any_of(time_constants().begin(), time_constants().end(), [&](const auto& k) { return name == k.name; }),
-                "cannot keep '", name, "' out of the fit: it is not a time constant (", names, ")");
+    if (std::none_of(time_constants().begin(), time_constants().end(), [&](const auto& k) { return name == k.name; })) {
+      std::string names;
+      for (const auto& k : time_constants()) names += std::string(names.empty() ? "" : ", ") + k.name;
+      core::fail("cannot keep '", name, "' out of the fit: it is not a time constant (", names, ")");
+    }
   std::vector<FittedConstant> free;
   for (const auto& k : time_constants())
     if (std::find(keep.begin(), keep.end(), k.name) == keep.end()) free.push_back(k);
   return free;
 }
 
+namespace detail {
 inline void set_unit(Calibration& c, const std::vector<FittedConstant>& k, const std::vector<double>& u) {
   for (std::size_t i = 0; i < k.size(); ++i)
     c.*(k[i].member) = k[i].lo + std::clamp(u[i], 0.0, 1.0) * (k[i].hi - k[i].lo);
@@ -137,7 +139,7 @@ inline std::vector<double> nelder_mead(const std::function<double(const std::vec
 inline Hardware fit_calibration(const CsvTable& runs, Hardware hw, const std::string& path,
                                 const std::function<bool(const Scored&)>& include,
                                 const std::vector<std::string>& keep = default_kept_constants()) {
-  const std::vector<FittedConstant> free = detail::free_time_constants(keep);
+  const std::vector<FittedConstant> free = free_time_constants(keep);
   std::vector<Scored> rows;
   for (auto& s : score_runs(runs, hw, path))
     if (include(s)) rows.push_back(std::move(s));

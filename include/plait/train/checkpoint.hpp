@@ -172,6 +172,18 @@ inline CheckpointData read_checkpoint(const std::string& path) {
   return d;
 }
 
+// Where a save writes before renaming over `path`, so that `path` itself is never half-written.
+inline std::string checkpoint_temporary(const std::string& path) { return path + ".tmp"; }
+
+// Throws unless a save to `path` could write its temporary file: a check before training, not after it. Makes and
+// removes the temporary only, so a checkpoint already at `path` (perhaps the one being resumed) is untouched.
+inline void check_checkpoint_writable(const std::string& path) {
+  const std::string tmp = checkpoint_temporary(path);
+  const bool writable = std::ofstream(tmp, std::ios::binary | std::ios::app).good();
+  std::remove(tmp.c_str());
+  PLAIT_CHECK(writable, "cannot write the checkpoint '", path, "': its directory is missing or not writable");
+}
+
 // Writes the training state of `model` and `optimizer` after optimizer step `step` to `path` (atomically: a
 // temporary file renamed over it). A collective over the model's world: every rank calls it.
 template <class Model, class B>
@@ -205,7 +217,7 @@ void save_checkpoint(const std::string& path, Model& model, AdamW<B>& optimizer,
     std::uint64_t hash = fnv1a(&header_length, 8);
     hash = fnv1a(header.data(), header.size(), hash);
     for (auto* x : {&values, &m, &v}) hash = fnv1a(x->data(), x->size() * 8, hash);
-    const std::string tmp = path + ".tmp";
+    const std::string tmp = checkpoint_temporary(path);
     {
       std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
       out.write(checkpoint_magic, 8);
