@@ -2,6 +2,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -202,6 +203,10 @@ inline Options parse(int argc, char** argv) {
   PLAIT_CHECK(o.save_every >= 0, "--save-every must be at least 1");
   PLAIT_CHECK(o.stop_after >= 0 && o.stop_after <= o.steps, "--stop-after ", o.stop_after, " must be within --steps ", o.steps);
   PLAIT_CHECK(o.save_every == 0 || !o.save.empty(), "--save-every ", o.save_every, " needs --save FILE to say where");
+  PLAIT_CHECK(o.sample_tokens >= 0, "--sample-tokens must be 0 (no sample) or more");
+  PLAIT_CHECK(o.log_every >= 1, "--log-every must be at least 1");
+  PLAIT_CHECK(std::isfinite(o.peak_gflops) && o.peak_gflops >= 0.0,
+              "--peak-gflops must be a positive number (or 0: measure the GEMM rate)");
   PLAIT_CHECK(o.dtype == "float" || o.dtype == "double", "--dtype takes float or double, got '", o.dtype, "'");
   if (o.warmup == 0) o.warmup = std::max<std::int64_t>(1, o.steps / 10);
   return o;

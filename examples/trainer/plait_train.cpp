@@ -9,6 +9,7 @@
 #include "options.hpp"
 #include "plait/comm/mpi.hpp"
 #include "run.hpp"
+#include "setup.hpp"
 
 int main(int argc, char** argv) {
   plait::comm::MpiSession mpi(&argc, &argv);
@@ -16,6 +17,7 @@ int main(int argc, char** argv) {
   try {
     rank = plait::comm::Mpi::world().rank();
     const trainer::Options o = trainer::parse(argc, argv);
+    trainer::check_before_building(o, plait::comm::Mpi::world().size());
     if (!trainer::compiled_in(o)) return trainer::run_built_on_first_use(o);
     switch (o.zero) {
       case 0: return trainer::run_zero0(o);

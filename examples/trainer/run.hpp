@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "options.hpp"
+#include "setup.hpp"
 #include "plait/backend/gemm_rate.hpp"
 #include "plait/backend/host.hpp"
 #include "plait/comm/mpi.hpp"
@@ -107,15 +108,7 @@ int run(const Options& o) {
                                : plait::train::read_text_file(o.data);
   plait::train::TokenDataset data(plait::train::ByteTokenizer::encode(text), o.seq_len, o.seed);
 
-  plait::ModelConfig config;
-  config.vocab = plait::train::ByteTokenizer::vocab;
-  config.hidden = o.hidden;
-  config.layers = o.layers;
-  config.heads = o.heads;
-  config.kv_heads = o.kv_heads;
-  config.ffn = o.ffn;
-  config.max_seq = o.seq_len;
-  config.tied_embedding = o.tied;
+  const plait::ModelConfig config = model_config(o);
   Model model(config, o.seed, grid);
 
   std::ofstream runs;  // checked before anything is measured or trained
@@ -142,18 +135,7 @@ int run(const Options& o) {
     world.all_reduce(&peak, 1, plait::comm::ReduceOp::sum);  // every rank's share of the cores, measured together
     peak /= world.size();
   }
-  plait::train::TrainConfig tc;
-  // Default micro-batch: the rank's whole share at once, or under a pipeline single sequences (most micro-batches,
-  // smallest bubble). --grad-accum M fixes the micro-batch count instead of --batch.
-  tc.micro_batch = o.micro_batch > 0 ? o.micro_batch
-                   : Layout::pp::stages > 1 ? 1
-                                            : std::max<std::int64_t>(1, o.batch / grid.dp_size());
-  tc.global_batch = o.grad_accum > 0 ? grid.dp_size() * tc.micro_batch * o.grad_accum : o.batch;
-  tc.record_timeline = Layout::pp::stages > 1 || !o.trace.empty();
-  tc.lr = {o.lr, o.warmup, o.steps, o.min_lr_ratio};
-  tc.adamw.weight_decay = o.weight_decay;
-  tc.clip_norm = o.clip;
-  tc.peak_flops = peak;
+  const plait::train::TrainConfig tc = train_config(o, grid.dp_size(), peak);
   plait::train::Trainer<Model> trainer(model, tc);
   std::int64_t first_step = 1;
   const std::int64_t last_step = o.stop_after > 0 ? o.stop_after : o.steps;

@@ -14,15 +14,21 @@
 
 namespace plait::comm {
 
+// Throws, on every rank alike, if a world of `size` ranks cannot be split into TP x PP x DP; ProcessGrid checks it,
+// and a program that picks its layout at run time can check it before building anything.
+inline void check_grid_fits(int size, int tp, int pp) {
+  PLAIT_CHECK(tp >= 1 && pp >= 1, "tensor- and pipeline-parallel degrees must be at least 1");
+  PLAIT_CHECK(size % (tp * pp) == 0, "the world has ", size, " ranks, which is not a multiple of TP x PP = ", tp,
+              " x ", pp, " = ", tp * pp, ": run with a multiple of ", tp * pp,
+              " ranks (the data-parallel degree is world / (TP x PP)) or change the layout");
+}
+
 template <concepts::Communicator C>
 class ProcessGrid {
  public:
   ProcessGrid(C world, int tp, int pp) : world_(world) {
     const int size = world_.size();
-    PLAIT_CHECK(tp >= 1 && pp >= 1, "tensor- and pipeline-parallel degrees must be at least 1");
-    PLAIT_CHECK(size % (tp * pp) == 0, "the world has ", size, " ranks, which is not a multiple of TP x PP = ", tp,
-                " x ", pp, " = ", tp * pp, ": run with a multiple of ", tp * pp,
-                " ranks (the data-parallel degree is world / (TP x PP)) or change the layout");
+    check_grid_fits(size, tp, pp);
     tp_size_ = tp;
     pp_size_ = pp;
     dp_size_ = size / (tp * pp);

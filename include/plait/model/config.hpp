@@ -49,6 +49,32 @@ struct ModelConfig {
     PLAIT_CHECK(head_dim() % 2 == 0, "the head size hidden/heads (", head_dim(), ") must be even for rotary embeddings");
     PLAIT_CHECK(heads % kv_heads == 0, "heads (", heads, ") must be a multiple of kv_heads (", kv_heads, ")");
   }
+
+  // Throws if a layout with TP degree tp and stages x chunks pipeline parts cannot hold this model; the Transformer
+  // calls it at construction, and a program that picks its layout at run time (plait-train) can call it before
+  // building or loading the layout.
+  void validate_for(int tp, int stages, int chunks) const {
+    validate();
+    if (tp > 1) {
+      PLAIT_CHECK(heads % tp == 0, "TensorParallel<", tp, "> splits the ", heads, " attention heads over ", tp,
+                  " ranks: heads must be divisible by TP (change --heads or --tp)");
+      PLAIT_CHECK(kv_heads % tp == 0, "TensorParallel<", tp, "> splits the ", kv_heads, " key/value heads over ", tp,
+                  " ranks: kv_heads must be divisible by TP (change --kv-heads or --tp)");
+      PLAIT_CHECK(ffn % tp == 0, "TensorParallel<", tp, "> splits the MLP (ffn ", ffn, ") over ", tp,
+                  " ranks: ffn must be divisible by TP (change --ffn or --tp)");
+      PLAIT_CHECK(vocab % tp == 0, "TensorParallel<", tp, "> splits the vocabulary (", vocab, ") over ", tp,
+                  " ranks: pad the vocabulary to ", (vocab + tp - 1) / tp * tp, " or change --tp");
+    }
+    if (stages > 1) {
+      PLAIT_CHECK(layers >= stages * chunks, "Pipeline<", stages, "> with ", chunks, " chunk(s) per stage needs at least ",
+                  stages * chunks, " layers, the model has ", layers, ": use fewer stages or more layers");
+      PLAIT_CHECK(chunks == 1 || layers % (stages * chunks) == 0, "Interleaved<", chunks, "> over ", stages,
+                  " stages needs the layers (", layers, ") divisible by stages x chunks = ", stages * chunks,
+                  ": change --layers or the schedule");
+      PLAIT_CHECK(!tied_embedding, "a tied embedding would live on the first and the last pipeline stage at once: "
+                  "untie it (drop --tied) or use Pipeline<1>");
+    }
+  }
 };
 
 }  // namespace plait::model

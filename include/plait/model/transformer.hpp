@@ -217,28 +217,9 @@ class Transformer {
 
   // Every rank checks the model against the layout before anything is allocated, and says what to change.
   static const ModelConfig& checked(const ModelConfig& c, const comm::ProcessGrid<C>& grid) {
-    c.validate();
     PLAIT_CHECK(grid.tp_size() == tp, "the process grid has TP ", grid.tp_size(), " but the layout TensorParallel<", tp, ">");
     PLAIT_CHECK(grid.pp_size() == stages, "the process grid has PP ", grid.pp_size(), " but the layout Pipeline<", stages, ">");
-    if constexpr (tp > 1) {
-      PLAIT_CHECK(c.heads % tp == 0, "TensorParallel<", tp, "> splits the ", c.heads, " attention heads over ", tp,
-                  " ranks: heads must be divisible by TP (change --heads or --tp)");
-      PLAIT_CHECK(c.kv_heads % tp == 0, "TensorParallel<", tp, "> splits the ", c.kv_heads,
-                  " key/value heads over ", tp, " ranks: kv_heads must be divisible by TP (change --kv-heads or --tp)");
-      PLAIT_CHECK(c.ffn % tp == 0, "TensorParallel<", tp, "> splits the MLP (ffn ", c.ffn, ") over ", tp,
-                  " ranks: ffn must be divisible by TP (change --ffn or --tp)");
-      PLAIT_CHECK(c.vocab % tp == 0, "TensorParallel<", tp, "> splits the vocabulary (", c.vocab, ") over ", tp,
-                  " ranks: pad the vocabulary to ", (c.vocab + tp - 1) / tp * tp, " or change --tp");
-    }
-    if constexpr (stages > 1) {
-      PLAIT_CHECK(c.layers >= stages * chunks, "Pipeline<", stages, "> with ", chunks, " chunk(s) per stage needs at least ",
-                  stages * chunks, " layers, the model has ", c.layers, ": use fewer stages or more layers");
-      PLAIT_CHECK(chunks == 1 || c.layers % (stages * chunks) == 0, "Interleaved<", chunks, "> over ", stages,
-                  " stages needs the layers (", c.layers, ") divisible by stages x chunks = ", stages * chunks,
-                  ": change --layers or the schedule");
-      PLAIT_CHECK(!c.tied_embedding, "a tied embedding would live on the first and the last pipeline stage at once: "
-                  "untie it (drop --tied) or use Pipeline<1>");
-    }
+    c.validate_for(tp, stages, chunks);
     return c;
   }
 

@@ -28,6 +28,27 @@ struct TrainConfig {
   double clip_norm = 1.0;         // <= 0: no clipping
   bool record_timeline = false;   // keep each step's measured pipeline timeline (all stages)
   double peak_flops = 0.0;        // per device, for MFU; 0: not reported
+
+  // Throws, saying what to change, for settings that cannot train over dp data-parallel ranks; the Trainer calls
+  // it at construction, and a program can call it before it builds the model.
+  void validate(int dp) const {
+    PLAIT_CHECK(micro_batch >= 1, "the micro-batch must be at least 1 sequence");
+    PLAIT_CHECK(global_batch % (dp * micro_batch) == 0, "the global batch (", global_batch,
+                " sequences) must be a multiple of data-parallel degree x micro-batch = ", dp, " x ", micro_batch,
+                " = ", dp * micro_batch, ": change --batch or --micro-batch, or run on ",
+                "a world size that gives another data-parallel degree");
+    PLAIT_CHECK(std::isfinite(lr.peak) && lr.peak > 0.0, "the peak learning rate must be a positive number (--lr), got ",
+                lr.peak);
+    PLAIT_CHECK(lr.min_ratio >= 0.0 && lr.min_ratio <= 1.0,
+                "the final learning rate is a fraction of the peak, from 0 to 1 (--min-lr-ratio), got ", lr.min_ratio);
+    PLAIT_CHECK(lr.warmup_steps >= 0, "warmup steps cannot be negative (--warmup), got ", lr.warmup_steps);
+    PLAIT_CHECK(std::isfinite(adamw.weight_decay) && adamw.weight_decay >= 0.0,
+                "weight decay must be 0 or more (--weight-decay), got ", adamw.weight_decay);
+    PLAIT_CHECK(adamw.beta1 >= 0.0 && adamw.beta1 < 1.0 && adamw.beta2 >= 0.0 && adamw.beta2 < 1.0 && adamw.eps > 0.0,
+                "AdamW needs 0 <= beta1, beta2 < 1 and eps > 0");
+    PLAIT_CHECK(std::isfinite(clip_norm) && clip_norm >= 0.0,
+                "the gradient clipping norm must be 0 (off) or more (--clip), got ", clip_norm);
+  }
 };
 
 template <class Model>
@@ -37,12 +58,7 @@ class Trainer {
 
   Trainer(Model& model, TrainConfig config)
       : model_(model), config_(config), optimizer_(model.state().optimizer_elements(), config.adamw) {
-    const int dp = model_.grid().dp_size();
-    PLAIT_CHECK(config_.micro_batch >= 1, "the micro-batch must be at least 1 sequence");
-    PLAIT_CHECK(config_.global_batch % (dp * config_.micro_batch) == 0, "the global batch (", config_.global_batch,
-                " sequences) must be a multiple of data-parallel degree x micro-batch = ", dp, " x ",
-                config_.micro_batch, " = ", dp * config_.micro_batch, ": change --batch or --micro-batch, or run on ",
-                "a world size that gives another data-parallel degree");
+    config_.validate(model_.grid().dp_size());
   }
 
   std::int64_t grad_accum() const { return config_.global_batch / (model_.grid().dp_size() * config_.micro_batch); }

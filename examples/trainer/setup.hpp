@@ -1,0 +1,69 @@
+// What plait-train's flags mean before any layout exists: the model's shape, the training settings, and the checks
+// that every rank makes on them before a layout is built on first use (half a minute) or loaded, so that a model the
+// layout cannot hold, a world that does not fit, a batch that does not divide or a data file that is too short is
+// an error in a second, on every rank alike, and never after a build or in the middle of a collective.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include "options.hpp"
+#include "plait/comm/process_grid.hpp"
+#include "plait/model/config.hpp"
+#include "plait/train/data.hpp"
+#include "plait/train/step.hpp"
+
+namespace trainer {
+
+inline plait::ModelConfig model_config(const Options& o) {
+  plait::ModelConfig config;
+  config.vocab = plait::train::ByteTokenizer::vocab;
+  config.hidden = o.hidden;
+  config.layers = o.layers;
+  config.heads = o.heads;
+  config.kv_heads = o.kv_heads;
+  config.ffn = o.ffn;
+  config.max_seq = o.seq_len;
+  config.tied_embedding = o.tied;
+  return config;
+}
+
+// Model chunks per pipeline stage: V for interleaved:V, else 1.
+inline int chunks_per_stage(const Options& o) {
+  return o.schedule.rfind("interleaved:", 0) == 0 ? std::stoi(o.schedule.substr(12)) : 1;
+}
+
+// The training settings over dp data-parallel ranks. Default micro-batch: the rank's whole share at once, or under a
+// pipeline single sequences (most micro-batches, smallest bubble). --grad-accum M fixes the micro-batch count instead
+// of --batch.
+inline plait::train::TrainConfig train_config(const Options& o, int dp, double peak_flops) {
+  plait::train::TrainConfig tc;
+  tc.micro_batch = o.micro_batch > 0 ? o.micro_batch : o.pp > 1 ? 1 : std::max<std::int64_t>(1, o.batch / dp);
+  tc.global_batch = o.grad_accum > 0 ? dp * tc.micro_batch * o.grad_accum : o.batch;
+  tc.record_timeline = o.pp > 1 || !o.trace.empty();
+  tc.lr = {o.lr, o.warmup, o.steps, o.min_lr_ratio};
+  tc.adamw.weight_decay = o.weight_decay;
+  tc.clip_norm = o.clip;
+  tc.peak_flops = peak_flops;
+  return tc;
+}
+
+// Every check that needs no layout: the Transformer, the ProcessGrid, the Trainer and the dataset make the same
+// ones again when they are built.
+inline void check_before_building(const Options& o, int world_size) {
+  model_config(o).validate_for(o.tp, o.pp, chunks_per_stage(o));
+  plait::comm::check_grid_fits(world_size, o.tp, o.pp);
+  train_config(o, world_size / (o.tp * o.pp), 0.0).validate(world_size / (o.tp * o.pp));
+  if (!o.data.empty()) {
+    PLAIT_CHECK(std::ifstream(o.data, std::ios::binary).good(), "cannot open data file '", o.data,
+                "': check the path given to --data");
+    std::error_code error;
+    const auto bytes = static_cast<std::int64_t>(std::filesystem::file_size(o.data, error));
+    PLAIT_CHECK(error || bytes > o.seq_len + 1, "the data has ", bytes, " tokens, too few for sequences of ", o.seq_len,
+                " (+1 target): give more text or a shorter --seq-len");
+  }
+}
+
+}  // namespace trainer

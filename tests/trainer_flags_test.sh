@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# plait-train refuses settings it cannot train with, saying which flag to change, in seconds and before it builds a
+# layout on first use: a learning rate, clip norm or weight decay that is not a number of the right sign, a model the
+# layout cannot hold, a batch that the data-parallel ranks and micro-batches do not divide, a data file shorter than
+# one sequence. Under mpirun every rank stops with the message (exit 2) and nothing hangs.
+# Usage: trainer_flags_test.sh PLAIT_TRAIN MPIEXEC WORK_DIR
+set -euo pipefail
+train=$1 mpiexec=$2 work=$3
+mkdir -p "$work" && cd "$work" && rm -rf jit-cache ./*.log
+root=(); [[ $(id -u) == 0 ]] && root=(--allow-run-as-root)
+printf 'short' > short.txt
+# refused NP "MESSAGE (regex)" FLAGS...: exit 2 within the timeout, the message, no layout built, no step run.
+refused() {
+  local np=$1 expect=$2; shift 2
+  local rc=0
+  timeout 60 "$mpiexec" "${root[@]}" -np "$np" --oversubscribe --bind-to none "$train" --steps 2 --sample-tokens 0 \
+    --jit-cache jit-cache "$@" > refused.log 2>&1 || rc=$?
+  [[ $rc == 2 ]] || { cat refused.log; echo "FAIL: $* at $np ranks: exit $rc, not 2"; exit 1; }
+  grep -q -- "$expect" refused.log || { cat refused.log; echo "FAIL: $*: no '$expect'"; exit 1; }
+  ! grep -q "building the layout" refused.log || { echo "FAIL: $*: built a layout before refusing"; exit 1; }
+  ! grep -q "^step" refused.log || { echo "FAIL: $*: trained before refusing"; exit 1; }
+  echo "refused ($np ranks) $*: $(grep -m1 'error:' refused.log)"
+}
+refused 1 "learning rate must be a positive number (--lr), got -1" --lr -1
+refused 1 "learning rate must be a positive number (--lr), got nan" --lr nan
+refused 1 "(--min-lr-ratio), got 2" --min-lr-ratio 2
+refused 1 "(--clip), got -0.5" --clip -0.5
+refused 1 "(--weight-decay), got -1" --weight-decay -1
+refused 1 "sample-tokens must be 0" --sample-tokens -3
+refused 1 "Pipeline<8> with 1 chunk(s) per stage needs at least 8 layers, the model has 4" --pp 8 --layers 4
+refused 2 "Interleaved<2> over 2 stages needs the layers (6) divisible" --pp 2 --layers 6 --schedule interleaved:2
+refused 2 "too few for sequences of 128" --pp 2 --data short.txt
+refused 2 "multiple of data-parallel degree x micro-batch = 1 x 3" --pp 2 --batch 16 --micro-batch 3
+refused 2 "heads must be divisible by TP" --tp 2 --heads 3 --kv-heads 1 --hidden 192
+[[ ! -e jit-cache ]] || { echo "FAIL: a refused run made the layout cache"; exit 1; }
+echo "PASS"
