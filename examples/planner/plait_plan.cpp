@@ -61,8 +61,8 @@ const char* fit_usage =
     "accuracy on the fitted rows and on the held-out ones. --cross-validate yes also prints, for each scenario\n"
     "(model/seq/gpus) of the selected rows, its accuracy under constants fitted on the other scenarios alone.\n"
     "--keep NAME leaves that time constant as H has it (repeatable; the list replaces the default, which keeps\n"
-    "attention_efficiency: the attention benchmark measures it, and runs at one sequence length cannot);\n"
-    "--keep none fits every time constant.\n";
+    "attention_efficiency, which the attention benchmark measures and runs at one sequence length cannot, and\n"
+    "data_parallel_exposed, how the stack schedules its DP reduction); --keep none fits every time constant.\n";
 
 const char* layout_usage =
     "usage: plait-plan layout --model llama-13b|...|FILE.json --seq-len T --gpus G --global-batch B --hardware H\n"

@@ -95,12 +95,15 @@ TEST_CASE("Leave one scenario out: each scenario predicted by a fit on the other
     rows += s.rows;
     right += s.fit_accuracy * s.rows;
     CHECK(s.fit_accuracy >= 0.95);   // reached: 96.7% (13B 8k 64) to 100% (13B 2k 32, 65B)
-    CHECK(s.mfu_mae_points <= 5.2);  // reached: 1.0 (65B) to 5.1 (13B 2k 64): over the 3-point target there
-    // Reached: 0.82 (13B 2k 64) to 0.99, and 0.72 for 13B 2k 32, whose pipelined micro-batch > 1 rows no layout
-    // term explains (docs/planner.md). It was 0.79 while the fit also moved attention_efficiency (to its bound,
-    // 0.9); keeping it at FlashAttention-2's published 0.6 swaps two of its rows here and is what lets a fit on
-    // one sequence length predict another (the next test).
-    CHECK(s.spearman >= (s.scenario == "13B/2048/32" ? 0.72 : 0.8));
+    CHECK(s.mfu_mae_points <= 3.6);  // reached: 1.0 (65B) to 3.5 (13B 2k 64): over the 3-point target there
+    // Reached: 0.90 (13B 8k 128) to 0.99, and 0.78 for 13B 2k 32, whose pipelined micro-batch > 1 rows no layout
+    // term explains (docs/planner.md).
+    CHECK(s.spearman >= (s.scenario == "13B/2048/32" ? 0.77 : 0.88));
+    // The pick is within a point of the measured best in every scenario but 13B 8k 128 (8.2 points: its layouts
+    // without a pipeline run slower than the model says, docs/planner.md). With data_parallel_exposed fitted too,
+    // 13B 2k 64 missed by 14 points: a fit without it exposed the reduction to serve those 8k rows.
+    if (s.scenario != "13B/8192/128") CHECK(s.pick_gap_points <= 1.0);
+    CHECK(s.best_in_top3);
   }
   CHECK(right / rows >= 0.98);   // reached: 98.7% of 298 rows
 }
@@ -117,8 +120,8 @@ TEST_CASE("A fit on 2k runs predicts the 8k runs: attention's efficiency is kept
   const auto held = accuracy(score_runs(table, kept, runs_path()), at_8k);
   INFO("8k held out: fits " << held.fit_accuracy << " MAE " << held.mfu_mae_points);
   CHECK(held.rows == 141);
-  CHECK(held.mfu_mae_points <= 3.0);  // reached: 2.72 (13B 8k 128: 3.55, 13B 8k 64: 2.18); target <= 3
-  CHECK(held.fit_accuracy >= 0.97);   // reached: 98.3%
+  CHECK(held.mfu_mae_points <= 3.0);  // reached: 2.86 (13B 8k 128: 3.52, 13B 8k 64: 2.07); target <= 3
+  CHECK(held.fit_accuracy >= 0.97);   // reached: 97.9%
   for (const auto& s : held.scenarios) {
     INFO(s.scenario << ": Spearman " << s.spearman << " pick gap " << s.pick_gap_points);
     CHECK(s.best_in_top3);
@@ -126,8 +129,8 @@ TEST_CASE("A fit on 2k runs predicts the 8k runs: attention's efficiency is kept
 
   const auto free = fit_calibration(table, dgx_a100_80gb(), runs_path(), at_2k, {});
   INFO("attention_efficiency fitted on 2k alone: " << free.calibration.attention_efficiency);
-  CHECK(free.calibration.attention_efficiency < 0.3);  // reached: 0.2, the bound
-  CHECK(accuracy(score_runs(table, free, runs_path()), at_8k).mfu_mae_points > 5.0);  // reached: 5.67
+  CHECK(free.calibration.attention_efficiency < 0.3);  // reached: 0.28 (bound 0.2)
+  CHECK(accuracy(score_runs(table, free, runs_path()), at_8k).mfu_mae_points > 5.0);  // reached: 5.33
 
   CHECK_THROWS_WITH(fit_calibration(table, dgx_a100_80gb(), runs_path(), at_2k, {"attention"}),
                     Catch::Contains("not a time constant") && Catch::Contains("attention_efficiency"));
