@@ -2,13 +2,15 @@
 # plait-train refuses settings it cannot train with, saying which flag to change, in seconds and before it builds a
 # layout on first use: a learning rate, clip norm or weight decay that is not a number of the right sign, a model the
 # layout cannot hold, a batch that the data-parallel ranks and micro-batches do not divide, a data file shorter than
-# one sequence. Under mpirun every rank stops with the message (exit 2) and nothing hangs.
+# one sequence, a layout cache directory it cannot write. Under mpirun every rank stops with the message (exit 2) and
+# nothing hangs.
 # Usage: trainer_flags_test.sh PLAIT_TRAIN MPIEXEC WORK_DIR
 set -euo pipefail
 train=$1 mpiexec=$2 work=$3
 mkdir -p "$work" && cd "$work" && rm -rf jit-cache ./*.log
 root=(); [[ $(id -u) == 0 ]] && root=(--allow-run-as-root)
 printf 'short' > short.txt
+: > not-a-directory
 # refused NP "MESSAGE (regex)" FLAGS...: exit 2 within the timeout, the message, no layout built, no step run.
 refused() {
   local np=$1 expect=$2; shift 2
@@ -32,5 +34,7 @@ refused 2 "Interleaved<2> over 2 stages needs the layers (6) divisible" --pp 2 -
 refused 2 "too few for sequences of 128" --pp 2 --data short.txt
 refused 2 "multiple of data-parallel degree x micro-batch = 1 x 3" --pp 2 --batch 16 --micro-batch 3
 refused 2 "heads must be divisible by TP" --tp 2 --heads 3 --kv-heads 1 --hidden 192
+refused 2 "cannot write in the layout cache directory 'not-a-directory/cache'" --checkpoint full \
+  --jit-cache not-a-directory/cache
 [[ ! -e jit-cache ]] || { echo "FAIL: a refused run made the layout cache"; exit 1; }
 echo "PASS"

@@ -44,16 +44,33 @@ inline int run_built_on_first_use(const Options& o) {
 
   plait::comm::Mpi node = world.node();
   int failed = 0;
+  std::string unusable_cache;  // why the cache directory cannot hold the build, on the ranks that tried
+  if (node.rank() == 0 && !std::filesystem::exists(library)) {
+    std::error_code ec;
+    std::filesystem::create_directories(dir, ec);
+    std::ofstream code;
+    if (std::filesystem::is_directory(dir)) code.open(source);
+    code << "// Built by plait-train on first use of this layout.\n#include \"run.hpp\"\n"
+         << "extern \"C\" int plait_train_layout(const trainer::Options& o) {\n  using L = " << type
+         << ";\n  return o.dtype == \"double\" ? trainer::run<L, double>(o) : trainer::run<L, float>(o);\n}\n";
+    code.close();  // sets failbit if the file was not open or did not flush
+    if (!code.good()) {
+      unusable_cache = "cannot write in the layout cache directory '" + dir.string() + "'" +
+                       (ec ? " (" + ec.message() + ")" : "") + ": give a writable directory with --jit-cache";
+      failed = 1;
+    }
+  }
+  world.all_reduce(&failed, 1, plait::comm::ReduceOp::max);
+  if (failed)
+    plait::core::fail(unusable_cache.empty() ? "another node cannot write in its layout cache directory: give a "
+                                               "directory every node can write with --jit-cache"
+                                             : unusable_cache);
   if (node.rank() == 0 && !std::filesystem::exists(library)) {
     if (world.rank() == 0)
       std::printf("plait-train: building the layout %s on first use (about half a minute; kept in %s)\n", type.c_str(),
                   dir.c_str());
     std::fflush(stdout);
     std::error_code ec;
-    std::filesystem::create_directories(dir, ec);
-    std::ofstream(source) << "// Built by plait-train on first use of this layout.\n#include \"run.hpp\"\n"
-                          << "extern \"C\" int plait_train_layout(const trainer::Options& o) {\n  using L = " << type
-                          << ";\n  return o.dtype == \"double\" ? trainer::run<L, double>(o) : trainer::run<L, float>(o);\n}\n";
     const std::string temporary = library.string() + ".tmp" + std::to_string(world.rank());
     const std::string command = std::string(jit_compile_command) + " -o '" + temporary + "' '" + source.string() +
                                 "' " + jit_link_flags + " > '" + log.string() + "' 2>&1";
