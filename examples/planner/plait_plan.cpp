@@ -235,13 +235,26 @@ int recommend(int argc, char** argv) {
                      std::to_string(hw.gpus_per_node));
   const auto ranked = rank_layouts(w, hw, space);
   if (ranked.empty()) {
-    std::fprintf(stderr,
-                 "no layout of %s at seq %lld on %lld GPUs with global batch %lld fits in %.0f GiB per GPU: use more "
-                 "GPUs, a shorter sequence, a global batch divisible by more data-parallel degrees%s\n",
-                 need(o, "--model", recommend_usage).c_str(), static_cast<long long>(w.seq_len),
-                 static_cast<long long>(w.gpus), static_cast<long long>(w.global_batch),
-                 (hw.memory_bytes - space.headroom_bytes) / (1ull << 30),
-                 space.headroom_bytes > 0 ? ", or less --headroom" : "");
+    const auto leanest = leanest_layout(w, hw, space);
+    if (!leanest) {
+      Layout plain;  // TP 1, PP 1, micro-batch 1: what keeps even the simplest layout from running
+      plain.micro_batch = space.micro_batches.front(), plain.kernels = space.kernels.front();
+      std::fprintf(stderr,
+                   "no layout of %s at seq %lld on %lld GPUs can run a global batch of %lld sequences (with TP 1 and "
+                   "PP 1: %s; with more, too few micro-batches or layers for the stages): give a global batch "
+                   "divisible by more GPU counts (a power of two) or another --gpus\n",
+                   need(o, "--model", recommend_usage).c_str(), static_cast<long long>(w.seq_len),
+                   static_cast<long long>(w.gpus), static_cast<long long>(w.global_batch),
+                   layout_problem(w, plain).c_str());
+    }
+    else
+      std::fprintf(stderr,
+                   "no layout of %s at seq %lld on %lld GPUs with global batch %lld fits in %.0f GiB per GPU: the "
+                   "leanest, %s, needs %.1f GiB; use more GPUs or a shorter sequence%s\n",
+                   need(o, "--model", recommend_usage).c_str(), static_cast<long long>(w.seq_len),
+                   static_cast<long long>(w.gpus), static_cast<long long>(w.global_batch),
+                   (hw.memory_bytes - space.headroom_bytes) / (1ull << 30), describe(leanest->first).c_str(),
+                   leanest->second.total() / (1ull << 30), space.headroom_bytes > 0 ? ", or less --headroom" : "");
     return 1;
   }
   const std::size_t n = std::min<std::size_t>(static_cast<std::size_t>(top), ranked.size());

@@ -1,5 +1,5 @@
-// Tests of include/plait/plan/search.hpp: the layouts ranked are the valid ones that fit, fastest first, and a
-// headroom keeps that much memory free.
+// Tests of include/plait/plan/search.hpp: the layouts ranked are the valid ones that fit, fastest first, a headroom
+// keeps that much memory free, and when nothing fits the leanest layout says by how much.
 #include <catch2/catch.hpp>
 
 #include "plait/plan/search.hpp"
@@ -48,4 +48,29 @@ TEST_CASE("rank_layouts: a headroom drops the layouts that would leave less than
   CHECK_THROWS_WITH(rank_layouts(w, hw, space), Catch::Contains("headroom") && Catch::Contains("less than"));
   space.headroom_bytes = -1;
   CHECK_THROWS_AS(rank_layouts(w, hw, space), plait::Error);
+}
+
+TEST_CASE("leanest_layout: the layout needing the least memory, fitting or not, and none when nothing can run") {
+  const auto hw = dgx_a100_80gb();
+  // 65B at 8k on 2 GPUs: layouts exist, none fits; the leanest is the minimum over every admitted layout.
+  const Workload big{.model = load_model("llama-65b"), .seq_len = 8192, .gpus = 2, .global_batch = 512};
+  CHECK(rank_layouts(big, hw).empty());
+  const auto leanest = leanest_layout(big, hw);
+  REQUIRE(leanest.has_value());
+  CHECK(layout_problem(big, leanest->first).empty());
+  CHECK(leanest->second.total() > hw.memory_bytes);
+  int admitted = 0;
+  for_each_layout(big, hw, SearchSpace{}, [&](const Layout& l) {
+    ++admitted;
+    CHECK(memory_per_rank(big, l, hw.calibration).total() >= leanest->second.total());
+  });
+  CHECK(admitted > 10);
+  // 13B on 7 GPUs with 2048 sequences: no data-parallel degree 7 divides the batch, no pipeline of 7 divides the
+  // 40 layers: nothing can run, which is not the same answer as "nothing fits".
+  CHECK_FALSE(leanest_layout(llama_13b_2k(7), hw).has_value());
+  // Where layouts fit, the leanest is among the ranked ones, and uses no more memory than any of them.
+  const auto w = llama_13b_2k(64);
+  const auto lean = leanest_layout(w, hw);
+  REQUIRE(lean.has_value());
+  for (const auto& r : rank_layouts(w, hw)) CHECK(r.memory.total() >= lean->second.total());
 }

@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <optional>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -49,12 +51,10 @@ inline std::string explain(const Workload& w, const Layout& l, const Hardware& h
   return buf;
 }
 
-inline std::vector<Ranked> rank_layouts(const Workload& w, const Hardware& hw, const SearchSpace& space = {}) {
-  PLAIT_CHECK(space.headroom_bytes >= 0 && space.headroom_bytes < hw.memory_bytes, "headroom of ",
-              space.headroom_bytes / (1ull << 30), " GiB: it must be at least 0 and less than the ",
-              hw.memory_bytes / (1ull << 30), " GiB of a ", hw.name, " GPU");
-  const double usable = hw.memory_bytes - space.headroom_bytes;
-  std::vector<Ranked> out;
+// Calls visit(layout) for every layout of the search space that the workload admits (layout_problem is empty),
+// whether or not it fits in memory.
+template <class Visit>
+void for_each_layout(const Workload& w, const Hardware& hw, const SearchSpace& space, Visit&& visit) {
   const auto& m = w.model;
   for (int tp = 1; tp <= hw.gpus_per_node; tp *= 2)
     for (int pp = 1; pp <= m.layers && tp * pp <= w.gpus; ++pp) {
@@ -72,21 +72,44 @@ inline std::vector<Ranked> rank_layouts(const Workload& w, const Hardware& hw, c
                   Layout l;
                   l.tp = tp, l.pp = pp, l.schedule = sched, l.virtual_stages = sched == Schedule::interleaved ? 2 : 1;
                   l.micro_batch = mbs, l.recompute = rc, l.sequence_parallel = sp == 1, l.zero = zero, l.kernels = k;
-                  if (!layout_problem(w, l).empty()) continue;
-                  Ranked r;
-                  r.layout = l;
-                  r.memory = memory_per_rank(w, l, hw.calibration);
-                  if (r.memory.total() > usable) continue;
-                  r.time = step_time(w, l, hw);
-                  r.mfu = mfu(w, hw, r.time.total());
-                  r.reason = explain(w, l, hw, r.memory, r.time);
-                  out.push_back(std::move(r));
+                  if (layout_problem(w, l).empty()) visit(l);
                 }
     }
+}
+
+inline std::vector<Ranked> rank_layouts(const Workload& w, const Hardware& hw, const SearchSpace& space = {}) {
+  PLAIT_CHECK(space.headroom_bytes >= 0 && space.headroom_bytes < hw.memory_bytes, "headroom of ",
+              space.headroom_bytes / (1ull << 30), " GiB: it must be at least 0 and less than the ",
+              hw.memory_bytes / (1ull << 30), " GiB of a ", hw.name, " GPU");
+  const double usable = hw.memory_bytes - space.headroom_bytes;
+  std::vector<Ranked> out;
+  for_each_layout(w, hw, space, [&](const Layout& l) {
+    Ranked r;
+    r.layout = l;
+    r.memory = memory_per_rank(w, l, hw.calibration);
+    if (r.memory.total() > usable) return;
+    r.time = step_time(w, l, hw);
+    r.mfu = mfu(w, hw, r.time.total());
+    r.reason = explain(w, l, hw, r.memory, r.time);
+    out.push_back(std::move(r));
+  });
   std::stable_sort(out.begin(), out.end(), [](const Ranked& a, const Ranked& b) {
     return a.time.total() < b.time.total();
   });
   return out;
+}
+
+// The layout of the search space that needs the least memory per GPU, fitting or not: what to tell a user when
+// nothing fits (how far off the leanest layout is). Empty when the workload admits no layout at all (a global
+// batch no data-parallel degree of the GPUs divides, or fewer layers than any pipeline needs).
+inline std::optional<std::pair<Layout, MemoryBreakdown>> leanest_layout(const Workload& w, const Hardware& hw,
+                                                                        const SearchSpace& space = {}) {
+  std::optional<std::pair<Layout, MemoryBreakdown>> best;
+  for_each_layout(w, hw, space, [&](const Layout& l) {
+    const MemoryBreakdown mem = memory_per_rank(w, l, hw.calibration);
+    if (!best || mem.total() < best->second.total()) best = {l, mem};
+  });
+  return best;
 }
 
 }  // namespace plait::plan
