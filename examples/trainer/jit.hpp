@@ -44,8 +44,9 @@ inline int run_built_on_first_use(const Options& o) {
 
   plait::comm::Mpi node = world.node();
   int failed = 0;
+  const bool builds = node.rank() == 0 && !std::filesystem::exists(library);  // one rank per node builds
   std::string unusable_cache;  // why the cache directory cannot hold the build, on the ranks that tried
-  if (node.rank() == 0 && !std::filesystem::exists(library)) {
+  if (builds) {
     std::error_code ec;
     std::filesystem::create_directories(dir, ec);
     std::ofstream code;
@@ -65,7 +66,7 @@ inline int run_built_on_first_use(const Options& o) {
     plait::core::fail(unusable_cache.empty() ? "another node cannot write in its layout cache directory: give a "
                                                "directory every node can write with --jit-cache"
                                              : unusable_cache);
-  if (node.rank() == 0 && !std::filesystem::exists(library)) {
+  if (builds) {
     if (world.rank() == 0)
       std::printf("plait-train: building the layout %s on first use (about half a minute; kept in %s)\n", type.c_str(),
                   dir.c_str());

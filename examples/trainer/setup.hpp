@@ -6,7 +6,6 @@
 
 #include <cstdint>
 #include <filesystem>
-#include <fstream>
 #include <string>
 
 #include "options.hpp"
@@ -55,14 +54,13 @@ inline plait::train::TrainConfig train_config(const Options& o, int dp, double p
 inline void check_before_building(const Options& o, int world_size) {
   model_config(o).validate_for(o.tp, o.pp, chunks_per_stage(o));
   plait::comm::check_grid_fits(world_size, o.tp, o.pp);
-  train_config(o, world_size / (o.tp * o.pp), 0.0).validate(world_size / (o.tp * o.pp));
-  if (!o.data.empty()) {
-    PLAIT_CHECK(std::ifstream(o.data, std::ios::binary).good(), "cannot open data file '", o.data,
-                "': check the path given to --data");
+  const int dp = world_size / (o.tp * o.pp);
+  train_config(o, dp, 0.0).validate(dp);
+  if (!o.data.empty()) {  // bytes are tokens (ByteTokenizer): the size says enough without reading the file
+    plait::train::open_text_file(o.data);
     std::error_code error;
-    const auto bytes = static_cast<std::int64_t>(std::filesystem::file_size(o.data, error));
-    PLAIT_CHECK(error || bytes > o.seq_len + 1, "the data has ", bytes, " tokens, too few for sequences of ", o.seq_len,
-                " (+1 target): give more text or a shorter --seq-len");
+    const auto bytes = std::filesystem::file_size(o.data, error);
+    if (!error) plait::train::check_enough_tokens(static_cast<std::int64_t>(bytes), o.seq_len);
   }
 }
 

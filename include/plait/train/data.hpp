@@ -30,9 +30,20 @@ struct ByteTokenizer {
   }
 };
 
-inline std::string read_text_file(const std::string& path) {
+inline std::ifstream open_text_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   PLAIT_CHECK(in.good(), "cannot open data file '", path, "': check the path given to --data");
+  return in;
+}
+
+// Throws unless `tokens` tokens hold at least one sequence of `seq` and its shifted targets.
+inline void check_enough_tokens(std::int64_t tokens, std::int64_t seq) {
+  PLAIT_CHECK(tokens > seq + 1, "the data has ", tokens, " tokens, too few for sequences of ", seq,
+              " (+1 target): give more text or a shorter --seq-len");
+}
+
+inline std::string read_text_file(const std::string& path) {
+  std::ifstream in = open_text_file(path);
   std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   PLAIT_CHECK(!in.bad(), "error while reading data file '", path, "'");
   return text;
@@ -42,8 +53,7 @@ class TokenDataset {
  public:
   TokenDataset(std::vector<std::int32_t> tokens, std::int64_t seq, std::uint64_t seed)
       : tokens_(std::move(tokens)), seq_(seq), seed_(seed) {
-    PLAIT_CHECK(static_cast<std::int64_t>(tokens_.size()) > seq_ + 1, "the data has ", tokens_.size(),
-                " tokens, too few for sequences of ", seq_, " (+1 target): give more text or a shorter --seq-len");
+    check_enough_tokens(static_cast<std::int64_t>(tokens_.size()), seq_);
   }
 
   std::int64_t seq() const { return seq_; }
