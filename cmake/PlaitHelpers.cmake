@@ -1,20 +1,41 @@
 # CMake helpers for plait's own tests and for downstream projects: MPI tests registered under mpirun.
 include_guard(GLOBAL)
 
-# plait_add_mpi_test(NAME <name> TARGET <target> NP <ranks> [ARGS ...])
+# plait_add_output_test(NAME <name> EXPECT <regex> [EXIT zero|nonzero] COMMAND <command> [<arg>...])
+# Registers a test that passes only when the command's output matches EXPECT (a CMake regex, as CTest's
+# PASS_REGULAR_EXPRESSION) and its exit status is 0, or, with EXIT nonzero, is not 0 (a refusal that must say why).
+# PASS_REGULAR_EXPRESSION alone ignores the exit status; this counts both (PlaitExpectOutput.cmake).
+set(PLAIT_EXPECT_OUTPUT_SCRIPT ${CMAKE_CURRENT_LIST_DIR}/PlaitExpectOutput.cmake)
+function(plait_add_output_test)
+  cmake_parse_arguments(ARG "" "NAME;EXPECT;EXIT" "COMMAND" ${ARGN})
+  if(NOT ARG_EXIT)
+    set(ARG_EXIT zero)
+  endif()
+  add_test(NAME "${ARG_NAME}"
+    COMMAND ${CMAKE_COMMAND} "-DEXPECT=${ARG_EXPECT}" -DEXIT=${ARG_EXIT} -P ${PLAIT_EXPECT_OUTPUT_SCRIPT} -- ${ARG_COMMAND})
+endfunction()
+
+# plait_add_mpi_test(NAME <name> TARGET <target> NP <ranks> [ARGS ...] [EXPECT <regex> [EXIT zero|nonzero]])
 # Registers "<name> [np=<ranks>]": the target run under mpirun with oversubscription (ranks may exceed cores) and
 # yielding when idle, so that a CPU with 2 cores can stand in for 8 GPUs without ranks spinning on each other.
+# With EXPECT, the output must also match the regex (plait_add_output_test); the exit status counts either way.
 function(plait_add_mpi_test)
-  cmake_parse_arguments(ARG "" "NAME;TARGET;NP" "ARGS" ${ARGN})
+  cmake_parse_arguments(ARG "" "NAME;TARGET;NP;EXPECT;EXIT" "ARGS" ${ARGN})
   set(root_flag "")
   execute_process(COMMAND id -u OUTPUT_VARIABLE uid OUTPUT_STRIP_TRAILING_WHITESPACE)
   if(uid STREQUAL "0")
     set(root_flag --allow-run-as-root)
   endif()
-  add_test(NAME "${ARG_NAME} [np=${ARG_NP}]"
-    COMMAND ${MPIEXEC_EXECUTABLE} ${root_flag} ${MPIEXEC_NUMPROC_FLAG} ${ARG_NP} --oversubscribe
-            --mca mpi_yield_when_idle 1 --bind-to none
-            $<TARGET_FILE:${ARG_TARGET}> ${ARG_ARGS})
+  set(command ${MPIEXEC_EXECUTABLE} ${root_flag} ${MPIEXEC_NUMPROC_FLAG} ${ARG_NP} --oversubscribe
+              --mca mpi_yield_when_idle 1 --bind-to none $<TARGET_FILE:${ARG_TARGET}> ${ARG_ARGS})
+  if(DEFINED ARG_EXPECT)
+    if(NOT ARG_EXIT)
+      set(ARG_EXIT zero)
+    endif()
+    plait_add_output_test(NAME "${ARG_NAME} [np=${ARG_NP}]" EXPECT "${ARG_EXPECT}" EXIT ${ARG_EXIT} COMMAND ${command})
+  else()
+    add_test(NAME "${ARG_NAME} [np=${ARG_NP}]" COMMAND ${command})
+  endif()
   set_tests_properties("${ARG_NAME} [np=${ARG_NP}]" PROPERTIES PROCESSORS ${ARG_NP}
     ENVIRONMENT "OMP_NUM_THREADS=1;OPENBLAS_NUM_THREADS=1")
 endfunction()
@@ -22,8 +43,9 @@ endfunction()
 # plait_add_layout_sweep(NAME <target> SOURCES <files...> [WORLD_SIZES <n...>] [LIBRARIES <targets...>])
 # A layout sweep: Catch2 test sources (TEMPLATE_LIST_TEST_CASE over lists of plait::Layout types, say) built into
 # one MPI test executable with a main that runs every test on every rank and fails if any rank fails, registered
-# as "<target> [np=N]" for each world size (default 1 2 4 8). Split the layouts over several sources so that no
-# translation unit compiles for minutes. Needs Catch2 2.x (find_package(Catch2)).
+# as "<target> [np=N]" for each world size (default 1 2 4 8). The sizes reach the sources as the macro
+# PLAIT_SWEEP_WORLD_SIZES (1,2,4,8), so that a test that cannot run at one size can check that it runs at another.
+# Split the layouts over several sources so that no translation unit compiles for minutes. Needs Catch2 2.x.
 function(plait_add_layout_sweep)
   cmake_parse_arguments(ARG "" "NAME" "SOURCES;WORLD_SIZES;LIBRARIES" ${ARGN})
   if(NOT ARG_WORLD_SIZES)
@@ -48,7 +70,12 @@ int main(int argc, char** argv) {
 ]])
   add_executable(${ARG_NAME} ${ARG_SOURCES} ${main})
   target_link_libraries(${ARG_NAME} PRIVATE plait::plait Catch2::Catch2 ${ARG_LIBRARIES})
+  # The world sizes the sweep runs at, so that a test skipped at one size can assert that it runs at another.
+  string(REPLACE ";" "," sizes "${ARG_WORLD_SIZES}")
+  target_compile_definitions(${ARG_NAME} PRIVATE PLAIT_SWEEP_WORLD_SIZES=${sizes})
+  set_property(GLOBAL APPEND PROPERTY PLAIT_CATCH2_EXECUTABLES ${ARG_NAME})
   foreach(np ${ARG_WORLD_SIZES})
-    plait_add_mpi_test(NAME "${ARG_NAME}" TARGET ${ARG_NAME} NP ${np} ARGS --use-colour no)
+    # -w NoTests: a test filter that matches nothing is a failure, not a pass
+    plait_add_mpi_test(NAME "${ARG_NAME}" TARGET ${ARG_NAME} NP ${np} ARGS --use-colour no -w NoTests)
   endforeach()
 endfunction()

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # plait-train --runs-csv feeds the planner, as a user sweeping layouts uses it: two layouts trained under mpirun
 # append their rows (header once), `plait-plan evaluate` predicts both against a CPU hardware file (none
-# unsupported), and `plait-plan fit` refits the constants on them. The fullest rank's measured peak memory must come
-# within 15% of the prediction (the model counts plait's tracked bytes; on these tiny models the per-rank workspace
-# the model does not itemise is a few percent), and a file with other columns is refused before any training.
+# unsupported), and `plait-plan fit` refits the constants on them: the refitted file predicts their step times closer
+# than the file it started from (reached: 0.55 of its error; required: under 0.8). The fullest rank's measured peak
+# memory must come within 7% of the prediction (reached: 4.8% for tp2 zero1, 1.0% for zero3; the model counts
+# plait's tracked bytes, and on these tiny models the per-rank workspace it does not itemise is a few percent), and
+# a file with other columns is refused before any training.
 # Usage: runs_csv_test.sh PLAIT_TRAIN PLAIT_PLAN MPIEXEC HARDWARE_JSON WORK_DIR
 set -euo pipefail
 train=$1 plan=$2 mpiexec=$3 hardware=$4 work=$5
@@ -29,12 +31,21 @@ assert len(rows) == 2, rows
 for r in rows:
     meas, pred = float(r["peak_mem_gib"]), float(r["mem_gib_pred"])
     assert r["fits_pred"] == "1", r
-    assert abs(pred - meas) <= 0.15 * meas, f"tp{r['tp']} zero{r['zero']}: memory predicted {pred} GiB, measured {meas}"
+    assert abs(pred - meas) <= 0.07 * meas, f"tp{r['tp']} zero{r['zero']}: memory predicted {pred} GiB, measured {meas}"
     assert float(r["step_time_s_pred"]) > 0 and float(r["mfu_pred"]) > 0, r
     print(f"tp{r['tp']} zero{r['zero']}: memory {meas:.5f} GiB measured, {pred:.5f} predicted")
 PY
-"$plan" fit --hardware "$hardware" --in runs.csv --out fit.json > fit.log
-grep -q '"gemm_peak_efficiency"' fit.json || { cat fit.log; echo "FAIL: plait-plan fit wrote no calibration"; exit 1; }
+"$plan" fit --hardware "$hardware" --in runs.csv --out fit.json > fit.log || { cat fit.log; echo "FAIL: fit"; exit 1; }
+"$plan" evaluate --hardware fit.json --in runs.csv --out refit.csv
+python3 - pred.csv refit.csv <<'PY'
+import csv, math, sys
+def error(path):  # mean |log(predicted / measured step time)| over the rows
+    rows = list(csv.DictReader(open(path)))
+    return sum(abs(math.log(float(r["step_time_s_pred"]) / float(r["step_time_s"]))) for r in rows) / len(rows)
+before, after = error(sys.argv[1]), error(sys.argv[2])
+print(f"step time error (mean |log(predicted / measured)|): {before:.3f} with the input file, {after:.3f} refitted")
+assert after < 0.8 * before, "plait-plan fit did not bring the predictions closer to the runs it was fitted on"
+PY
 
 echo "a,b" > other.csv
 if "$train" "${model[@]}" --runs-csv other.csv > refuse.log 2>&1; then echo "FAIL: other columns accepted"; exit 1; fi

@@ -38,7 +38,7 @@ TEST_CASE("reduce-scatter and all-gather are each other's transpose", "[comm]") 
   for (std::int64_t i = 0; i < n * p; ++i) CHECK(all[static_cast<std::size_t>(i)] == double(i) * ranks);
 }
 
-TEST_CASE("broadcast, send and receive move exact values", "[comm]") {
+TEST_CASE("broadcast and send and receive move exact values", "[comm]") {
   Mpi world;
   const int p = world.size(), r = world.rank();
   std::vector<std::int64_t> v{r == 0 ? 42 : -1, r == 0 ? 7 : -1};

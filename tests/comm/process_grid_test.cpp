@@ -10,7 +10,7 @@
 
 using plait::comm::Mpi;
 
-TEST_CASE("the grid puts TP innermost, then DP, then PP", "[comm][grid]") {
+TEST_CASE("the grid puts TP innermost then DP then PP", "[comm][grid]") {
   Mpi world;
   const int p = world.size(), r = world.rank();
   for (int tp : {1, 2, 4})

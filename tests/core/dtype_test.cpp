@@ -22,7 +22,7 @@ TEST_CASE("bf16 round-trips every finite representable value exactly", "[core][b
   CHECK(checked == 65536 - 2 * 127);  // every pattern but the NaNs (exponent all ones, mantissa non-zero)
 }
 
-TEST_CASE("bf16 rounds to nearest, ties to even", "[core][bf16]") {
+TEST_CASE("bf16 rounds to nearest with ties to even", "[core][bf16]") {
   const auto from = [](std::uint32_t u) { return std::bit_cast<float>(u); };
   // 1.0 is 0x3F800000; one bf16 ulp at 1.0 is 0x10000 in fp32 bits.
   CHECK(bf16(from(0x3F800000u + 0x7FFFu)).bits == 0x3F80u);  // below the half: down

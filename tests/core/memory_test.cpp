@@ -79,7 +79,7 @@ TEST_CASE("Every kind has a name", "[core][memory]") {
 }
 
 // The host tracker is shared by the whole process, so these tests look at differences.
-TEST_CASE("A host buffer is zeroed, aligned, counted, and freed on destruction", "[core][memory]") {
+TEST_CASE("A host buffer is zeroed and aligned and counted and freed on destruction", "[core][memory]") {
   auto& mem = plait::core::host_memory();
   const std::int64_t before = mem.current(MemoryKind::gradients);
   const std::int64_t total_before = mem.current();

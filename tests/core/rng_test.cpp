@@ -17,7 +17,7 @@ TEST_CASE("SplitMix64 gives its published first output", "[core][rng]") {
   STATIC_REQUIRE(plait::core::splitmix64(0) == 0xE220A8397B1DCDAFull);
 }
 
-TEST_CASE("The same seed, stream and index give the same value", "[core][rng]") {
+TEST_CASE("The same seed and stream and index give the same value", "[core][rng]") {
   const CounterRng a(42, 7), b(42, 7);
   for (std::uint64_t i = 0; i < 100; ++i) {
     CHECK(a.bits(i) == b.bits(i));
@@ -26,7 +26,7 @@ TEST_CASE("The same seed, stream and index give the same value", "[core][rng]") 
   STATIC_REQUIRE(CounterRng(1, 2).bits(3) == CounterRng(1, 2).bits(3));  // usable at compile time
 }
 
-TEST_CASE("Seeds, streams and indices give different values", "[core][rng]") {
+TEST_CASE("Seeds and streams and indices give different values", "[core][rng]") {
   const CounterRng base(42, 7);
   int same_seed = 0, same_stream = 0, same_index = 0;
   for (std::uint64_t i = 0; i < 1000; ++i) {
@@ -55,7 +55,7 @@ TEST_CASE("A value does not depend on the order or the thread that draws it", "[
   CHECK(forward == strided);
 }
 
-TEST_CASE("Uniforms lie in [0, 1) with mean 1/2 and variance 1/12", "[core][rng]") {
+TEST_CASE("Uniforms lie from 0 up to but not including 1 with mean 1/2 and variance 1/12", "[core][rng]") {
   const CounterRng rng(5, 0);
   constexpr int n = 1'000'000;
   double sum = 0.0, sum_sq = 0.0, low = 1.0, high = 0.0;
@@ -75,7 +75,7 @@ TEST_CASE("Uniforms lie in [0, 1) with mean 1/2 and variance 1/12", "[core][rng]
   CHECK(high > 1.0 - 1e-5);
 }
 
-TEST_CASE("Normals have mean 0, standard deviation 1 and the normal's tails", "[core][rng]") {
+TEST_CASE("Normals have mean 0 and standard deviation 1 and the normal's tails", "[core][rng]") {
   const CounterRng rng(11, 4);
   constexpr int n = 1'000'000;
   double sum = 0.0, sum_sq = 0.0, sum_4 = 0.0;

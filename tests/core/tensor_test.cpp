@@ -15,7 +15,7 @@ using plait::Shape;
 using plait::Tensor;
 using plait::View;
 
-TEST_CASE("Shape counts elements, compares, and rejects bad dimensions", "[core][tensor]") {
+TEST_CASE("Shape counts elements and compares and rejects bad dimensions", "[core][tensor]") {
   const Shape s{2, 3, 4};
   CHECK(s.rank == 3);
   CHECK(s.numel() == 24);
@@ -120,7 +120,7 @@ TEST_CASE("A view converts to a view of const elements", "[core][tensor]") {
   CHECK(c(1, 0) == 3.0f);
 }
 
-TEST_CASE("A Tensor owns zeroed, counted elements and hands out views of them", "[core][tensor]") {
+TEST_CASE("A Tensor owns zeroed and counted elements and hands out views of them", "[core][tensor]") {
   auto& mem = plait::core::host_memory();
   const std::int64_t before = mem.current(plait::MemoryKind::activations);
   {

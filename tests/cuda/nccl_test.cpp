@@ -81,7 +81,7 @@ std::uint64_t shared_seed(Mpi& world) {
 
 static_assert(plait::concepts::Communicator<Nccl>);
 
-TEST_CASE("Nccl all_reduce, reduce_scatter, all_gather and broadcast match the same calls on the host", "[nccl]") {
+TEST_CASE("Nccl all_reduce and reduce_scatter and all_gather and broadcast match the same calls on the host", "[nccl]") {
   Mpi world;
   if (skip(world)) return;
   Nccl nccl(world);
@@ -129,7 +129,7 @@ TEST_CASE("Nccl all_reduce, reduce_scatter, all_gather and broadcast match the s
   nccl.barrier();
 }
 
-TEST_CASE("Nccl calls are ordered after and before the work stream's work, the host not waiting", "[nccl]") {
+TEST_CASE("Nccl calls are ordered after and before the work stream's work with the host not waiting", "[nccl]") {
   Mpi world;
   if (skip(world)) return;
   cudaStream_t work = nullptr;
@@ -147,7 +147,7 @@ TEST_CASE("Nccl calls are ordered after and before the work stream's work, the h
   cudaStreamDestroy(work);
 }
 
-TEST_CASE("Nccl send, recv and isend between pairs of ranks, and split like Mpi's", "[nccl]") {
+TEST_CASE("Nccl send and recv and isend between pairs of ranks and split like Mpi's", "[nccl]") {
   Mpi world;
   if (skip(world)) return;
   Nccl nccl(world);

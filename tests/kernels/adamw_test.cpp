@@ -29,7 +29,7 @@ void scalar_step(Scalar& x, double grad, const kernels::AdamWStep& s) {
 
 }  // namespace
 
-TEST_CASE("adamw's first step moves each parameter by lr * sign(g) plus decay", "[kernels][adamw]") {
+TEST_CASE("adamw's first step moves each parameter by lr sign(g) plus decay", "[kernels][adamw]") {
   // At step 1 from zero moments, m_hat = g and v_hat = g^2: the step is lr * g / (|g| + eps) + lr * wd * p.
   std::vector<double> param = {1.0, -2.0, 0.5, 3.0}, grad = {0.1, -0.2, 0.0, 4.0};
   std::vector<double> m(4, 0.0), v(4, 0.0);

@@ -44,7 +44,7 @@ TEST_CASE("cross-entropy loss is log-sum-exp minus the target logit", "[kernels]
   }
 }
 
-TEST_CASE("cross-entropy gradient matches finite differences of scale * sum(row_loss)", "[kernels][cross_entropy]") {
+TEST_CASE("cross-entropy gradient matches finite differences of scale times sum(row_loss)", "[kernels][cross_entropy]") {
   const double scale = 0.37;
   auto logits = test::random_vector(rows * vocab, 71, -3.0, 3.0);
   std::vector<double> row_loss(rows), work;
@@ -123,7 +123,7 @@ TEST_CASE("cross-entropy over three vocab slices combined by hand equals the fus
   for (std::int64_t c = 0; c < vocab; ++c) REQUIRE(gathered[2 * vocab + c] == 0.0);  // ignored row
 }
 
-TEST_CASE("cross-entropy stays finite for large logits, in float too", "[kernels][cross_entropy]") {
+TEST_CASE("cross-entropy stays finite for large logits in float too", "[kernels][cross_entropy]") {
   std::vector<float> logits = {1000.0f, 990.0f, -1000.0f, 995.0f};
   const std::vector<std::int32_t> target = {1};
   std::vector<float> loss(1);

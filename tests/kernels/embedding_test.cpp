@@ -58,7 +58,7 @@ TEST_CASE("embedding backward adds every occurrence of a token into its row", "[
   CHECK(dtable[1 * dim + 5] == 1.0);
 }
 
-TEST_CASE("embedding backward matches finite differences of sum(out * R)", "[kernels][embedding]") {
+TEST_CASE("embedding backward matches finite differences of sum(out R)", "[kernels][embedding]") {
   const std::int64_t n = static_cast<std::int64_t>(tokens.size());
   auto table = test::random_vector(vocab_rows * dim, 4);
   const auto projection = test::random_vector(n * dim, 5);

@@ -27,7 +27,7 @@ std::vector<double> naive_rmsnorm(const std::vector<double>& x, const std::vecto
 }
 }  // namespace
 
-TEST_CASE("rmsnorm forward is x / rms(x) * weight and keeps 1 / rms", "[kernels][rmsnorm]") {
+TEST_CASE("rmsnorm forward is weight x / rms(x) and keeps 1 / rms", "[kernels][rmsnorm]") {
   constexpr std::int64_t rows = 7, dim = 70;
   const auto x = test::random_vector(rows * dim, 10, -2.0, 2.0);
   const auto w = test::random_vector(dim, 11, 0.5, 1.5);

@@ -15,7 +15,7 @@ namespace {
 constexpr double theta = 10000.0;
 }
 
-TEST_CASE("rope rotates pair i at position p by p * theta^(-2i/hd)", "[kernels][rope]") {
+TEST_CASE("rope rotates pair i at position p by p theta^(-2i/hd)", "[kernels][rope]") {
   constexpr std::int64_t batch = 2, seq = 5, heads = 3, hd = 8, offset = 7;
   const auto x0 = test::random_vector(batch * seq * heads * hd, 40);
   auto x = x0;
@@ -62,7 +62,7 @@ TEST_CASE("rope backward after forward is the identity", "[kernels][rope]") {
   CHECK(test::relative_error(xf, x0) < 1e-6);
 }
 
-TEST_CASE("rope backward matches finite differences of sum(rope(x) * R)", "[kernels][rope]") {
+TEST_CASE("rope backward matches finite differences of sum(rope(x) R)", "[kernels][rope]") {
   constexpr std::int64_t batch = 2, seq = 6, heads = 4, hd = 8, offset = 3;
   auto x = test::random_vector(batch * seq * heads * hd, 43);
   const auto projection = test::random_vector(x.size(), 44);

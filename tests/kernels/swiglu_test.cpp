@@ -11,7 +11,7 @@
 
 using namespace plait;
 
-TEST_CASE("swiglu forward is silu(gate) * up", "[kernels][swiglu]") {
+TEST_CASE("swiglu forward is silu(gate) up", "[kernels][swiglu]") {
   constexpr std::int64_t n = 257;
   const auto gate = test::random_vector(n, 30, -6.0, 6.0);
   const auto up = test::random_vector(n, 31, -2.0, 2.0);

@@ -102,7 +102,7 @@ TEST_CASE("a tiny model drives the loss on one fixed batch below 0.05", "[model]
   CHECK(loss < 0.05);
 }
 
-TEST_CASE("the same seed gives the same parameters, another seed others", "[model]") {
+TEST_CASE("the same seed gives the same parameters and another seed others", "[model]") {
   plait::ModelConfig c = tiny_config(false);
   Model64 a(c, 5), b(c, 5), other(c, 6);
   bool same = true, differs = false;

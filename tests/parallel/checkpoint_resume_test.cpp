@@ -20,8 +20,8 @@ template <class Layout>
 using Model = plait::Transformer<Layout, plait::Host<float>, plait::comm::Mpi>;
 
 template <class Layout>
-bool fits(plait::comm::Mpi& world) {
-  return world.size() % Layout::model_parallel == 0;
+bool fits(plait::comm::Mpi&) {
+  return sweep::runs_at_this_size(Layout::model_parallel, sweep::describe<Layout>());
 }
 
 template <class Layout>

@@ -61,7 +61,7 @@ TEST_CASE("every schedule validates for 1 to 4 stages and 1 to 8 micro-batches",
     }
 }
 
-TEST_CASE("a schedule is named by the trainer's flag, and a bad name or shape says what to change", "[parallel][schedule]") {
+TEST_CASE("a schedule is named by the trainer's flag and a bad name or shape says what to change", "[parallel][schedule]") {
   CHECK(make_schedule("gpipe", 3, 5).programs == make_schedule<GPipe>(3, 5).programs);
   CHECK(make_schedule("1f1b", 3, 5).programs == make_schedule<OneFOneB>(3, 5).programs);
   CHECK(make_schedule("zb", 3, 5).programs == make_schedule<ZeroBubble>(3, 5).programs);
@@ -144,7 +144,7 @@ TEST_CASE("simulated bubbles match the paper's formulas", "[parallel][schedule]"
   CHECK(bubble_ratio(simulate(make_schedule<ZeroBubble>(4, 8), slow_links)) < with_latency);
 }
 
-TEST_CASE("micro-batches in flight per stage: GPipe m, 1F1B and ZB min(p - s, m), interleaved per Megatron",
+TEST_CASE("micro-batches in flight per stage: GPipe m and 1F1B and ZB the least of p - s and m and interleaved per Megatron",
           "[parallel][schedule]") {
   for (int p = 1; p <= 4; ++p)
     for (int m = 1; m <= 8; ++m) {
@@ -372,7 +372,7 @@ bool runs_with_grouped_p2p(const PipelineSchedule& s) {
 
 }  // namespace
 
-TEST_CASE("every schedule receives from a stage in the order that stage sends (NCCL pairs by order, not tag)",
+TEST_CASE("every schedule receives from a stage in the order that stage sends (NCCL pairs by order and not tag)",
           "[parallel][schedule]") {
   for (const std::string name : {"gpipe", "1f1b", "zb", "interleaved:2", "interleaved:3"})
     for (int stages = 2; stages <= 8; ++stages)

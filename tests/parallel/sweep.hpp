@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstdint>
 #include <map>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -79,19 +80,45 @@ const Result& reference() {
 
 inline double relative(double a, double b) { return std::abs(a - b) / std::max(std::abs(b), 1e-300); }
 
-// Runs Layout at this world size if it fits (world a multiple of TP x PP); returns false when skipped.
+// The world sizes this executable is registered at (plait_add_layout_sweep's WORLD_SIZES).
+inline std::vector<int> world_sizes() { return {PLAIT_SWEEP_WORLD_SIZES}; }
+
+// Whether something needing a multiple of `ranks` ranks runs at this world size. Where it does not, it must run at
+// another size the sweep is registered at, or it would be skipped everywhere and pass untested: that fails here,
+// and a skip says where it runs instead.
+inline bool runs_at_this_size(int ranks, const std::string& what) {
+  const plait::comm::Mpi world;
+  if (world.size() % ranks == 0) return true;
+  std::string elsewhere;
+  for (int n : world_sizes())
+    if (n % ranks == 0) elsewhere += (elsewhere.empty() ? "np=" : ", np=") + std::to_string(n);
+  INFO(what << " needs a multiple of " << ranks << " ranks");
+  REQUIRE_FALSE(elsewhere.empty());  // no world size of this sweep runs it: register one that does
+  if (world.rank() == 0) WARN(what << ": skipped at np=" << world.size() << ", runs at " << elsewhere);
+  return false;
+}
+
+template <class Layout>
+std::string describe() {
+  std::ostringstream s;
+  s << "TP " << Layout::tp::degree << (Layout::tp::sequence_parallel ? " +SP" : "") << ", PP " << Layout::pp::stages
+    << " x " << Layout::pp::schedule::virtual_stages << " chunk(s), ZeRO " << Layout::zero::stage;
+  return s.str();
+}
+
+// Runs Layout at this world size if it fits (world a multiple of TP x PP); where it does not, checks that it runs
+// at another of the sweep's world sizes and returns false.
 template <class Layout, class T, int Model = 0>
 bool run_layout() {
   plait::comm::Mpi world;
-  if (world.size() % Layout::model_parallel != 0) return false;
+  if (!runs_at_this_size(Layout::model_parallel, describe<Layout>())) return false;
   const double tolerance = std::is_same_v<T, double> ? 1e-10 : 1e-5;
   plait::ProcessGrid<plait::comm::Mpi> grid(world, Layout::tp::degree, Layout::pp::stages);
   plait::Transformer<Layout, plait::Host<T>, plait::comm::Mpi> model(model_config(Model), 2024, grid);
   const Result got = train(model);
   const Result& want = reference<T, Model>();
-  INFO("TP " << Layout::tp::degree << (Layout::tp::sequence_parallel ? " +SP" : "") << ", PP " << Layout::pp::stages
-             << " x " << Layout::pp::schedule::virtual_stages << " chunk(s), ZeRO " << Layout::zero::stage << ", DP "
-             << grid.dp_size() << ", rank " << world.rank() << ", " << (sizeof(T) == 8 ? "fp64" : "fp32"));
+  INFO(describe<Layout>() << ", DP " << grid.dp_size() << ", rank " << world.rank() << ", "
+                          << (sizeof(T) == 8 ? "fp64" : "fp32"));
   for (int s = 0; s < 3; ++s) {
     INFO("step " << s + 1);
     CHECK(relative(got.loss[s], want.loss[s]) < tolerance);

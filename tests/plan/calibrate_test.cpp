@@ -10,7 +10,7 @@
 
 using namespace plait::plan;
 
-TEST_CASE("fit_allreduce recovers the bandwidth and latency that produced the times, ring and tree alike") {
+TEST_CASE("fit_allreduce recovers the bandwidth and latency that produced the times for ring and tree alike") {
   for (double ranks : {2.0, 4.0, 8.0, 64.0})
     for (auto [bandwidth, latency] : {std::pair{2.9e9, 20e-6}, std::pair{150e9, 3e-6}, std::pair{12e6, 2e-3}}) {
       std::vector<CollectiveSample> samples;
@@ -37,13 +37,13 @@ TEST_CASE("fit_allreduce on noisy times stays within the noise and reports it") 
   CHECK(fit.rms_log_error < 0.1);
 }
 
-TEST_CASE("fit_allreduce refuses one size, one rank or an empty sample") {
+TEST_CASE("fit_allreduce refuses one size or one rank or an empty sample") {
   CHECK_THROWS_WITH(fit_allreduce({{4096, 1e-5}}, 4), Catch::Contains("two sizes or more"));
   CHECK_THROWS_WITH(fit_allreduce({{4096, 1e-5}, {8192, 2e-5}}, 1), Catch::Contains("two ranks or more"));
   CHECK_THROWS_WITH(fit_allreduce({{4096, 0.0}, {8192, 2e-5}}, 2), Catch::Contains("no time"));
 }
 
-TEST_CASE("fit_gemm_curve recovers the efficiency curve time_model.hpp uses, from whole and TP-sliced shapes") {
+TEST_CASE("fit_gemm_curve recovers the efficiency curve time_model.hpp uses from whole and TP-sliced shapes") {
   Calibration truth;
   truth.gemm_peak_efficiency = 0.8, truth.gemm_half_dim = 120;
   const double peak = 50e9;
@@ -61,7 +61,7 @@ TEST_CASE("fit_gemm_curve recovers the efficiency curve time_model.hpp uses, fro
   CHECK(flat.peak_efficiency == Approx(0.9));
 }
 
-TEST_CASE("Hardware files carry optimizer_cost_factor; the time model scales the optimizer by it") {
+TEST_CASE("Hardware files carry optimizer_cost_factor and the time model scales the optimizer by it") {
   Hardware hw = dgx_a100_80gb();
   CHECK(hw.calibration.optimizer_cost_factor == 1.0);
   hw.calibration.optimizer_cost_factor = 5.5;

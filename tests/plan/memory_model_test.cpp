@@ -52,7 +52,7 @@ TEST_CASE("ZeRO-k shards the model state over data parallel ranks as paper.md sa
   CHECK(model_state_bytes(n, 0, 4, 4.0).total() == Approx(18 * n));
 }
 
-TEST_CASE("1F1B keeps p micro-batches in flight, interleaving (1 + (p-1)/(p m)) more, GPipe all m") {
+TEST_CASE("1F1B keeps p micro-batches in flight: interleaving (1 + (p-1)/(p m)) more and GPipe all m") {
   CHECK(micro_batches_in_flight(Schedule::one_f_one_b, 4, 64) == Approx(4));
   CHECK(micro_batches_in_flight(Schedule::one_f_one_b, 8, 4) == Approx(4));
   CHECK(micro_batches_in_flight(Schedule::interleaved, 4, 64) == Approx(4 * (1 + 3.0 / (4 * 64))));
@@ -60,7 +60,7 @@ TEST_CASE("1F1B keeps p micro-batches in flight, interleaving (1 + (p-1)/(p m)) 
   CHECK(micro_batches_in_flight(Schedule::zero_bubble, 4, 64) == Approx(4));
 }
 
-TEST_CASE("The LLaMA activation count: Korthikanti's structure, fused RMSNorm saves its input only") {
+TEST_CASE("The LLaMA activation count: Korthikanti's structure with fused RMSNorm saving its input only") {
   const auto m = load_model("llama-13b");
   const auto fused = layer_activation_bytes(m, KernelSet::flash_attention2_rmsnorm);
   const auto unfused = layer_activation_bytes(m, KernelSet::flash_attention2);
@@ -71,7 +71,7 @@ TEST_CASE("The LLaMA activation count: Korthikanti's structure, fused RMSNorm sa
   CHECK(fused.split == unfused.split);
 }
 
-TEST_CASE("Per-rank memory: the first 1F1B stage holds L layers' worth; SP and TP divide what they split") {
+TEST_CASE("Per-rank memory: the first 1F1B stage holds L layers' worth and SP and TP divide what they split") {
   const Workload w = llama_13b_2k(64);
   const Calibration c = counted_only();
   Layout l;
@@ -95,7 +95,7 @@ TEST_CASE("Per-rank memory: the first 1F1B stage holds L layers' worth; SP and T
   CHECK(first.optimizer == Approx(z0.optimizer / 16));
 }
 
-TEST_CASE("Per-rank memory: the unsplit activation term is whole on every TP rank, with or without SP") {
+TEST_CASE("Per-rank memory: the unsplit activation term is whole on every TP rank with or without SP") {
   const Workload w = llama_13b_2k(64);
   const Calibration c = counted_only();
   Calibration with = c;

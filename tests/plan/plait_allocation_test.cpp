@@ -67,7 +67,7 @@ ModelConfig cpu_model() {  // the model of docs/planner.md's CPU runs
 
 }  // namespace
 
-TEST_CASE("The planner's model state is exactly what ShardedState and AdamW allocate, ZeRO 0..3") {
+TEST_CASE("The planner's model state is exactly what ShardedState and AdamW allocate at ZeRO 0..3") {
   ModelConfig odd;  // sizes that do not divide by DP, so shards are padded
   odd.vocab = 250, odd.hidden = 36, odd.layers = 3, odd.heads = 6, odd.kv_heads = 2, odd.ffn = 100;
   for (const ModelConfig& m : {cpu_model(), odd})
@@ -82,7 +82,7 @@ TEST_CASE("The planner's model state is exactly what ShardedState and AdamW allo
   check_stage<0>(cpu_model(), 4, 1, 1);
 }
 
-TEST_CASE("Unsharded, the units add up to ModelConfig::parameters()") {
+TEST_CASE("Unsharded the units add up to ModelConfig::parameters()") {
   for (bool tied : {false, true}) {
     ModelConfig m = cpu_model();
     m.tied_embedding = tied;

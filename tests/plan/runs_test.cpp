@@ -22,6 +22,11 @@ std::string runs_path() {
 #endif
 }
 bool fitted_study(const Scored& s) { return s.study == "layouts"; }
+
+// The built-in constants are the fit's own output, so a fit started there has nothing left to find: a fitter that
+// did nothing would pass. Fits start instead from detuned ones, every constant a fit moves pushed 35% of its range
+// away from the built-in value.
+Hardware perturbed(const Hardware& hw) { return detuned(hw, 0.35); }
 }  // namespace
 
 TEST_CASE("The planner explains the paper's runs") {
@@ -70,21 +75,35 @@ TEST_CASE("evaluate marks unknown kernels unsupported and keeps every row") {
   CHECK(unsupported == 554 - 298 - 0);  // no "error" rows with the modelled kernels
 }
 
-TEST_CASE("Refitting on the layouts study alone gives the built-in calibration's accuracy") {
+TEST_CASE("Refitting on the layouts study from a perturbed start recovers the built-in calibration's accuracy") {
   const auto table = read_csv(runs_path());
-  const auto refit = fit_calibration(table, dgx_a100_80gb(), runs_path(), fitted_study);
+  const Hardware start = perturbed(dgx_a100_80gb());
+  const auto before = accuracy(score_runs(table, start, runs_path()), fitted_study);
+  INFO("the perturbed start: fits " << before.fit_accuracy << " MAE " << before.mfu_mae_points);
+  CHECK(before.mfu_mae_points > 10.0);  // reached: 12.6 (fits 84.0%)
+  const auto refit = fit_calibration(table, start, runs_path(), fitted_study);
   const auto scored = score_runs(table, refit, runs_path());
   const auto held = accuracy(scored, [](const Scored& s) { return !fitted_study(s); });
+  INFO("refit: fitted fits " << accuracy(scored, fitted_study).fit_accuracy << " MAE "
+                             << accuracy(scored, fitted_study).mfu_mae_points << ", held out fits "
+                             << held.fit_accuracy << " MAE " << held.mfu_mae_points);
+  // Reached: the built-ins' own figures, fitted 99.5% and 1.90 points, held out 97.8% and 1.73 (docs/planner.md).
   CHECK(accuracy(scored, fitted_study).fit_accuracy >= 0.985);
   CHECK(accuracy(scored, fitted_study).mfu_mae_points <= 2.0);
   CHECK(held.fit_accuracy >= 0.97);
   CHECK(held.mfu_mae_points <= 2.0);
+  // The efficiencies the runs pin down come back to within 2% of the built-ins (allowed: 5%); the GEMM half-size
+  // trades off against the peak efficiency, and the memory constants have a flat optimum, so those are not compared.
+  for (auto member : {&Calibration::gemm_peak_efficiency, &Calibration::memory_efficiency,
+                      &Calibration::link_efficiency, &Calibration::network_efficiency})
+    CHECK(refit.calibration.*member == Approx(dgx_a100_80gb().calibration.*member).epsilon(0.05));
 }
 
-// The generalization figure: each scenario scored with constants fitted on the other four alone.
+// The generalization figure: each scenario scored with constants fitted on the other four alone, from the perturbed
+// start (the built-ins were fitted on three of the five scenarios: a fit started there would know the one left out).
 TEST_CASE("Leave one scenario out: each scenario predicted by a fit on the other four") {
   const auto table = read_csv(runs_path());
-  const auto cv = cross_validate(table, dgx_a100_80gb(), runs_path());
+  const auto cv = cross_validate(table, dgx_a100_80gb(), runs_path());  // each fit starts from detuned(hw)
   REQUIRE(cv.size() == 5);
   int rows = 0;
   double right = 0;
@@ -94,43 +113,44 @@ TEST_CASE("Leave one scenario out: each scenario predicted by a fit on the other
                     << " pick gap " << s.pick_gap_points);
     rows += s.rows;
     right += s.fit_accuracy * s.rows;
-    CHECK(s.fit_accuracy >= 0.95);   // reached: 96.7% (13B 8k 64) to 100% (13B 2k 32, 65B)
-    CHECK(s.mfu_mae_points <= 3.6);  // reached: 1.0 (65B) to 3.5 (13B 2k 64): over the 3-point target there
-    // Reached: 0.90 (13B 8k 128) to 0.99, and 0.78 for 13B 2k 32, whose pipelined micro-batch > 1 rows no layout
+    // Bounds: what was reached less a margin of about 1 point (2 for the Spearman coefficients).
+    CHECK(s.fit_accuracy >= 0.92);   // reached: 93.3% (13B 2k 64) to 100% (13B 2k 32)
+    CHECK(s.mfu_mae_points <= 3.6);  // reached: 1.2 (65B) to 3.5 (13B 2k 64): over the 3-point target there
+    // Reached: 0.90 (13B 8k 128) to 0.99, and 0.72 for 13B 2k 32, whose pipelined micro-batch > 1 rows no layout
     // term explains (docs/planner.md).
-    CHECK(s.spearman >= (s.scenario == "13B/2048/32" ? 0.77 : 0.88));
+    CHECK(s.spearman >= (s.scenario == "13B/2048/32" ? 0.70 : 0.88));
     // The pick is within a point of the measured best in every scenario but 13B 8k 128 (8.2 points: its layouts
     // without a pipeline run slower than the model says, docs/planner.md). With data_parallel_exposed fitted too,
     // 13B 2k 64 missed by 14 points: a fit without it exposed the reduction to serve those 8k rows.
     if (s.scenario != "13B/8192/128") CHECK(s.pick_gap_points <= 1.0);
     CHECK(s.best_in_top3);
   }
-  CHECK(right / rows >= 0.98);   // reached: 98.7% of 298 rows
+  CHECK(right / rows >= 0.965);  // reached: 97.7% of 298 rows
 }
 
 // A sequence length the fit never saw: constants fitted on the 2k runs of the layouts study (13B on 64 GPUs, 65B on
 // 128) predict both 8k scenarios. Attention is a few percent of a 2k step, so those runs cannot tell its efficiency;
 // fitted anyway (keep none) it goes to its lower bound and the 8k predictions are off by twice the target.
-TEST_CASE("A fit on 2k runs predicts the 8k runs: attention's efficiency is kept, not fitted") {
+TEST_CASE("A fit on 2k runs predicts the 8k runs: attention's efficiency is kept and not fitted") {
   const auto table = read_csv(runs_path());
   auto at_2k = [](const Scored& s) { return s.study == "layouts" && s.run.workload.seq_len == 2048; };
   auto at_8k = [](const Scored& s) { return s.run.workload.seq_len == 8192; };
-  const auto kept = fit_calibration(table, dgx_a100_80gb(), runs_path(), at_2k);
+  const auto kept = fit_calibration(table, perturbed(dgx_a100_80gb()), runs_path(), at_2k);
   CHECK(kept.calibration.attention_efficiency == dgx_a100_80gb().calibration.attention_efficiency);
   const auto held = accuracy(score_runs(table, kept, runs_path()), at_8k);
   INFO("8k held out: fits " << held.fit_accuracy << " MAE " << held.mfu_mae_points);
   CHECK(held.rows == 141);
-  CHECK(held.mfu_mae_points <= 3.0);  // reached: 2.86 (13B 8k 128: 3.52, 13B 8k 64: 2.07); target <= 3
-  CHECK(held.fit_accuracy >= 0.97);   // reached: 97.9%
+  CHECK(held.mfu_mae_points <= 3.0);  // reached: 2.93; target <= 3
+  CHECK(held.fit_accuracy >= 0.90);   // reached: 91.5%
   for (const auto& s : held.scenarios) {
     INFO(s.scenario << ": Spearman " << s.spearman << " pick gap " << s.pick_gap_points);
     CHECK(s.best_in_top3);
   }
 
-  const auto free = fit_calibration(table, dgx_a100_80gb(), runs_path(), at_2k, {});
+  const auto free = fit_calibration(table, perturbed(dgx_a100_80gb()), runs_path(), at_2k, {});
   INFO("attention_efficiency fitted on 2k alone: " << free.calibration.attention_efficiency);
-  CHECK(free.calibration.attention_efficiency < 0.3);  // reached: 0.28 (bound 0.2)
-  CHECK(accuracy(score_runs(table, free, runs_path()), at_8k).mfu_mae_points > 5.0);  // reached: 5.33
+  CHECK(free.calibration.attention_efficiency < 0.3);  // reached: 0.2, the bound
+  CHECK(accuracy(score_runs(table, free, runs_path()), at_8k).mfu_mae_points > 5.0);  // reached: 7.10
 
   CHECK_THROWS_WITH(fit_calibration(table, dgx_a100_80gb(), runs_path(), at_2k, {"attention"}),
                     Catch::Contains("not a time constant") && Catch::Contains("attention_efficiency"));
@@ -156,7 +176,7 @@ TEST_CASE("Malformed input is an error that names the line") {
   CHECK_THROWS_WITH(load_model("llama-7x"), Catch::Contains("llama-13b"));
 }
 
-TEST_CASE("plait-train's runs rows: an inline model, its schedule and checkpoint names, MFU from the step time") {
+TEST_CASE("plait-train's runs rows: an inline model with its schedule and checkpoint names and MFU from the step time") {
   const auto path = (std::filesystem::temp_directory_path() / "plait_plan_train_runs.csv").string();
   {
     std::ofstream f(path);

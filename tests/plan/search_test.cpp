@@ -9,7 +9,7 @@ using namespace plait::plan;
 
 using plait::plan::test::llama_13b_2k;
 
-TEST_CASE("rank_layouts: valid layouts that fit, fastest first, each with its prediction and reason") {
+TEST_CASE("rank_layouts: valid layouts that fit fastest first each with its prediction and reason") {
   const auto hw = dgx_a100_80gb();
   const auto w = llama_13b_2k(64);
   const auto ranked = rank_layouts(w, hw);
@@ -50,7 +50,7 @@ TEST_CASE("rank_layouts: a headroom drops the layouts that would leave less than
   CHECK_THROWS_AS(rank_layouts(w, hw, space), plait::Error);
 }
 
-TEST_CASE("leanest_layout: the layout needing the least memory, fitting or not, and none when nothing can run") {
+TEST_CASE("leanest_layout: the layout needing the least memory whether it fits or not and none when nothing can run") {
   const auto hw = dgx_a100_80gb();
   // 65B at 8k on 2 GPUs: layouts exist, none fits; the leanest is the minimum over every admitted layout.
   const Workload big{.model = load_model("llama-65b"), .seq_len = 8192, .gpus = 2, .global_batch = 512};

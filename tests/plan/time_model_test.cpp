@@ -10,7 +10,7 @@
 using namespace plait::plan;
 using plait::plan::test::llama_13b_2k;
 
-TEST_CASE("Pipeline bubble: (p-1)/m, (p-1)/(v m) interleaved, a third of 1F1B's for zero-bubble") {
+TEST_CASE("Pipeline bubble: (p-1)/m and (p-1)/(v m) interleaved and a third of 1F1B's for zero-bubble") {
   CHECK(pipeline_bubble_fraction(Schedule::one_f_one_b, 4, 32) == Approx(3.0 / 32));
   CHECK(pipeline_bubble_fraction(Schedule::gpipe, 8, 64) == Approx(7.0 / 64));
   CHECK(pipeline_bubble_fraction(Schedule::interleaved, 4, 32, 2) == Approx(3.0 / 64));
@@ -69,12 +69,91 @@ TEST_CASE("Step time parts follow the layout") {
   CHECK(step_time(w, unfused, hw).total() > t1.total());
 }
 
-TEST_CASE("Hardware round-trips through JSON; unknown keys are errors") {
-  const auto hw = dgx_h100();
-  const auto back = hardware_from_json(to_json(hw));
-  CHECK(back.name == "dgx-h100");
+// Every field set to a value of its own, none a built-in's, so that a field the file leaves out or reads into
+// another field shows; each field compared on its own.
+TEST_CASE("Hardware round-trips through JSON field by field and unknown or missing keys are errors") {
+  Hardware hw;
+  hw.name = "test-cluster";
+  hw.peak_flops = 101e12;
+  hw.memory_bytes = 17e9;
+  hw.hbm_bandwidth = 1.23e12;
+  hw.gpus_per_node = 5;
+  hw.link_bandwidth = 77e9;
+  hw.link_latency_s = 4.5e-6;
+  hw.network_bandwidth = 9.5e9;
+  hw.network_latency_s = 7.25e-6;
+  Calibration& c = hw.calibration;
+  c.gemm_peak_efficiency = 0.71;
+  c.gemm_half_dim = 99.5;
+  c.attention_efficiency = 0.52;
+  c.memory_efficiency = 0.61;
+  c.optimizer_cost_factor = 2.5;
+  c.link_efficiency = 0.42;
+  c.network_efficiency = 0.33;
+  c.data_parallel_exposed = 0.25;
+  c.data_parallel_exposed_pipelined = 0.75;
+  c.per_layer_overhead_s = 0.0017;
+  c.per_step_overhead_s = 0.125;
+  c.logits_bytes_per_element = 11.5;
+  c.vocab_parallel_loss = true;
+  c.framework_overhead_bytes = 2.5e9;
+  c.fragmentation = 0.05;
+  c.unsplit_activation_bytes = 3.25;
+  c.recompute_working_layers = 2.0;
+  c.attention_mask_bytes = 1.5;
+  c.precision = "fp32";
+
+  const auto json = to_json(hw);
+  CHECK(json.size() == 10);                  // nine fields and the calibration
+  CHECK(json.at("calibration").size() == 19);
+  const Hardware back = hardware_from_json(json);
+  CHECK(back.name == hw.name);
   CHECK(back.peak_flops == hw.peak_flops);
-  CHECK(back.calibration.gemm_half_dim == hw.calibration.gemm_half_dim);
-  CHECK_THROWS_AS(hardware_from_json(nlohmann::json{{"peak_flop", 1}}), plait::Error);
+  CHECK(back.memory_bytes == hw.memory_bytes);
+  CHECK(back.hbm_bandwidth == hw.hbm_bandwidth);
+  CHECK(back.gpus_per_node == hw.gpus_per_node);
+  CHECK(back.link_bandwidth == hw.link_bandwidth);
+  CHECK(back.link_latency_s == hw.link_latency_s);
+  CHECK(back.network_bandwidth == hw.network_bandwidth);
+  CHECK(back.network_latency_s == hw.network_latency_s);
+  const Calibration& b = back.calibration;
+  CHECK(b.gemm_peak_efficiency == c.gemm_peak_efficiency);
+  CHECK(b.gemm_half_dim == c.gemm_half_dim);
+  CHECK(b.attention_efficiency == c.attention_efficiency);
+  CHECK(b.memory_efficiency == c.memory_efficiency);
+  CHECK(b.optimizer_cost_factor == c.optimizer_cost_factor);
+  CHECK(b.link_efficiency == c.link_efficiency);
+  CHECK(b.network_efficiency == c.network_efficiency);
+  CHECK(b.data_parallel_exposed == c.data_parallel_exposed);
+  CHECK(b.data_parallel_exposed_pipelined == c.data_parallel_exposed_pipelined);
+  CHECK(b.per_layer_overhead_s == c.per_layer_overhead_s);
+  CHECK(b.per_step_overhead_s == c.per_step_overhead_s);
+  CHECK(b.logits_bytes_per_element == c.logits_bytes_per_element);
+  CHECK(b.vocab_parallel_loss == c.vocab_parallel_loss);
+  CHECK(b.framework_overhead_bytes == c.framework_overhead_bytes);
+  CHECK(b.fragmentation == c.fragmentation);
+  CHECK(b.unsplit_activation_bytes == c.unsplit_activation_bytes);
+  CHECK(b.recompute_working_layers == c.recompute_working_layers);
+  CHECK(b.attention_mask_bytes == c.attention_mask_bytes);
+  CHECK(b.precision == c.precision);
+
+  // Each key left out is refused by name; so is a key nobody knows.
+  for (const auto& [key, value] : json.items()) {
+    if (key == "calibration") continue;
+    auto partial = json;
+    partial.erase(key);
+    CHECK_THROWS_WITH(hardware_from_json(partial), Catch::Contains("lacks " + key));
+  }
+  for (const auto& [key, value] : json.at("calibration").items()) {
+    auto partial = json;
+    partial["calibration"].erase(key);
+    CHECK_THROWS_WITH(hardware_from_json(partial), Catch::Contains("calibration lacks " + key));
+  }
+  auto no_calibration = json;
+  no_calibration.erase("calibration");
+  CHECK_THROWS_WITH(hardware_from_json(no_calibration), Catch::Contains("lacks calibration"));
+  auto typo = json;
+  typo["peak_flop"] = 1;
+  CHECK_THROWS_WITH(hardware_from_json(typo), Catch::Contains("unknown hardware key 'peak_flop'"));
   CHECK_THROWS_AS(load_hardware("no-such-cluster"), plait::Error);
 }

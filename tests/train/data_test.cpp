@@ -20,7 +20,7 @@ TEST_CASE("the byte tokenizer round-trips any bytes", "[train][data]") {
   CHECK(ByteTokenizer::decode(tokens) == text);
 }
 
-TEST_CASE("windows: targets are the next tokens, parts of a batch equal the whole", "[train][data]") {
+TEST_CASE("windows: targets are the next tokens and parts of a batch equal the whole", "[train][data]") {
   std::vector<std::int32_t> stream(1000);
   for (int i = 0; i < 1000; ++i) stream[i] = i % 251;
   TokenDataset data(stream, 16, 9);

@@ -3,8 +3,11 @@
 // DGX H100; anything else comes from a JSON file (bench/calibrate.cpp writes one).
 #pragma once
 
+#include <algorithm>
 #include <fstream>
 #include <string>
+#include <type_traits>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -27,7 +30,7 @@ struct Calibration {
   // Flash attention's FLOPs (the causal half; backward 2.5 times forward) against peak. Not fitted (plait-plan fit
   // keeps it, fit.hpp's default_kept_constants): the FlashAttention-2 paper reports 50-73% of an A100's peak for
   // it; 0.6 is the middle of the range. Fitted on the layouts study it went to its upper bound (0.9) at no real
-  // gain in accuracy, and fitted on 2k runs alone towards its lower bound (0.28).
+  // gain in accuracy, and fitted on 2k runs alone to its lower bound (0.2).
   double attention_efficiency = 0.600;
   double memory_efficiency = 0.485;          // fraction of HBM bandwidth the memory-bound kernels reach
   // The optimizer's cost against its nominal traffic (32 bytes per parameter, 28 in fp32) at memory_efficiency:
@@ -122,97 +125,88 @@ inline Hardware dgx_h100() {
   return hw;
 }
 
+// Every field by its JSON key, once: to_json writes each and hardware_from_json needs each. `C` and `H` are
+// Calibration and Hardware, const or not; f(key, field) is called for each field in file order.
+template <class C, class F>
+void for_each_calibration_field(C& c, F&& f) {
+  f("gemm_peak_efficiency", c.gemm_peak_efficiency);
+  f("gemm_half_dim", c.gemm_half_dim);
+  f("attention_efficiency", c.attention_efficiency);
+  f("memory_efficiency", c.memory_efficiency);
+  f("optimizer_cost_factor", c.optimizer_cost_factor);
+  f("link_efficiency", c.link_efficiency);
+  f("network_efficiency", c.network_efficiency);
+  f("data_parallel_exposed", c.data_parallel_exposed);
+  f("data_parallel_exposed_pipelined", c.data_parallel_exposed_pipelined);
+  f("per_layer_overhead_s", c.per_layer_overhead_s);
+  f("per_step_overhead_s", c.per_step_overhead_s);
+  f("logits_bytes_per_element", c.logits_bytes_per_element);
+  f("framework_overhead_bytes", c.framework_overhead_bytes);
+  f("fragmentation", c.fragmentation);
+  f("unsplit_activation_bytes", c.unsplit_activation_bytes);
+  f("recompute_working_layers", c.recompute_working_layers);
+  f("attention_mask_bytes", c.attention_mask_bytes);
+  f("vocab_parallel_loss", c.vocab_parallel_loss);
+  f("precision", c.precision);
+}
+template <class H, class F>
+void for_each_hardware_field(H& hw, F&& f) {
+  f("name", hw.name);
+  f("peak_flops", hw.peak_flops);
+  f("memory_bytes", hw.memory_bytes);
+  f("hbm_bandwidth", hw.hbm_bandwidth);
+  f("gpus_per_node", hw.gpus_per_node);
+  f("link_bandwidth", hw.link_bandwidth);
+  f("link_latency_s", hw.link_latency_s);
+  f("network_bandwidth", hw.network_bandwidth);
+  f("network_latency_s", hw.network_latency_s);
+}
+
 inline nlohmann::json to_json(const Calibration& c) {
-  return {{"gemm_peak_efficiency", c.gemm_peak_efficiency},
-          {"gemm_half_dim", c.gemm_half_dim},
-          {"attention_efficiency", c.attention_efficiency},
-          {"memory_efficiency", c.memory_efficiency},
-          {"optimizer_cost_factor", c.optimizer_cost_factor},
-          {"link_efficiency", c.link_efficiency},
-          {"network_efficiency", c.network_efficiency},
-          {"data_parallel_exposed", c.data_parallel_exposed},
-          {"data_parallel_exposed_pipelined", c.data_parallel_exposed_pipelined},
-          {"per_layer_overhead_s", c.per_layer_overhead_s},
-          {"per_step_overhead_s", c.per_step_overhead_s},
-          {"logits_bytes_per_element", c.logits_bytes_per_element},
-          {"framework_overhead_bytes", c.framework_overhead_bytes},
-          {"fragmentation", c.fragmentation},
-          {"unsplit_activation_bytes", c.unsplit_activation_bytes},
-          {"recompute_working_layers", c.recompute_working_layers},
-          {"attention_mask_bytes", c.attention_mask_bytes},
-          {"vocab_parallel_loss", c.vocab_parallel_loss},
-          {"precision", c.precision}};
+  nlohmann::json j = nlohmann::json::object();
+  for_each_calibration_field(c, [&](const char* key, const auto& field) { j[key] = field; });
+  return j;
 }
 
 inline nlohmann::json to_json(const Hardware& hw) {
-  return {{"name", hw.name},
-          {"peak_flops", hw.peak_flops},
-          {"memory_bytes", hw.memory_bytes},
-          {"hbm_bandwidth", hw.hbm_bandwidth},
-          {"gpus_per_node", hw.gpus_per_node},
-          {"link_bandwidth", hw.link_bandwidth},
-          {"link_latency_s", hw.link_latency_s},
-          {"network_bandwidth", hw.network_bandwidth},
-          {"network_latency_s", hw.network_latency_s},
-          {"calibration", to_json(hw.calibration)}};
+  nlohmann::json j = nlohmann::json::object();
+  for_each_hardware_field(hw, [&](const char* key, const auto& field) { j[key] = field; });
+  j["calibration"] = to_json(hw.calibration);
+  return j;
 }
 
 namespace detail {
-template <class T>
-void read_optional(const nlohmann::json& j, const char* key, T& into) {
-  if (j.contains(key)) into = j.at(key).get<T>();
+// Reads every field `visit` names from the object j, refusing keys it does not name (a typo would otherwise go
+// unnoticed) and keys it names that j lacks (a default would stand in for a figure nobody measured).
+template <class Visit>
+void read_fields(const nlohmann::json& j, const char* what, const std::vector<std::string>& also_allowed,
+                 Visit&& visit) {
+  PLAIT_CHECK(j.is_object(), what, " must be a JSON object");
+  std::vector<std::string> keys = also_allowed;
+  std::string known, missing;
+  visit([&](const char* key, auto&) {
+    keys.emplace_back(key);
+    known += std::string(known.empty() ? "" : ", ") + key;
+    if (!j.contains(key)) missing += std::string(missing.empty() ? "" : ", ") + key;
+  });
+  for (auto it = j.begin(); it != j.end(); ++it)
+    PLAIT_CHECK(std::find(keys.begin(), keys.end(), it.key()) != keys.end(), "unknown ", what, " key '", it.key(),
+                "'; known keys: ", known);
+  PLAIT_CHECK(missing.empty(), what, " lacks ", missing, ": a hardware file gives every key (plait-plan fit and ",
+              "plait-bench-calibrate write complete files)");
+  visit([&](const char* key, auto& field) { field = j.at(key).get<std::decay_t<decltype(field)>>(); });
 }
 }  // namespace detail
 
-// Keys left out keep the dgx-a100-80gb values, so a file may give only what differs; unknown keys are an error
-// (a typo would otherwise silently keep a default).
+// A hardware file gives every key of to_json's; unknown keys and missing ones are errors.
 inline Hardware hardware_from_json(const nlohmann::json& j) {
-  Hardware hw = dgx_a100_80gb();
-  static const char* known[] = {"name", "peak_flops", "memory_bytes", "hbm_bandwidth", "gpus_per_node",
-                                "link_bandwidth", "link_latency_s", "network_bandwidth", "network_latency_s",
-                                "calibration", "measured"};
-  for (auto it = j.begin(); it != j.end(); ++it) {
-    bool ok = false;
-    for (const char* k : known) ok = ok || it.key() == k;
-    PLAIT_CHECK(ok, "unknown hardware key '", it.key(), "'; known keys: name, peak_flops, memory_bytes, hbm_bandwidth, ",
-                "gpus_per_node, link_bandwidth, link_latency_s, network_bandwidth, network_latency_s, calibration");
-  }
-  detail::read_optional(j, "name", hw.name);
-  detail::read_optional(j, "peak_flops", hw.peak_flops);
-  detail::read_optional(j, "memory_bytes", hw.memory_bytes);
-  detail::read_optional(j, "hbm_bandwidth", hw.hbm_bandwidth);
-  detail::read_optional(j, "gpus_per_node", hw.gpus_per_node);
-  detail::read_optional(j, "link_bandwidth", hw.link_bandwidth);
-  detail::read_optional(j, "link_latency_s", hw.link_latency_s);
-  detail::read_optional(j, "network_bandwidth", hw.network_bandwidth);
-  detail::read_optional(j, "network_latency_s", hw.network_latency_s);
-  if (j.contains("calibration")) {
-    const auto& c = j.at("calibration");
-    auto& k = hw.calibration;
-    nlohmann::json reference = to_json(k);
-    for (auto it = c.begin(); it != c.end(); ++it)
-      PLAIT_CHECK(reference.contains(it.key()), "unknown calibration key '", it.key(), "'");
-    detail::read_optional(c, "gemm_peak_efficiency", k.gemm_peak_efficiency);
-    detail::read_optional(c, "gemm_half_dim", k.gemm_half_dim);
-    detail::read_optional(c, "attention_efficiency", k.attention_efficiency);
-    detail::read_optional(c, "memory_efficiency", k.memory_efficiency);
-    detail::read_optional(c, "optimizer_cost_factor", k.optimizer_cost_factor);
-    detail::read_optional(c, "link_efficiency", k.link_efficiency);
-    detail::read_optional(c, "network_efficiency", k.network_efficiency);
-    detail::read_optional(c, "data_parallel_exposed", k.data_parallel_exposed);
-    detail::read_optional(c, "data_parallel_exposed_pipelined", k.data_parallel_exposed_pipelined);
-    detail::read_optional(c, "per_layer_overhead_s", k.per_layer_overhead_s);
-    detail::read_optional(c, "per_step_overhead_s", k.per_step_overhead_s);
-    detail::read_optional(c, "logits_bytes_per_element", k.logits_bytes_per_element);
-    detail::read_optional(c, "framework_overhead_bytes", k.framework_overhead_bytes);
-    detail::read_optional(c, "fragmentation", k.fragmentation);
-    detail::read_optional(c, "unsplit_activation_bytes", k.unsplit_activation_bytes);
-    detail::read_optional(c, "recompute_working_layers", k.recompute_working_layers);
-    detail::read_optional(c, "attention_mask_bytes", k.attention_mask_bytes);
-    detail::read_optional(c, "vocab_parallel_loss", k.vocab_parallel_loss);
-    detail::read_optional(c, "precision", k.precision);
-    (void)precision_bytes(k);  // an unknown precision is an error now, not at the first prediction
-  }
+  Hardware hw;
+  detail::read_fields(j, "hardware", {"calibration", "measured"},
+                      [&](auto&& f) { for_each_hardware_field(hw, f); });
+  PLAIT_CHECK(j.contains("calibration"), "hardware lacks calibration");
+  detail::read_fields(j.at("calibration"), "calibration", {},
+                      [&](auto&& f) { for_each_calibration_field(hw.calibration, f); });
+  (void)precision_bytes(hw.calibration);  // an unknown precision is an error now, not at the first prediction
   PLAIT_CHECK(hw.peak_flops > 0 && hw.memory_bytes > 0 && hw.hbm_bandwidth > 0 && hw.link_bandwidth > 0 &&
                   hw.network_bandwidth > 0 && hw.gpus_per_node > 0,
               "hardware '", hw.name, "': peak_flops, memory_bytes, hbm_bandwidth, link_bandwidth, network_bandwidth ",
