@@ -23,6 +23,7 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -41,10 +42,14 @@
 #include "plait/kernels/attention.hpp"
 #include "plait/kernels/blas.hpp"
 #include "plait/model/config.hpp"
+#include "plait/model/layers/column_parallel.hpp"
+#include "plait/model/layers/row_parallel.hpp"
 #include "plait/model/parameters.hpp"
+#include "plait/model/tensor_names.hpp"
 #include "plait/parallel/layout.hpp"
 #include "plait/parallel/schedule.hpp"
 #include "plait/parallel/sharded_state.hpp"
+#include "plait/parallel/tp_regions.hpp"
 
 namespace plait::model {
 
@@ -59,6 +64,7 @@ class Transformer {
   using Buffer = typename B::template Buffer<U>;
   using State = parallel::ShardedState<typename L::zero, B, C>;
   using Policy = typename L::checkpoint;
+  using Regions = parallel::TensorParallelRegions<B, C, L::tp::degree, L::tp::sequence_parallel>;
 
   static constexpr int tp = L::tp::degree;
   static constexpr bool sp = L::tp::sequence_parallel;
@@ -77,7 +83,14 @@ class Transformer {
 
   Transformer(const ModelConfig& config, std::uint64_t seed, comm::ProcessGrid<C> grid)
       : config_(checked(config, grid)), grid_(std::move(grid)), stage_(grid_.pp_rank()),
-        layout_(declare(config_, grid_.tp_rank(), stage_)),
+        regions_(tp > 1 ? &grid_.tp() : nullptr, config_.hidden),
+        qkv_(regions_, config_.hidden, {config_.heads * config_.head_dim(), config_.kv_heads * config_.head_dim(),
+                                        config_.kv_heads * config_.head_dim()}, grid_.tp_rank()),
+        wo_(regions_, config_.heads * config_.head_dim(), config_.hidden, grid_.tp_rank()),
+        gate_up_(regions_, config_.hidden, {config_.ffn, config_.ffn}, grid_.tp_rank()),
+        w_down_(regions_, config_.ffn, config_.hidden, grid_.tp_rank()),
+        head_(regions_, config_.hidden, {config_.vocab}, grid_.tp_rank()),
+        layout_(declare()),
         state_(layout_.units(), layout_.segments(), grid_.dp(), grid_.tp(), stages > 1 ? &grid_.pp() : nullptr) {
     Buffer<T> initial(static_cast<std::size_t>(layout_.size()), core::MemoryKind::workspace);
     layout_.initialize(seed, initial.data());
@@ -91,11 +104,11 @@ class Transformer {
       for (std::int64_t l = begin; l < end; ++l) layer_unit_[static_cast<std::size_t>(l)] = unit++;
     }
     if (last_stage()) final_unit_ = unit++;
+    // Where each of a layer's tensors lies in its unit: the same in every layer.
     const std::int64_t some_layer = layers_of(virtual_stage(0)).first;
-    const std::string prefix = "layers." + std::to_string(some_layer) + ".";
-    const std::int64_t base = layout_.info(prefix + "attn_norm").offset;
-    auto at = [&](const char* n) { return layout_.info(prefix + n).offset - base; };
-    offsets_ = {at("attn_norm"), at("wq"), at("wk"), at("wv"), at("wo"), at("mlp_norm"), at("w_gate"), at("w_up"), at("w_down")};
+    const std::int64_t base = layout_.info(TensorTable::layer_tensor(some_layer, 0)).offset;
+    for (int k = 0; k < layer_tensor_count; ++k)
+      offsets_[static_cast<std::size_t>(k)] = layout_.info(TensorTable::layer_tensor(some_layer, k)).offset - base;
     if (last_stage()) {
       const std::int64_t final_begin = layout_.units()[final_unit_].begin;
       final_norm_offset_ = layout_.info("final_norm").offset - final_begin;
@@ -109,6 +122,8 @@ class Transformer {
 
   const ModelConfig& config() const { return config_; }
   const ParameterLayout& layout() const { return layout_; }
+  // The model's tensors by name and number (tensor_names.hpp): the order checkpoints and gather_parameters use.
+  TensorTable tensors() const { return TensorTable(config_.layers); }
   State& state() { return state_; }
   comm::ProcessGrid<C>& grid() { return grid_; }
 
@@ -164,11 +179,10 @@ class Transformer {
         std::int64_t count = static_cast<std::int64_t>(names.size());
         grid_.pp().broadcast(&count, 1, from);
         for (std::int64_t i = 0; i < count; ++i) {
-          std::int64_t layer = 0, which = 0, size = 0;
-          if (from == stage_) std::tie(layer, which) = name_code(names[static_cast<std::size_t>(i)]);
-          grid_.pp().broadcast(&layer, 1, from);
-          grid_.pp().broadcast(&which, 1, from);
-          const std::string name = code_name(layer, which);
+          std::int64_t code = 0, size = 0;
+          if (from == stage_) code = tensors().code(names[static_cast<std::size_t>(i)]);
+          grid_.pp().broadcast(&code, 1, from);
+          const std::string name = tensors().name(code);
           if (from == stage_) size = static_cast<std::int64_t>(mine[name].size());
           grid_.pp().broadcast(&size, 1, from);
           std::vector<double> values = from == stage_ ? mine[name] : std::vector<double>(static_cast<std::size_t>(size));
@@ -178,25 +192,11 @@ class Transformer {
       }
     }
     std::vector<std::pair<std::string, std::vector<double>>> out;
-    for (std::int64_t code = 0; code < tensor_count(); ++code) {  // embedding, 9 per layer, norm, head
-      const std::string name = tensor_name(code);
+    for (std::int64_t code = 0; code < tensors().count(); ++code) {
+      const std::string name = tensors().name(code);
       if (auto it = mine.find(name); it != mine.end()) out.emplace_back(name, std::move(it->second));
     }
     return out;
-  }
-
-  // Tensors in the single-rank model's declaration order, numbered: 0 the embedding, 1 + 9 l + k the k-th tensor of
-  // layer l, 1 + 9 L the final norm, 2 + 9 L the LM head; tensor_count() of them (the head's number stays unused
-  // when it is tied). Checkpoints lay the full tensors out in this order, whatever the layout.
-  std::int64_t tensor_code(const std::string& name) const {
-    const auto [layer, which] = name_code(name);
-    return layer == -1 ? 0 : layer == -2 ? 1 + 9 * config_.layers + which : 1 + 9 * layer + which;
-  }
-  std::int64_t tensor_count() const { return 9 * config_.layers + 3; }
-  std::string tensor_name(std::int64_t code) const {
-    if (code == 0) return code_name(-1, 0);
-    if (code < 1 + 9 * config_.layers) return code_name((code - 1) / 9, (code - 1) % 9);
-    return code_name(-2, code - 1 - 9 * config_.layers);
   }
 
   // Layers [first, end) of virtual stage vs (of stages x chunks): contiguous, the first ones one longer if uneven.
@@ -223,60 +223,43 @@ class Transformer {
     return c;
   }
 
-  static ParameterLayout declare(const ModelConfig& c, int rank, int stage) {
+  // This rank's tensors, unit by unit; each split tensor's slice is the one its layer computes with.
+  ParameterLayout declare() const {
+    const ModelConfig& c = config_;
+    const int stage = stage_;
     ParameterLayout p;
     const double std = 0.02;
     const double out_std = 0.02 / std::sqrt(2.0 * static_cast<double>(c.layers));  // residual branches
     const std::int64_t D = c.hidden, hd = c.head_dim(), Hl = c.heads / tp, KVl = c.kv_heads / tp, Fl = c.ffn / tp,
                        Vl = c.vocab / tp;
-    // Column-parallel: this rank's rows of a (out, in) weight. Row-parallel: its columns.
-    auto rows = [&](std::int64_t full, std::int64_t mine) { return Slice{full, D, rank * mine, 0}; };
-    auto cols = [&](std::int64_t full, std::int64_t mine) { return Slice{D, full, 0, rank * mine}; };
     const bool replicated = tp > 1, partial = sp;
     if (stage == 0) {
       p.begin_unit();
-      p.declare("embedding", {Vl, D}, true, Init::normal(std), rows(c.vocab, Vl));
+      p.declare("embedding", {Vl, D}, true, Init::normal(std), head_.slice(0));  // split over the vocabulary alike
     }
     for (int chunk = 0; chunk < chunks; ++chunk) {
       const auto [begin, end] = split_layers(c.layers, chunk * stages + stage);
       for (std::int64_t l = begin; l < end; ++l) {
-        const std::string n = "layers." + std::to_string(l) + ".";
-        p.begin_unit();
-        p.declare(n + "attn_norm", {D}, false, Init::constant(1.0), {}, replicated, partial);
-        p.declare(n + "wq", {Hl * hd, D}, true, Init::normal(std), rows(c.heads * hd, Hl * hd));
-        p.declare(n + "wk", {KVl * hd, D}, true, Init::normal(std), rows(c.kv_heads * hd, KVl * hd));
-        p.declare(n + "wv", {KVl * hd, D}, true, Init::normal(std), rows(c.kv_heads * hd, KVl * hd));
-        p.declare(n + "wo", {D, Hl * hd}, true, Init::normal(out_std), cols(c.heads * hd, Hl * hd));
-        p.declare(n + "mlp_norm", {D}, false, Init::constant(1.0), {}, replicated, partial);
-        p.declare(n + "w_gate", {Fl, D}, true, Init::normal(std), rows(c.ffn, Fl));
-        p.declare(n + "w_up", {Fl, D}, true, Init::normal(std), rows(c.ffn, Fl));
-        p.declare(n + "w_down", {D, Fl}, true, Init::normal(out_std), cols(c.ffn, Fl));
+        auto n = [&](int which) { return TensorTable::layer_tensor(l, which); };
+        using K = LayerTensor;
+        p.begin_unit();  // in LayerTensor's order
+        p.declare(n(K::attn_norm), {D}, false, Init::constant(1.0), {}, replicated, partial);
+        p.declare(n(K::wq), {Hl * hd, D}, true, Init::normal(std), qkv_.slice(0));
+        p.declare(n(K::wk), {KVl * hd, D}, true, Init::normal(std), qkv_.slice(1));
+        p.declare(n(K::wv), {KVl * hd, D}, true, Init::normal(std), qkv_.slice(2));
+        p.declare(n(K::wo), {D, Hl * hd}, true, Init::normal(out_std), wo_.slice());
+        p.declare(n(K::mlp_norm), {D}, false, Init::constant(1.0), {}, replicated, partial);
+        p.declare(n(K::w_gate), {Fl, D}, true, Init::normal(std), gate_up_.slice(0));
+        p.declare(n(K::w_up), {Fl, D}, true, Init::normal(std), gate_up_.slice(1));
+        p.declare(n(K::w_down), {D, Fl}, true, Init::normal(out_std), w_down_.slice());
       }
     }
     if (stage == stages - 1) {
       p.begin_unit();
       p.declare("final_norm", {D}, false, Init::constant(1.0), {}, replicated, partial);
-      if (!c.tied_embedding) p.declare("lm_head", {Vl, D}, true, Init::normal(std), rows(c.vocab, Vl));
+      if (!c.tied_embedding) p.declare("lm_head", {Vl, D}, true, Init::normal(std), head_.slice(0));
     }
     return p;
-  }
-
-  // Tensor names as (layer, which): layer -1 the embedding, -2 the final norm (0) and head (1).
-  static constexpr const char* layer_tensors[9] = {"attn_norm", "wq", "wk", "wv", "wo", "mlp_norm", "w_gate", "w_up", "w_down"};
-  static std::string code_name(std::int64_t layer, std::int64_t which) {
-    if (layer == -1) return "embedding";
-    if (layer == -2) return which == 0 ? "final_norm" : "lm_head";
-    return "layers." + std::to_string(layer) + "." + layer_tensors[which];
-  }
-  static std::pair<std::int64_t, std::int64_t> name_code(const std::string& name) {
-    if (name == "embedding") return {-1, 0};
-    if (name == "final_norm") return {-2, 0};
-    if (name == "lm_head") return {-2, 1};
-    const auto dot = name.find('.', 7);
-    const std::int64_t layer = std::stoll(name.substr(7, dot - 7));
-    for (std::int64_t w = 0; w < 9; ++w)
-      if (name.substr(dot + 1) == layer_tensors[w]) return {layer, w};
-    core::fail("unknown tensor name '", name, "'");
   }
 
   std::vector<double> gather_over_tp(const ParameterInfo& p, const T* local) {
@@ -297,15 +280,15 @@ class Transformer {
 
   // ---- activations
 
-  struct Offsets {
-    std::int64_t attn_norm, wq, wk, wv, wo, mlp_norm, w_gate, w_up, w_down;
-  };
+  // A layer's tensors within its unit, by LayerTensor, and named views of them (weights or their gradients).
+  using Offsets = std::array<std::int64_t, layer_tensor_count>;
   template <class P>
   struct Weights {
     P attn_norm, wq, wk, wv, wo, mlp_norm, w_gate, w_up, w_down;
-    Weights(P base, const Offsets& o)
-        : attn_norm(base + o.attn_norm), wq(base + o.wq), wk(base + o.wk), wv(base + o.wv), wo(base + o.wo),
-          mlp_norm(base + o.mlp_norm), w_gate(base + o.w_gate), w_up(base + o.w_up), w_down(base + o.w_down) {}
+    Weights(P b, const Offsets& o)
+        : attn_norm(b + o[LayerTensor::attn_norm]), wq(b + o[LayerTensor::wq]), wk(b + o[LayerTensor::wk]),
+          wv(b + o[LayerTensor::wv]), wo(b + o[LayerTensor::wo]), mlp_norm(b + o[LayerTensor::mlp_norm]),
+          w_gate(b + o[LayerTensor::w_gate]), w_up(b + o[LayerTensor::w_up]), w_down(b + o[LayerTensor::w_down]) {}
   };
 
   // Local sizes on this rank.
@@ -375,90 +358,26 @@ class Transformer {
     double loss = 0.0;
   };
 
-  // ---- dense pieces
-  // y (n, out) = x (n, in) W^T + beta y, W (out, in)
-  static void linear(const T* x, const T* w, std::int64_t n, std::int64_t in, std::int64_t out, T* y, T beta = T(0)) {
-    B::gemm(kernels::Trans::no, kernels::Trans::yes, n, out, in, T(1), x, in, w, in, beta, y, out);
-  }
-  // dx (n, in) += dy (n, out) W
-  static void linear_input_grad(const T* w, const T* dy, std::int64_t n, std::int64_t in, std::int64_t out, T* dx) {
-    B::gemm(kernels::Trans::no, kernels::Trans::no, n, in, out, T(1), dy, out, w, in, T(1), dx, in);
-  }
-  // dW (out, in) += dy^T x
-  static void linear_weight_grad(const T* x, const T* dy, std::int64_t n, std::int64_t in, std::int64_t out, T* dw) {
-    B::gemm(kernels::Trans::yes, kernels::Trans::no, out, in, n, T(1), dy, out, x, in, T(1), dw, in);
-  }
-
-  // ---- tensor-parallel communication (absent when TP is 1)
-  // Rows of the residual stream (nl, D) -> all rows (n, D): under SP an all-gather into `scratch`, else themselves.
-  const T* gather_rows(const T* local, T* scratch, std::int64_t n) {
-    if constexpr (sp) {
-      grid_.tp().all_gather(local, scratch, n / tp * config_.hidden);
-      return scratch;
-    } else {
-      return local;
-    }
-  }
-  // A partial sum over TP of all rows (n, D) -> added to this rank's rows of `out` (nl, D).
-  void reduce_rows_into(T* partial, T* out, std::int64_t n) {
-    const std::int64_t D = config_.hidden;
-    if constexpr (sp) {
-      Buffer<T> mine = activation(n / tp * D);
-      grid_.tp().reduce_scatter(partial, mine.data(), n / tp * D);
-      B::add(mine.data(), out, n / tp * D);
-    } else {
-      if constexpr (tp > 1) grid_.tp().all_reduce(partial, n * D, comm::ReduceOp::sum);
-      B::add(partial, out, n * D);
-    }
-  }
-  // A partial sum over TP of all rows (n, D) -> this rank's rows, written to `out` (nl, D).
-  void reduce_rows(T* partial, T* out, std::int64_t n) {
-    B::fill(out, (sp ? n / tp : n) * config_.hidden, 0.0);
-    reduce_rows_into(partial, out, n);
-  }
-  // Row-parallel output: residual (nl, D) += reduce(in (n, in_dim) W^T). With TP 1, one GEMM into the residual.
-  void row_parallel(const T* in, const T* w, std::int64_t n, std::int64_t in_dim, T* residual) {
-    if constexpr (tp == 1) {
-      linear(in, w, n, in_dim, config_.hidden, residual, T(1));
-    } else {
-      Buffer<T> partial = activation(n * config_.hidden);
-      linear(in, w, n, in_dim, config_.hidden, partial.data());
-      reduce_rows_into(partial.data(), residual, n);
-    }
-  }
-  // The gradient of a column-parallel layer's input is a partial sum over TP: reduce it to this rank's rows.
-  const T* reduce_partial(T* partial, T* scratch, std::int64_t n) {
-    if constexpr (tp == 1) {
-      return partial;
-    } else {
-      reduce_rows(partial, scratch, n);
-      return scratch;
-    }
-  }
-
   // ---- one layer
 
   void forward_layer(Weights<const T*> w, LayerActivations& a, const Dims& d, T* out) {
     const ModelConfig& c = config_;
-    const std::int64_t n = d.n, D = d.D, Q = d.Hl * d.hd, KV = d.KVl * d.hd;
+    const std::int64_t n = d.n, D = d.D;
     B::rmsnorm_forward(a.x.data(), w.attn_norm, d.nl, D, c.norm_eps, a.h1.data(), a.rstd1.data());
     Buffer<T> gathered = activation(sp ? n * D : 0);
-    const T* h1 = gather_rows(a.h1.data(), gathered.data(), n);
-    linear(h1, w.wq, n, D, Q, a.q.data());
-    linear(h1, w.wk, n, D, KV, a.k.data());
-    linear(h1, w.wv, n, D, KV, a.v.data());
+    const T* h1 = qkv_.enter(a.h1.data(), gathered.data(), n);
+    qkv_.forward(h1, {w.wq, w.wk, w.wv}, n, {a.q.data(), a.k.data(), a.v.data()});
     B::rope_forward(a.q.data(), d.batch, d.seq, d.Hl, d.hd, 0, c.rope_theta);
     B::rope_forward(a.k.data(), d.batch, d.seq, d.KVl, d.hd, 0, c.rope_theta);
     B::attention_forward(attention_shape(d), a.q.data(), a.k.data(), a.v.data(), a.o.data(), a.lse.data());
     B::copy(a.x.data(), a.x_mid.data(), d.nl * D);
-    row_parallel(a.o.data(), w.wo, n, Q, a.x_mid.data());
+    wo_.forward_into(a.o.data(), w.wo, n, a.x_mid.data());
     B::rmsnorm_forward(a.x_mid.data(), w.mlp_norm, d.nl, D, c.norm_eps, a.h2.data(), a.rstd2.data());
-    const T* h2 = gather_rows(a.h2.data(), gathered.data(), n);
-    linear(h2, w.w_gate, n, D, d.Fl, a.gate.data());
-    linear(h2, w.w_up, n, D, d.Fl, a.up.data());
+    const T* h2 = gate_up_.enter(a.h2.data(), gathered.data(), n);
+    gate_up_.forward(h2, {w.w_gate, w.w_up}, n, {a.gate.data(), a.up.data()});
     B::swiglu_forward(a.gate.data(), a.up.data(), n * d.Fl, a.act.data());
     B::copy(a.x_mid.data(), out, d.nl * D);
-    row_parallel(a.act.data(), w.w_down, n, d.Fl, out);
+    w_down_.forward_into(a.act.data(), w.w_down, n, out);
   }
 
   // Gives back what the checkpoint policy dropped, with the same operations on the same inputs as the forward
@@ -500,59 +419,55 @@ class Transformer {
     };
     // A deferred weight gradient finds the unit's gradient buffer when it runs: under ZeRO-2/3 the buffer open now
     // may have been reduce-scattered and freed by then (another micro-batch's backward_weight).
-    auto weight_grad = [&](const T* x, const T* dy, std::int64_t in, std::int64_t out, T* dw) {
+    auto weight_grad = [&](const layers::Linear<B>& linear, const T* x, const T* dy, T* dw) {
       if (defer) {
         const std::int64_t at = dw - grad_base;
-        weight_work->push_back([=, this] { linear_weight_grad(x, dy, n, in, out, state_.grad(unit) + at); });
+        weight_work->push_back([=, this] { linear.weight_grad(x, dy, n, state_.grad(unit) + at); });
       } else {
-        linear_weight_grad(x, dy, n, in, out, dw);
+        linear.weight_grad(x, dy, n, dw);
       }
     };
     // MLP branch: out = x' + reduce(a Wd^T). The backward of a reduce-scatter is an all-gather.
     Buffer<T> d_out_all = activation(sp ? n * D : 0);
-    const T* d_out = gather_rows(dx, d_out_all.data(), n);
+    const T* d_out = w_down_.output_grad(dx, d_out_all.data(), n);
     d_out = hold(d_out, n * D, sp ? &d_out_all : nullptr);
     Buffer<T> d_act = activation(n * F), d_gate = activation(n * F), d_up = activation(n * F), d_h = activation(n * D);
-    linear_input_grad(w.w_down, d_out, n, F, D, d_act.data());
-    weight_grad(a.act.data(), d_out, F, D, g.w_down);
+    w_down_.input_grad(w.w_down, d_out, n, d_act.data());
+    weight_grad(w_down_.linear(), a.act.data(), d_out, g.w_down);
     B::swiglu_backward(a.gate.data(), a.up.data(), d_act.data(), n * F, d_gate.data(), d_up.data());
     Buffer<T> h2_all = activation(sp ? n * D : 0);
-    const T* h2 = gather_rows(a.h2.data(), h2_all.data(), n);
-    linear_input_grad(w.w_gate, d_gate.data(), n, D, F, d_h.data());
-    linear_input_grad(w.w_up, d_up.data(), n, D, F, d_h.data());
+    const T* h2 = gate_up_.enter(a.h2.data(), h2_all.data(), n);
+    Buffer<T> d_norm = activation(tp > 1 ? d.nl * D : 0);
+    const T* d_h2 = gate_up_.input_grad({w.w_gate, w.w_up}, {d_gate.data(), d_up.data()}, n, d_h.data(), d_norm.data());
     if constexpr (sp) h2 = hold(h2, n * D, &h2_all);  // (without SP it is the layer's own activation, kept)
     const T* dg = hold(d_gate.data(), n * F, &d_gate);
     const T* du = hold(d_up.data(), n * F, &d_up);
-    weight_grad(h2, dg, D, F, g.w_gate);
-    weight_grad(h2, du, D, F, g.w_up);
-    Buffer<T> d_norm = activation(tp > 1 ? d.nl * D : 0);
-    const T* d_h2 = reduce_partial(d_h.data(), d_norm.data(), n);
+    weight_grad(gate_up_.part(0), h2, dg, g.w_gate);
+    weight_grad(gate_up_.part(1), h2, du, g.w_up);
     B::rmsnorm_backward(a.x_mid.data(), w.mlp_norm, a.rstd2.data(), d_h2, d.nl, D, dx, g.mlp_norm);
     // Attention branch: x' = x + reduce(o Wo^T)
     Buffer<T> d_out2_all = activation(sp ? n * D : 0);
-    const T* d_out2 = gather_rows(dx, d_out2_all.data(), n);
+    const T* d_out2 = wo_.output_grad(dx, d_out2_all.data(), n);
     d_out2 = hold(d_out2, n * D, sp ? &d_out2_all : nullptr);
     Buffer<T> d_o = activation(n * Q), d_q = activation(n * Q), d_k = activation(n * KV), d_v = activation(n * KV);
-    linear_input_grad(w.wo, d_out2, n, Q, D, d_o.data());
-    weight_grad(a.o.data(), d_out2, Q, D, g.wo);
+    wo_.input_grad(w.wo, d_out2, n, d_o.data());
+    weight_grad(wo_.linear(), a.o.data(), d_out2, g.wo);
     B::attention_backward(attention_shape(d), a.q.data(), a.k.data(), a.v.data(), a.o.data(), a.lse.data(),
                           d_o.data(), d_q.data(), d_k.data(), d_v.data());
     B::rope_backward(d_q.data(), d.batch, d.seq, d.Hl, d.hd, 0, c.rope_theta);
     B::rope_backward(d_k.data(), d.batch, d.seq, d.KVl, d.hd, 0, c.rope_theta);
     B::fill(d_h.data(), n * D, 0.0);
     Buffer<T> h1_all = activation(sp ? n * D : 0);
-    const T* h1 = gather_rows(a.h1.data(), h1_all.data(), n);
-    linear_input_grad(w.wq, d_q.data(), n, D, Q, d_h.data());
-    linear_input_grad(w.wk, d_k.data(), n, D, KV, d_h.data());
-    linear_input_grad(w.wv, d_v.data(), n, D, KV, d_h.data());
+    const T* h1 = qkv_.enter(a.h1.data(), h1_all.data(), n);
+    const T* d_h1 = qkv_.input_grad({w.wq, w.wk, w.wv}, {d_q.data(), d_k.data(), d_v.data()}, n, d_h.data(),
+                                    d_norm.data());
     if constexpr (sp) h1 = hold(h1, n * D, &h1_all);
     const T* dq = hold(d_q.data(), n * Q, &d_q);
     const T* dk = hold(d_k.data(), n * KV, &d_k);
     const T* dv = hold(d_v.data(), n * KV, &d_v);
-    weight_grad(h1, dq, D, Q, g.wq);
-    weight_grad(h1, dk, D, KV, g.wk);
-    weight_grad(h1, dv, D, KV, g.wv);
-    const T* d_h1 = reduce_partial(d_h.data(), d_norm.data(), n);
+    weight_grad(qkv_.part(0), h1, dq, g.wq);
+    weight_grad(qkv_.part(1), h1, dk, g.wk);
+    weight_grad(qkv_.part(2), h1, dv, g.wv);
     B::rmsnorm_backward(a.x.data(), w.attn_norm, a.rstd1.data(), d_h1, d.nl, D, dx, g.attn_norm);
   }
 
@@ -574,7 +489,7 @@ class Transformer {
       const T* table = state_.acquire(embedding_unit_);
       Buffer<T> partial = activation(tp > 1 ? d.n * d.D : 0);
       B::embedding_forward(tokens, d.n, table, grid_.tp_rank() * d.Vl, d.Vl, d.D, tp > 1 ? partial.data() : x.data());
-      if constexpr (tp > 1) reduce_rows(partial.data(), x.data(), d.n);
+      if constexpr (tp > 1) regions_.leave_forward(partial.data(), x.data(), d.n);  // vocab-parallel: summed
       state_.release(embedding_unit_);
     } else {
       x = std::move(ch.input);
@@ -608,12 +523,12 @@ class Transformer {
     Buffer<T> hf_local = activation(d.nl * D), rstd = activation(d.nl);
     B::rmsnorm_forward(x_final.data(), final_norm, d.nl, D, config_.norm_eps, hf_local.data(), rstd.data());
     Buffer<T> hf_all = activation(sp ? n * D : 0);
-    const T* hf = gather_rows(hf_local.data(), hf_all.data(), n);
+    const T* hf = head_.enter(hf_local.data(), hf_all.data(), n);
     const T* head_weight = state_.acquire(head_unit_) + head_offset_;
     if (logits_out_ != nullptr) {  // sampling: the last position's logits of each sequence, all of the vocabulary
       Buffer<T> local = activation(d.Vl), all = activation(config_.vocab);
       for (std::int64_t b = 0; b < d.batch; ++b) {
-        linear(hf + ((b + 1) * d.seq - 1) * D, head_weight, 1, D, d.Vl, local.data());
+        head_.part(0).forward(hf + ((b + 1) * d.seq - 1) * D, head_weight, 1, local.data());
         if constexpr (tp > 1) grid_.tp().all_gather(local.data(), all.data(), d.Vl);
         else B::copy(local.data(), all.data(), d.Vl);
         for (std::int64_t v = 0; v < config_.vocab; ++v)
@@ -629,19 +544,19 @@ class Transformer {
       Buffer<T> stats(static_cast<std::size_t>(3 * chunk), core::MemoryKind::workspace);
       for (std::int64_t r0 = 0; r0 < n; r0 += chunk) {
         const std::int64_t rows = std::min(chunk, n - r0);
-        linear(hf + r0 * D, head_weight, rows, D, d.Vl, logits.data());
+        head_.part(0).forward(hf + r0 * D, head_weight, rows, logits.data());
         chunk_loss(logits.data(), targets + r0, rows, d, grad_scale, row_loss.data(), stats);
         for (std::int64_t r = 0; r < rows; ++r) ch.loss += static_cast<double>(row_loss[r]);
         if (backward) {
-          linear_input_grad(head_weight, logits.data(), rows, D, d.Vl, d_hf.data() + r0 * D);
-          linear_weight_grad(hf + r0 * D, logits.data(), rows, D, d.Vl, d_head);
+          head_.part(0).input_grad(head_weight, logits.data(), rows, d_hf.data() + r0 * D);
+          head_.part(0).weight_grad(hf + r0 * D, logits.data(), rows, d_head);
         }
       }
     }
     if (head_unit_ != fu) state_.release(head_unit_);  // (the same unit as the final norm when untied: still in use)
     if (backward) {
       Buffer<T> d_norm = activation(tp > 1 ? d.nl * D : 0);
-      const T* d_final = reduce_partial(d_hf.data(), d_norm.data(), n);
+      const T* d_final = regions_.enter_backward(d_hf.data(), d_norm.data(), n);
       ch.grad_out = activation(d.nl * D);
       B::rmsnorm_backward(x_final.data(), final_norm, rstd.data(), d_final, d.nl, D, ch.grad_out.data(),
                           state_.grad(fu) + final_norm_offset_);
@@ -687,7 +602,7 @@ class Transformer {
     }
     if (vs == 0) {
       Buffer<T> dx_all = activation(sp ? d.n * d.D : 0);
-      const T* d_embed = gather_rows(dx.data(), dx_all.data(), d.n);
+      const T* d_embed = regions_.leave_backward(dx.data(), dx_all.data(), d.n);
       B::embedding_backward(tokens, d.n, d_embed, grid_.tp_rank() * d.Vl, d.Vl, d.D, state_.grad(embedding_unit_));
       state_.grad_done(embedding_unit_);
     } else {
@@ -815,6 +730,13 @@ class Transformer {
   ModelConfig config_;
   comm::ProcessGrid<C> grid_;
   int stage_ = 0;
+  // The tensor-parallel layers of every block (their weights come from the state at each call) and the LM head.
+  Regions regions_;
+  layers::ColumnParallel<B, Regions, 3> qkv_;
+  layers::RowParallel<B, Regions> wo_;
+  layers::ColumnParallel<B, Regions, 2> gate_up_;
+  layers::RowParallel<B, Regions> w_down_;
+  layers::ColumnParallel<B, Regions, 1> head_;
   ParameterLayout layout_;
   State state_;
   Offsets offsets_{};

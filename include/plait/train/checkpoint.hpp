@@ -66,10 +66,10 @@ struct CanonicalLayout {
 template <class Model>
 CanonicalLayout canonical_layout(Model& model) {
   CanonicalLayout out;
-  const std::int64_t count = model.tensor_count();
+  const std::int64_t count = model.tensors().count();
   out.size.assign(static_cast<std::size_t>(count), 0);
   for (const auto& p : model.layout().infos())
-    out.size[static_cast<std::size_t>(model.tensor_code(p.name))] = p.slice.full_rows * p.slice.full_cols;
+    out.size[static_cast<std::size_t>(model.tensors().code(p.name))] = p.slice.full_rows * p.slice.full_cols;
   // Each rank knows the tensors it holds; together they know all of them.
   model.grid().world().all_reduce(out.size.data(), count, comm::ReduceOp::max);
   out.begin.assign(static_cast<std::size_t>(count), 0);
@@ -95,7 +95,7 @@ void for_each_owned_element(Model& model, const CanonicalLayout& canon, bool uni
     while (infos[at].offset + infos[at].numel() <= flat) ++at;  // segments come in order; find this one's tensor
     while (infos[at].offset > flat) --at;
     const auto& p = infos[at];
-    const std::int64_t base = canon.begin[static_cast<std::size_t>(model.tensor_code(p.name))];
+    const std::int64_t base = canon.begin[static_cast<std::size_t>(model.tensors().code(p.name))];
     const std::int64_t cols = p.cols();
     for (std::int64_t i = 0; i < n; ++i) {
       const std::int64_t local = flat + i - p.offset, r = local / cols, c = local % cols;
@@ -205,7 +205,7 @@ void save_checkpoint(const std::string& path, Model& model, AdamW<B>& optimizer,
     for (std::size_t c = 0; c < canon.size.size(); ++c) {
       if (canon.size[c] == 0) continue;
       // Named from the code: rank 0 holds only its own pipeline stage's tensors.
-      tensors.push_back({{"code", c}, {"name", model.tensor_name(static_cast<std::int64_t>(c))}, {"elements", canon.size[c]}});
+      tensors.push_back({{"code", c}, {"name", model.tensors().name(static_cast<std::int64_t>(c))}, {"elements", canon.size[c]}});
     }
     const nlohmann::json j = {{"format", "plait checkpoint"},      {"version", checkpoint_version},
                               {"model", detail::model_json(model.config())}, {"step", step},
