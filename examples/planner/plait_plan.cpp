@@ -159,13 +159,13 @@ int layout_cmd(int argc, char** argv) {
     l.zero = z[0] - '0';
   }
   const std::string sched = o.count("--schedule") ? o["--schedule"].back() : "1f1b";
-  if (sched == "gpipe") l.schedule = Schedule::gpipe;
-  else if (sched == "1f1b") l.schedule = Schedule::one_f_one_b;
-  else if (sched == "zb") l.schedule = Schedule::zero_bubble;
-  else if (sched.rfind("interleaved:", 0) == 0) {
-    l.schedule = Schedule::interleaved;
-    l.virtual_stages = std::atoi(sched.c_str() + 12);
-  } else throw UsageError("--schedule must be gpipe, 1f1b, interleaved:V or zb, got '" + sched + "'");
+  try {
+    const plait::parallel::ScheduleName s = plait::parallel::parse_schedule_name(sched);
+    l.schedule = schedule_of(s.kind);
+    l.virtual_stages = s.chunks;
+  } catch (const plait::Error& e) {
+    throw UsageError(std::string("--schedule: ") + e.what());
+  }
   const std::string ckpt = o.count("--checkpoint") ? o["--checkpoint"].back() : "none";
   if (ckpt == "none") l.recompute = Recompute::none;
   else if (ckpt == "selective") l.recompute = Recompute::selective;

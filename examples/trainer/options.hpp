@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "plait/core/error.hpp"
+#include "plait/parallel/schedule.hpp"
 
 namespace trainer {
 
@@ -55,10 +56,13 @@ struct Options {
 
 // The C++ type of the layout the flags name, e.g. plait::Layout<plait::TensorParallel<2>, ...>.
 inline std::string layout_type(const Options& o) {
+  const plait::parallel::ScheduleName named = plait::parallel::parse_schedule_name(o.schedule);  // or says why not
+  using Kind = plait::parallel::ScheduleName::Kind;
+  const bool interleaved = named.kind == Kind::interleaved;
   std::string schedule = "plait::OneFOneB";
-  if (o.schedule == "gpipe") schedule = "plait::GPipe";
-  if (o.schedule == "zb") schedule = "plait::ZeroBubble";
-  if (o.schedule.rfind("interleaved:", 0) == 0) schedule = "plait::Interleaved<" + o.schedule.substr(12) + ">";
+  if (named.kind == Kind::gpipe) schedule = "plait::GPipe";
+  if (named.kind == Kind::zero_bubble) schedule = "plait::ZeroBubble";
+  if (interleaved) schedule = "plait::Interleaved<" + std::to_string(named.chunks) + ">";
   std::string policy = "plait::parallel::None";
   if (o.checkpoint == "full") policy = "plait::Full";
   if (o.checkpoint == "selective") policy = "plait::Selective";
@@ -183,12 +187,10 @@ inline Options parse(int argc, char** argv) {
   PLAIT_CHECK(!o.sp || o.tp > 1, "SequenceParallel splits the sequence over the tensor-parallel group: use it with "
               "TensorParallel<N> where N > 1 (give --tp 2 or more with --sp).");
   PLAIT_CHECK(o.pp >= 1, "Pipeline<Stages> needs Stages >= 1.");
-  const bool interleaved = o.schedule.rfind("interleaved:", 0) == 0;
-  PLAIT_CHECK(o.schedule == "gpipe" || o.schedule == "1f1b" || o.schedule == "zb" || interleaved,
-              "unknown --schedule '", o.schedule, "': use gpipe, 1f1b, interleaved:V or zb");
+  // An unknown --schedule, or interleaved:V with V not a number of 2 or more, is refused here with what to write.
+  const bool interleaved =
+      plait::parallel::parse_schedule_name(o.schedule).kind == plait::parallel::ScheduleName::Kind::interleaved;
   if (interleaved) {
-    PLAIT_CHECK(count_at_least(o.schedule.substr(12), 2),
-                "Interleaved<V> needs V >= 2 model chunks per stage; with one chunk use OneFOneB (--schedule 1f1b).");
     PLAIT_CHECK(o.pp > 1, "Interleaved<V> spreads V model chunks over the pipeline stages: it needs Pipeline<S, ...> "
                 "with S > 1 (use OneFOneB, or more stages).");
   }

@@ -31,7 +31,7 @@ inline plait::ModelConfig model_config(const Options& o) {
 
 // Model chunks per pipeline stage: V for interleaved:V, else 1.
 inline int chunks_per_stage(const Options& o) {
-  return o.schedule.rfind("interleaved:", 0) == 0 ? std::stoi(o.schedule.substr(12)) : 1;
+  return plait::parallel::parse_schedule_name(o.schedule).chunks;
 }
 
 // The training settings over dp data-parallel ranks. Default micro-batch: the rank's whole share at once, or under a

@@ -218,5 +218,6 @@ TEST_CASE("plait-train's runs rows: an inline model with its schedule and checkp
     f << "study,model,seq_len,gpus,tp,pp,mbs,act_ckpt,kernel,seq_parallel,schedule\n"
       << "x,13B,2048,64,1,2,1,disabled,plait,0,chimera\n";
   }
-  CHECK_THROWS_WITH(parse_run(read_csv(path), 0, path), Catch::Contains(":2:") && Catch::Contains("unknown schedule"));
+  CHECK_THROWS_WITH(parse_run(read_csv(path), 0, path), Catch::Contains(":2:") &&
+                                                            Catch::Contains("unknown pipeline schedule 'chimera'"));
 }

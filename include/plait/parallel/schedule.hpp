@@ -242,11 +242,20 @@ PipelineSchedule make_schedule(int stages, int microbatches) {
   }
 }
 
-// The trainer's --schedule flag: "gpipe", "1f1b", "interleaved:V", "zb".
-inline PipelineSchedule make_schedule(std::string_view name, int stages, int microbatches) {
-  if (name == "gpipe") return detail::gpipe(stages, microbatches);
-  if (name == "1f1b") return detail::one_f_one_b(stages, microbatches, false);
-  if (name == "zb") return detail::one_f_one_b(stages, microbatches, true);
+// A schedule by the name the trainer's --schedule flag, plait-plan and the runs files give it: "gpipe", "1f1b",
+// "interleaved:V" (V >= 2 model chunks per stage) or "zb". parse_schedule_name is the one parser of these names.
+struct ScheduleName {
+  enum class Kind { gpipe, one_f_one_b, interleaved, zero_bubble };
+  Kind kind = Kind::one_f_one_b;
+  int chunks = 1;  // V for interleaved:V, else 1
+};
+
+// The schedule `name` says; anything else is an error that says what to write.
+inline ScheduleName parse_schedule_name(std::string_view name) {
+  using Kind = ScheduleName::Kind;
+  if (name == "gpipe") return {Kind::gpipe, 1};
+  if (name == "1f1b") return {Kind::one_f_one_b, 1};
+  if (name == "zb") return {Kind::zero_bubble, 1};
   constexpr std::string_view prefix = "interleaved:";
   if (name.substr(0, prefix.size()) == prefix) {
     const std::string_view digits = name.substr(prefix.size());
@@ -254,10 +263,24 @@ inline PipelineSchedule make_schedule(std::string_view name, int stages, int mic
                          std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; });
     PLAIT_CHECK(numeric, "pipeline schedule '", name, "': write interleaved:V with V the number of model chunks per "
                 "stage, e.g. interleaved:2.");
-    return detail::interleaved(stages, microbatches, std::stoi(std::string(digits)));
+    const int chunks = std::stoi(std::string(digits));
+    PLAIT_CHECK(chunks >= 2, "interleaved:", chunks, " needs V >= 2 model chunks per stage; with one chunk use 1f1b.");
+    return {Kind::interleaved, chunks};
   }
   core::fail("unknown pipeline schedule '", name, "': use gpipe, 1f1b, interleaved:V (V >= 2 model chunks per stage, "
              "e.g. interleaved:2) or zb.");
+}
+
+// The trainer's --schedule flag: "gpipe", "1f1b", "interleaved:V", "zb".
+inline PipelineSchedule make_schedule(std::string_view name, int stages, int microbatches) {
+  const ScheduleName s = parse_schedule_name(name);
+  switch (s.kind) {
+    case ScheduleName::Kind::gpipe: return detail::gpipe(stages, microbatches);
+    case ScheduleName::Kind::one_f_one_b: return detail::one_f_one_b(stages, microbatches, false);
+    case ScheduleName::Kind::zero_bubble: return detail::one_f_one_b(stages, microbatches, true);
+    case ScheduleName::Kind::interleaved: return detail::interleaved(stages, microbatches, s.chunks);
+  }
+  core::fail("unreachable schedule kind");
 }
 
 // Costs of one micro-batch through one stage's whole share of the model (all its chunks): an action on one of V

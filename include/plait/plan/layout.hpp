@@ -12,12 +12,24 @@
 
 #include "plait/core/error.hpp"
 #include "plait/model/config.hpp"
+#include "plait/parallel/schedule.hpp"
 
 namespace plait::plan {
 
 enum class Schedule { gpipe, one_f_one_b, interleaved, zero_bubble };
 enum class Recompute { none, selective, full };     // full: every layer keeps only its input ("every_layer")
 enum class KernelSet { flash_attention2, flash_attention2_rmsnorm };
+
+// The planner's schedule for the runtime's name of it (parallel::parse_schedule_name).
+inline Schedule schedule_of(parallel::ScheduleName::Kind k) {
+  switch (k) {
+    case parallel::ScheduleName::Kind::gpipe: return Schedule::gpipe;
+    case parallel::ScheduleName::Kind::one_f_one_b: return Schedule::one_f_one_b;
+    case parallel::ScheduleName::Kind::interleaved: return Schedule::interleaved;
+    case parallel::ScheduleName::Kind::zero_bubble: return Schedule::zero_bubble;
+  }
+  return Schedule::one_f_one_b;
+}
 
 inline const char* name(Schedule s) {
   switch (s) {

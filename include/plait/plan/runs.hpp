@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "plait/core/error.hpp"
+#include "plait/parallel/schedule.hpp"
 #include "plait/plan/hardware.hpp"
 #include "plait/plan/layout.hpp"
 #include "plait/plan/memory_model.hpp"
@@ -138,18 +139,13 @@ inline RunRow parse_run(const CsvTable& t, std::size_t r, const std::string& pat
   l.micro_batch = parse_int(t, r, "mbs", path);
   l.schedule = Schedule::one_f_one_b;  // the paper's runs; plait-train's name theirs (gpipe, 1f1b, interleaved:V, zb)
   if (t.column("schedule") >= 0 && !t.get(r, "schedule").empty()) {
-    const std::string& sched = t.get(r, "schedule");
-    if (sched == "gpipe") l.schedule = Schedule::gpipe;
-    else if (sched == "zb") l.schedule = Schedule::zero_bubble;
-    else if (sched.rfind("interleaved:", 0) == 0) {
-      l.schedule = Schedule::interleaved;
-      try {
-        l.virtual_stages = std::stoi(sched.substr(12));
-      } catch (...) {
-        core::fail(path, ":", t.lines[r], ": schedule '", sched, "': interleaved:V needs a number of chunks V");
-      }
-    } else PLAIT_CHECK(sched == "1f1b", path, ":", t.lines[r], ": unknown schedule '", sched, "' (gpipe, 1f1b, "
-                       "interleaved:V or zb)");
+    try {
+      const parallel::ScheduleName s = parallel::parse_schedule_name(t.get(r, "schedule"));
+      l.schedule = schedule_of(s.kind);
+      l.virtual_stages = s.chunks;
+    } catch (const Error& e) {
+      core::fail(path, ":", t.lines[r], ": ", e.what());
+    }
   }
   l.zero = t.column("zero") >= 0 && !t.get(r, "zero").empty() ? static_cast<int>(parse_int(t, r, "zero", path)) : 1;
   // Sequence parallelism splits what TP replicates; with tp 1 there is nothing to split (the paper ran both).
