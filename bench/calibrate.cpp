@@ -425,7 +425,7 @@ int main(int argc, char** argv) {
   const double layer_kernels_s =
       seconds_of(world, target.layer_kernels(layer_shape, layer_tokens), target.finish, 3, block) / o.share;
   const double adamw_s = seconds_of(world, target.adamw(adam_params), target.finish, 3, block) / o.share;
-  const double layer_bytes = plait::plan::layer_memory_bound_bytes(layer_shape, plait::plan::Layout{},
+  const double layer_bytes = plait::plan::layer_memory_bound_bytes(layer_shape, plait::plan::Candidate{},
                                                                    static_cast<double>(layer_tokens), target.bytes);
   const double kernel_efficiency = layer_bytes / layer_kernels_s / bandwidth;  // of the triad or the datasheet
   const double adamw_factor =

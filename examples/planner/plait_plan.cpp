@@ -148,7 +148,7 @@ int layout_cmd(int argc, char** argv) {
                  layout_usage);
   const Workload w = workload_from(o, layout_usage);
   const Hardware hw = load_hardware(need(o, "--hardware", layout_usage));
-  Layout l;
+  Candidate l;
   l.zero = 0;
   if (o.count("--tp")) l.tp = static_cast<int>(need_int(o, "--tp", layout_usage));
   if (o.count("--pp")) l.pp = static_cast<int>(need_int(o, "--pp", layout_usage));
@@ -237,7 +237,7 @@ int recommend(int argc, char** argv) {
   if (ranked.empty()) {
     const auto leanest = leanest_layout(w, hw, space);
     if (!leanest) {
-      Layout plain;  // TP 1, PP 1, micro-batch 1: what keeps even the simplest layout from running
+      Candidate plain;  // TP 1, PP 1, micro-batch 1: what keeps even the simplest layout from running
       plain.micro_batch = space.micro_batches.front(), plain.kernels = space.kernels.front();
       std::fprintf(stderr,
                    "no layout of %s at seq %lld on %lld GPUs can run a global batch of %lld sequences (with TP 1 and "

@@ -64,7 +64,7 @@ TEST_CASE("the model's gradient matches central finite differences in fp64", "[m
   CHECK(norm > 0.0);
   CHECK(std::sqrt(diff / norm) < 1e-6);
   // Every named tensor receives gradient (no part of the model is disconnected).
-  for (const auto& info : model.layout().infos()) {
+  for (const auto& info : model.parameters().infos()) {
     double s = 0.0;
     for (std::int64_t j = 0; j < info.numel(); ++j) s += std::abs(analytic[static_cast<std::size_t>(info.offset + j)]);
     CAPTURE(info.name);

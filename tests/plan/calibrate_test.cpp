@@ -69,7 +69,7 @@ TEST_CASE("Hardware files carry optimizer_cost_factor and the time model scales 
   CHECK(back.calibration.optimizer_cost_factor == 5.5);
 
   const Workload w = plait::plan::test::llama_13b_2k(64);
-  const Layout l{.tp = 2, .pp = 2, .micro_batch = 1};
+  const Candidate l{.tp = 2, .pp = 2, .micro_batch = 1};
   const StepTime plain = step_time(w, l, dgx_a100_80gb()), slow = step_time(w, l, back);
   CHECK(slow.optimizer == Approx(5.5 * plain.optimizer));
   CHECK(slow.compute == plain.compute);

@@ -74,7 +74,7 @@ TEST_CASE("The LLaMA activation count: Korthikanti's structure with fused RMSNor
 TEST_CASE("Per-rank memory: the first 1F1B stage holds L layers' worth and SP and TP divide what they split") {
   const Workload w = llama_13b_2k(64);
   const Calibration c = counted_only();
-  Layout l;
+  Candidate l;
   l.tp = 2;
   l.pp = 2;
   const auto per_token = layer_activation_bytes(w.model, l.kernels);
@@ -91,7 +91,7 @@ TEST_CASE("Per-rank memory: the first 1F1B stage holds L layers' worth and SP an
         Approx(20 * 2 * tokens * 2 * 5120 + c.recompute_working_layers * full_layer));
   // ZeRO-1 over dp 16: the optimizer share shrinks by 16.
   l.recompute = Recompute::none;
-  const auto z0 = [&] { Layout z = l; z.zero = 0; return stage_memory(w, z, c, 0); }();
+  const auto z0 = [&] { Candidate z = l; z.zero = 0; return stage_memory(w, z, c, 0); }();
   CHECK(first.optimizer == Approx(z0.optimizer / 16));
 }
 
@@ -102,7 +102,7 @@ TEST_CASE("Per-rank memory: the unsplit activation term is whole on every TP ran
   with.unsplit_activation_bytes = 7.5;
   const double per_layer = 7.5 * 2048 * 5120;  // bytes per token and hidden unit x tokens x hidden
   for (const bool sp : {false, true}) {
-    Layout l;
+    Candidate l;
     l.tp = 4;
     l.pp = 2;
     l.sequence_parallel = sp;

@@ -60,7 +60,7 @@ TEST_CASE("leanest_layout: the layout needing the least memory whether it fits o
   CHECK(layout_problem(big, leanest->first).empty());
   CHECK(leanest->second.total() > hw.memory_bytes);
   int admitted = 0;
-  for_each_layout(big, hw, SearchSpace{}, [&](const Layout& l) {
+  for_each_layout(big, hw, SearchSpace{}, [&](const Candidate& l) {
     ++admitted;
     CHECK(memory_per_rank(big, l, hw.calibration).total() >= leanest->second.total());
   });

@@ -40,31 +40,31 @@ TEST_CASE("GEMM efficiency drops as TP slices a dimension") {
 TEST_CASE("Step time parts follow the layout") {
   const Workload w = llama_13b_2k(64);
   const auto hw = dgx_a100_80gb();
-  Layout base;
+  Candidate base;
   const auto t1 = step_time(w, base, hw);
   CHECK(t1.tensor_comm == 0);
   CHECK(t1.bubble == 0);
-  Layout tp = base;
+  Candidate tp = base;
   tp.tp = 4;
   CHECK(step_time(w, tp, hw).tensor_comm > 0);
-  Layout pp = base;
+  Candidate pp = base;
   pp.pp = 4;
   const auto tpp = step_time(w, pp, hw);
   CHECK(tpp.bubble > 0);
-  Layout inter = pp;
+  Candidate inter = pp;
   inter.schedule = Schedule::interleaved;
   inter.virtual_stages = 2;
   const auto ti = step_time(w, inter, hw);
   CHECK(ti.bubble < tpp.bubble);
   CHECK(ti.pipeline_comm == Approx(2 * tpp.pipeline_comm));
-  Layout zb = pp;
+  Candidate zb = pp;
   zb.schedule = Schedule::zero_bubble;
   CHECK(step_time(w, zb, hw).bubble < ti.bubble);
-  Layout rc = base;
+  Candidate rc = base;
   rc.recompute = Recompute::full;
   CHECK(step_time(w, rc, hw).compute > t1.compute * 1.2);  // a forward pass more
   // The fused RMSNorm kernel moves fewer bytes than PyTorch's unfused norm.
-  Layout unfused = base;
+  Candidate unfused = base;
   unfused.kernels = KernelSet::flash_attention2;
   CHECK(step_time(w, unfused, hw).total() > t1.total());
 }

@@ -12,7 +12,7 @@
 #include "plait/train/optimizer.hpp"
 
 TEST_CASE("AdamW decays weights but not norms", "[train][adamw]") {
-  plait::model::ParameterLayout layout;
+  plait::model::ParameterTable layout;
   layout.begin_unit();
   layout.declare("w", {2, 2}, true, plait::model::Init::constant(1.0));
   layout.declare("norm", {2}, false, plait::model::Init::constant(1.0));

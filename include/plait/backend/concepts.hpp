@@ -1,12 +1,16 @@
-// The Backend concept: what the model needs from a device. A backend is a type with static operations on raw
-// pointers to its own memory (host memory for Host<T>, device memory for Cuda<T>), so the model is written once and
-// the choice of device is a template argument, never a virtual call.
+// The Backend concept: everything the model, its layers and the optimizer ask of a device. A backend is a type with
+// static operations on raw pointers to its own memory (host memory for Host<T>, device memory for Cuda<T>), so the
+// model is written once and the choice of device is a template argument, never a virtual call. The concept names
+// every operation the layers call, so a backend that lacks one fails here, at the model's entry, not deep inside it.
 #pragma once
 
 #include <concepts>
 #include <cstdint>
 
 #include "plait/core/memory.hpp"
+#include "plait/kernels/adamw.hpp"
+#include "plait/kernels/attention.hpp"
+#include "plait/kernels/blas.hpp"
 
 namespace plait::concepts {
 
@@ -16,14 +20,37 @@ concept Backend = requires {
   typename B::master_type;  // optimizer master weights and moments
   typename B::template Buffer<typename B::value_type>;
   { B::name } -> std::convertible_to<const char*>;
-} && requires(typename B::value_type* x, const typename B::value_type* cx, std::int64_t n, double s) {
+} && requires(typename B::value_type* x, const typename B::value_type* cx, typename B::value_type alpha,
+              typename B::master_type* moment, std::int64_t n, double s, const std::int32_t* tokens,
+              kernels::Trans trans, const kernels::AttentionShape& shape, const kernels::AdamWStep& step) {
+  // memory, streams and elementwise work
   { B::memory() } -> std::same_as<core::MemoryTracker&>;
+  B::synchronize();
   B::fill(x, n, s);
   B::copy(cx, x, n);
   B::add(cx, x, n);
   B::scale(x, n, s);
   { B::sum_squares(cx, n) } -> std::convertible_to<double>;
-  B::synchronize();
+  // Linear: C = alpha op(A) op(B) + beta C, row-major
+  B::gemm(trans, trans, n, n, n, alpha, cx, n, cx, n, alpha, x, n);
+  // the layer kernels (kernels/*.hpp are their CPU references); backward passes accumulate into their outputs
+  B::embedding_forward(tokens, n, cx, n, n, n, x);
+  B::embedding_backward(tokens, n, cx, n, n, n, x);
+  B::rmsnorm_forward(cx, cx, n, n, s, x, x);
+  B::rmsnorm_backward(cx, cx, cx, cx, n, n, x, x);
+  B::rope_forward(x, n, n, n, n, n, s);
+  B::rope_backward(x, n, n, n, n, n, s);
+  B::attention_forward(shape, cx, cx, cx, x, x);
+  B::attention_backward(shape, cx, cx, cx, cx, cx, cx, x, x, x);
+  B::swiglu_forward(cx, cx, n, x);
+  B::swiglu_backward(cx, cx, cx, n, x, x);
+  // the loss: whole rows on one rank, or vocab-parallel in three pieces with reductions between them
+  B::cross_entropy_forward_backward(x, tokens, n, n, s, x);
+  B::cross_entropy_row_max(cx, n, n, x);
+  B::cross_entropy_sum_exp(cx, tokens, n, n, n, cx, x, x);
+  B::cross_entropy_grad_inplace(x, tokens, n, n, n, cx, cx, s);
+  // the optimizer: parameters in the layers' precision, moments in the master's
+  B::adamw_update(x, cx, moment, moment, n, step);
 };
 
 }  // namespace plait::concepts

@@ -44,7 +44,7 @@ struct ParameterInfo {
   std::int64_t cols() const { return numel() / rows(); }
 };
 
-class ParameterLayout {
+class ParameterTable {
  public:
   // Opens the next unit; tensors declared after it belong to it.
   void begin_unit() {

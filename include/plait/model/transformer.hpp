@@ -24,11 +24,11 @@
 
 #include <algorithm>
 #include <array>
-#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <tuple>
 #include <type_traits>
@@ -41,12 +41,14 @@
 #include "plait/core/memory.hpp"
 #include "plait/kernels/attention.hpp"
 #include "plait/kernels/blas.hpp"
+#include "plait/model/block.hpp"
 #include "plait/model/config.hpp"
 #include "plait/model/layers/column_parallel.hpp"
-#include "plait/model/layers/row_parallel.hpp"
 #include "plait/model/parameters.hpp"
+#include "plait/model/recompute.hpp"
 #include "plait/model/tensor_names.hpp"
 #include "plait/parallel/layout.hpp"
+#include "plait/parallel/pipeline_executor.hpp"
 #include "plait/parallel/schedule.hpp"
 #include "plait/parallel/sharded_state.hpp"
 #include "plait/parallel/tp_regions.hpp"
@@ -57,7 +59,7 @@ template <class L, concepts::Backend B, concepts::Communicator C = comm::Single>
 class Transformer {
  public:
   using Backend = B;
-  using LayoutType = L;
+  using Layout = L;
   using Comm = C;
   using T = typename B::value_type;
   template <class U>
@@ -65,6 +67,8 @@ class Transformer {
   using State = parallel::ShardedState<typename L::zero, B, C>;
   using Policy = typename L::checkpoint;
   using Regions = parallel::TensorParallelRegions<B, C, L::tp::degree, L::tp::sequence_parallel>;
+  using TransformerBlock = Block<B, Regions>;
+  using Recomputation = Recompute<Policy, TransformerBlock>;  // what a block keeps for backward: Checkpoint<Policy>
 
   static constexpr int tp = L::tp::degree;
   static constexpr bool sp = L::tp::sequence_parallel;
@@ -84,16 +88,12 @@ class Transformer {
   Transformer(const ModelConfig& config, std::uint64_t seed, comm::ProcessGrid<C> grid)
       : config_(checked(config, grid)), grid_(std::move(grid)), stage_(grid_.pp_rank()),
         regions_(tp > 1 ? &grid_.tp() : nullptr, config_.hidden),
-        qkv_(regions_, config_.hidden, {config_.heads * config_.head_dim(), config_.kv_heads * config_.head_dim(),
-                                        config_.kv_heads * config_.head_dim()}, grid_.tp_rank()),
-        wo_(regions_, config_.heads * config_.head_dim(), config_.hidden, grid_.tp_rank()),
-        gate_up_(regions_, config_.hidden, {config_.ffn, config_.ffn}, grid_.tp_rank()),
-        w_down_(regions_, config_.ffn, config_.hidden, grid_.tp_rank()),
+        block_(config_, regions_, grid_.tp_rank()),
         head_(regions_, config_.hidden, {config_.vocab}, grid_.tp_rank()),
-        layout_(declare()),
-        state_(layout_.units(), layout_.segments(), grid_.dp(), grid_.tp(), stages > 1 ? &grid_.pp() : nullptr) {
-    Buffer<T> initial(static_cast<std::size_t>(layout_.size()), core::MemoryKind::workspace);
-    layout_.initialize(seed, initial.data());
+        parameters_(declare()),
+        state_(parameters_.units(), parameters_.segments(), grid_.dp(), grid_.tp(), stages > 1 ? &grid_.pp() : nullptr) {
+    Buffer<T> initial(static_cast<std::size_t>(parameters_.size()), core::MemoryKind::workspace);
+    parameters_.initialize(seed, initial.data());
     state_.load(initial.data());
     // Units in declaration order: [embedding] (first stage), one per layer held here, [final norm + head] (last).
     int unit = 0;
@@ -106,14 +106,14 @@ class Transformer {
     if (last_stage()) final_unit_ = unit++;
     // Where each of a layer's tensors lies in its unit: the same in every layer.
     const std::int64_t some_layer = layers_of(virtual_stage(0)).first;
-    const std::int64_t base = layout_.info(TensorTable::layer_tensor(some_layer, 0)).offset;
+    const std::int64_t base = parameters_.info(TensorTable::layer_tensor(some_layer, 0)).offset;
     for (int k = 0; k < layer_tensor_count; ++k)
-      offsets_[static_cast<std::size_t>(k)] = layout_.info(TensorTable::layer_tensor(some_layer, k)).offset - base;
+      offsets_[static_cast<std::size_t>(k)] = parameters_.info(TensorTable::layer_tensor(some_layer, k)).offset - base;
     if (last_stage()) {
-      const std::int64_t final_begin = layout_.units()[final_unit_].begin;
-      final_norm_offset_ = layout_.info("final_norm").offset - final_begin;
+      const std::int64_t final_begin = parameters_.units()[final_unit_].begin;
+      final_norm_offset_ = parameters_.info("final_norm").offset - final_begin;
       head_unit_ = config_.tied_embedding ? embedding_unit_ : final_unit_;
-      head_offset_ = config_.tied_embedding ? 0 : layout_.info("lm_head").offset - final_begin;
+      head_offset_ = config_.tied_embedding ? 0 : parameters_.info("lm_head").offset - final_begin;
     }
   }
 
@@ -121,7 +121,7 @@ class Transformer {
   Transformer& operator=(const Transformer&) = delete;
 
   const ModelConfig& config() const { return config_; }
-  const ParameterLayout& layout() const { return layout_; }
+  const ParameterTable& parameters() const { return parameters_; }
   // The model's tensors by name and number (tensor_names.hpp): the order checkpoints and gather_parameters use.
   TensorTable tensors() const { return TensorTable(config_.layers); }
   State& state() { return state_; }
@@ -148,7 +148,7 @@ class Transformer {
 
   // The sum of token losses, no gradients; every rank gets it.
   double loss(const std::int32_t* tokens, const std::int32_t* targets, std::int64_t batch, std::int64_t seq) {
-    double sum = execute(forward_program(1), tokens, targets, 1, batch, seq, 0.0, false, nullptr);
+    double sum = execute(forward_program(), tokens, targets, 1, batch, seq, 0.0, false, nullptr);
     if constexpr (stages > 1) grid_.pp().all_reduce(&sum, 1, comm::ReduceOp::sum);
     return sum;
   }
@@ -158,7 +158,7 @@ class Transformer {
   std::vector<double> last_logits(const std::int32_t* tokens, std::int64_t batch, std::int64_t seq) {
     std::vector<double> out(static_cast<std::size_t>(batch * config_.vocab), 0.0);
     logits_out_ = &out;
-    execute(forward_program(1), tokens, nullptr, 1, batch, seq, 0.0, false, nullptr);
+    execute(forward_program(), tokens, nullptr, 1, batch, seq, 0.0, false, nullptr);
     logits_out_ = nullptr;
     if constexpr (stages > 1) grid_.pp().broadcast(out.data(), static_cast<std::int64_t>(out.size()), stages - 1);
     return out;
@@ -167,10 +167,10 @@ class Transformer {
   // The full, unsplit value of every tensor (gathered over TP, PP and, under ZeRO-3, DP), in the single-rank
   // model's declaration order. A collective: every rank calls it and every rank gets the result.
   std::vector<std::pair<std::string, std::vector<double>>> gather_parameters() {
-    Buffer<T> local(static_cast<std::size_t>(layout_.size()), core::MemoryKind::workspace);
+    Buffer<T> local(static_cast<std::size_t>(parameters_.size()), core::MemoryKind::workspace);
     state_.gather(local.data());
     std::map<std::string, std::vector<double>> mine;
-    for (const ParameterInfo& p : layout_.infos()) mine[p.name] = gather_over_tp(p, local.data());
+    for (const ParameterInfo& p : parameters_.infos()) mine[p.name] = gather_over_tp(p, local.data());
     if constexpr (stages > 1) {  // each stage broadcasts its tensors to the others, in stage order
       for (int from = 0; from < stages; ++from) {
         std::vector<std::string> names;
@@ -224,10 +224,10 @@ class Transformer {
   }
 
   // This rank's tensors, unit by unit; each split tensor's slice is the one its layer computes with.
-  ParameterLayout declare() const {
+  ParameterTable declare() const {
     const ModelConfig& c = config_;
     const int stage = stage_;
-    ParameterLayout p;
+    ParameterTable p;
     const double std = 0.02;
     const double out_std = 0.02 / std::sqrt(2.0 * static_cast<double>(c.layers));  // residual branches
     const std::int64_t D = c.hidden, hd = c.head_dim(), Hl = c.heads / tp, KVl = c.kv_heads / tp, Fl = c.ffn / tp,
@@ -244,14 +244,14 @@ class Transformer {
         using K = LayerTensor;
         p.begin_unit();  // in LayerTensor's order
         p.declare(n(K::attn_norm), {D}, false, Init::constant(1.0), {}, replicated, partial);
-        p.declare(n(K::wq), {Hl * hd, D}, true, Init::normal(std), qkv_.slice(0));
-        p.declare(n(K::wk), {KVl * hd, D}, true, Init::normal(std), qkv_.slice(1));
-        p.declare(n(K::wv), {KVl * hd, D}, true, Init::normal(std), qkv_.slice(2));
-        p.declare(n(K::wo), {D, Hl * hd}, true, Init::normal(out_std), wo_.slice());
+        p.declare(n(K::wq), {Hl * hd, D}, true, Init::normal(std), block_.slice(K::wq));
+        p.declare(n(K::wk), {KVl * hd, D}, true, Init::normal(std), block_.slice(K::wk));
+        p.declare(n(K::wv), {KVl * hd, D}, true, Init::normal(std), block_.slice(K::wv));
+        p.declare(n(K::wo), {D, Hl * hd}, true, Init::normal(out_std), block_.slice(K::wo));
         p.declare(n(K::mlp_norm), {D}, false, Init::constant(1.0), {}, replicated, partial);
-        p.declare(n(K::w_gate), {Fl, D}, true, Init::normal(std), gate_up_.slice(0));
-        p.declare(n(K::w_up), {Fl, D}, true, Init::normal(std), gate_up_.slice(1));
-        p.declare(n(K::w_down), {D, Fl}, true, Init::normal(out_std), w_down_.slice());
+        p.declare(n(K::w_gate), {Fl, D}, true, Init::normal(std), block_.slice(K::w_gate));
+        p.declare(n(K::w_up), {Fl, D}, true, Init::normal(std), block_.slice(K::w_up));
+        p.declare(n(K::w_down), {D, Fl}, true, Init::normal(out_std), block_.slice(K::w_down));
       }
     }
     if (stage == stages - 1) {
@@ -280,200 +280,26 @@ class Transformer {
 
   // ---- activations
 
-  // A layer's tensors within its unit, by LayerTensor, and named views of them (weights or their gradients).
-  using Offsets = std::array<std::int64_t, layer_tensor_count>;
+  using Dims = typename TransformerBlock::Dims;
+  using Offsets = typename TransformerBlock::Offsets;
   template <class P>
-  struct Weights {
-    P attn_norm, wq, wk, wv, wo, mlp_norm, w_gate, w_up, w_down;
-    Weights(P b, const Offsets& o)
-        : attn_norm(b + o[LayerTensor::attn_norm]), wq(b + o[LayerTensor::wq]), wk(b + o[LayerTensor::wk]),
-          wv(b + o[LayerTensor::wv]), wo(b + o[LayerTensor::wo]), mlp_norm(b + o[LayerTensor::mlp_norm]),
-          w_gate(b + o[LayerTensor::w_gate]), w_up(b + o[LayerTensor::w_up]), w_down(b + o[LayerTensor::w_down]) {}
-  };
+  using Weights = typename TransformerBlock::template Weights<P>;
+  using LayerActivations = typename TransformerBlock::Activations;
 
-  // Local sizes on this rank.
-  struct Dims {
-    std::int64_t batch, seq, n, nl, D, Hl, KVl, hd, Fl, Vl;
-  };
   Dims dims(std::int64_t batch, std::int64_t seq) const {
     const std::int64_t n = batch * seq;
     return {batch, seq, n, sp ? n / tp : n, config_.hidden, config_.heads / tp, config_.kv_heads / tp,
             config_.head_dim(), config_.ffn / tp, config_.vocab / tp};
   }
-  Buffer<T> activation(std::int64_t count) const {
-    return Buffer<T>(static_cast<std::size_t>(count), core::MemoryKind::activations);
-  }
-
-  // What the checkpoint policy keeps of a layer for backward.
-  enum class Keep { everything, all_but_core, input_only };
-  static Keep keep_for(std::int64_t layer) {
-    if constexpr (Policy::recompute_layer) {
-      if (layer % Policy::every == 0) return Keep::input_only;  // Full: every layer; EveryNth<K>: every K-th
-      return Keep::everything;
-    } else if constexpr (Policy::recompute_core) {
-      return Keep::all_but_core;  // Selective: attention core and MLP activation recomputed
-    } else {
-      return Keep::everything;
-    }
-  }
-
-  // A layer's activations: allocated whole for its forward, then trimmed to what the policy keeps.
-  struct LayerActivations {
-    Buffer<T> x, rstd1, h1, q, k, v, o, lse, x_mid, rstd2, h2, gate, up, act;
-    void allocate_all(const Dims& d, const Transformer& m) {
-      if (x.size() == 0) x = m.activation(d.nl * d.D);
-      rstd1 = m.activation(d.nl);
-      h1 = m.activation(d.nl * d.D);
-      q = m.activation(d.n * d.Hl * d.hd);
-      k = m.activation(d.n * d.KVl * d.hd);
-      v = m.activation(d.n * d.KVl * d.hd);
-      allocate_core(d, m);
-      x_mid = m.activation(d.nl * d.D);
-      rstd2 = m.activation(d.nl);
-      h2 = m.activation(d.nl * d.D);
-      gate = m.activation(d.n * d.Fl);
-      up = m.activation(d.n * d.Fl);
-    }
-    void allocate_core(const Dims& d, const Transformer& m) {
-      o = m.activation(d.n * d.Hl * d.hd);
-      lse = m.activation(d.batch * d.Hl * d.seq);
-      act = m.activation(d.n * d.Fl);
-    }
-    void trim(Keep keep) {
-      if (keep == Keep::everything) return;
-      o = Buffer<T>();
-      lse = Buffer<T>();
-      act = Buffer<T>();
-      if (keep == Keep::all_but_core) return;
-      for (Buffer<T>* b : {&rstd1, &h1, &q, &k, &v, &x_mid, &rstd2, &h2, &gate, &up}) *b = Buffer<T>();
-    }
-  };
+  static Buffer<T> activation(std::int64_t count) { return TransformerBlock::activation(count); }
 
   // What one micro-batch's pass through one chunk of layers on this stage holds between its actions.
   struct ChunkState {
     std::vector<LayerActivations> layers;
     Buffer<T> input, out, grad_out, grad_in;  // (nl, D) each
-    std::vector<Buffer<T>> kept;              // gradients the deferred weight-gradient work reads (ZeroBubble)
-    std::vector<std::function<void()>> deferred;
+    typename TransformerBlock::DeferredWeightGradients deferred;  // ZeroBubble's W, until backward_weight
     double loss = 0.0;
   };
-
-  // ---- one layer
-
-  void forward_layer(Weights<const T*> w, LayerActivations& a, const Dims& d, T* out) {
-    const ModelConfig& c = config_;
-    const std::int64_t n = d.n, D = d.D;
-    B::rmsnorm_forward(a.x.data(), w.attn_norm, d.nl, D, c.norm_eps, a.h1.data(), a.rstd1.data());
-    Buffer<T> gathered = activation(sp ? n * D : 0);
-    const T* h1 = qkv_.enter(a.h1.data(), gathered.data(), n);
-    qkv_.forward(h1, {w.wq, w.wk, w.wv}, n, {a.q.data(), a.k.data(), a.v.data()});
-    B::rope_forward(a.q.data(), d.batch, d.seq, d.Hl, d.hd, 0, c.rope_theta);
-    B::rope_forward(a.k.data(), d.batch, d.seq, d.KVl, d.hd, 0, c.rope_theta);
-    B::attention_forward(attention_shape(d), a.q.data(), a.k.data(), a.v.data(), a.o.data(), a.lse.data());
-    B::copy(a.x.data(), a.x_mid.data(), d.nl * D);
-    wo_.forward_into(a.o.data(), w.wo, n, a.x_mid.data());
-    B::rmsnorm_forward(a.x_mid.data(), w.mlp_norm, d.nl, D, c.norm_eps, a.h2.data(), a.rstd2.data());
-    const T* h2 = gate_up_.enter(a.h2.data(), gathered.data(), n);
-    gate_up_.forward(h2, {w.w_gate, w.w_up}, n, {a.gate.data(), a.up.data()});
-    B::swiglu_forward(a.gate.data(), a.up.data(), n * d.Fl, a.act.data());
-    B::copy(a.x_mid.data(), out, d.nl * D);
-    w_down_.forward_into(a.act.data(), w.w_down, n, out);
-  }
-
-  // Gives back what the checkpoint policy dropped, with the same operations on the same inputs as the forward
-  // (so bit for bit the same values).
-  void restore_layer(Weights<const T*> w, LayerActivations& a, const Dims& d, Keep keep) {
-    if (keep == Keep::everything) return;
-    if (keep == Keep::input_only) {
-      a.allocate_all(d, *this);
-      Buffer<T> out = activation(d.nl * d.D);
-      forward_layer(w, a, d, out.data());
-      return;
-    }
-    a.allocate_core(d, *this);
-    B::attention_forward(attention_shape(d), a.q.data(), a.k.data(), a.v.data(), a.o.data(), a.lse.data());
-    B::swiglu_forward(a.gate.data(), a.up.data(), d.n * d.Fl, a.act.data());
-  }
-
-  // dx: on entry d(loss)/d(layer output), this rank's rows; on exit d(loss)/d(layer input). Weight gradients of
-  // the GEMMs go to `weight_work`: run now, or (ZeroBubble) kept for the schedule's backward_weight action, with
-  // the gradients they read moved into `kept`.
-  void backward_layer(Weights<const T*> w, int unit, const LayerActivations& a, const Dims& d, T* dx,
-                      std::vector<Buffer<T>>* kept, std::vector<std::function<void()>>* weight_work) {
-    T* const grad_base = state_.grad(unit);
-    const Weights<T*> g(grad_base, offsets_);
-    const ModelConfig& c = config_;
-    const std::int64_t n = d.n, D = d.D, Q = d.Hl * d.hd, KV = d.KVl * d.hd, F = d.Fl;
-    const bool defer = weight_work != nullptr;
-    // A copy of what a deferred weight gradient reads, unless it is a buffer of its own already.
-    auto hold = [&](const T* data, std::int64_t count, Buffer<T>* own) -> const T* {
-      if (!defer) return data;
-      if (own != nullptr) {
-        kept->push_back(std::move(*own));
-        return kept->back().data();
-      }
-      Buffer<T> copy = activation(count);
-      B::copy(data, copy.data(), count);
-      kept->push_back(std::move(copy));
-      return kept->back().data();
-    };
-    // A deferred weight gradient finds the unit's gradient buffer when it runs: under ZeRO-2/3 the buffer open now
-    // may have been reduce-scattered and freed by then (another micro-batch's backward_weight).
-    auto weight_grad = [&](const layers::Linear<B>& linear, const T* x, const T* dy, T* dw) {
-      if (defer) {
-        const std::int64_t at = dw - grad_base;
-        weight_work->push_back([=, this] { linear.weight_grad(x, dy, n, state_.grad(unit) + at); });
-      } else {
-        linear.weight_grad(x, dy, n, dw);
-      }
-    };
-    // MLP branch: out = x' + reduce(a Wd^T). The backward of a reduce-scatter is an all-gather.
-    Buffer<T> d_out_all = activation(sp ? n * D : 0);
-    const T* d_out = w_down_.output_grad(dx, d_out_all.data(), n);
-    d_out = hold(d_out, n * D, sp ? &d_out_all : nullptr);
-    Buffer<T> d_act = activation(n * F), d_gate = activation(n * F), d_up = activation(n * F), d_h = activation(n * D);
-    w_down_.input_grad(w.w_down, d_out, n, d_act.data());
-    weight_grad(w_down_.linear(), a.act.data(), d_out, g.w_down);
-    B::swiglu_backward(a.gate.data(), a.up.data(), d_act.data(), n * F, d_gate.data(), d_up.data());
-    Buffer<T> h2_all = activation(sp ? n * D : 0);
-    const T* h2 = gate_up_.enter(a.h2.data(), h2_all.data(), n);
-    Buffer<T> d_norm = activation(tp > 1 ? d.nl * D : 0);
-    const T* d_h2 = gate_up_.input_grad({w.w_gate, w.w_up}, {d_gate.data(), d_up.data()}, n, d_h.data(), d_norm.data());
-    if constexpr (sp) h2 = hold(h2, n * D, &h2_all);  // (without SP it is the layer's own activation, kept)
-    const T* dg = hold(d_gate.data(), n * F, &d_gate);
-    const T* du = hold(d_up.data(), n * F, &d_up);
-    weight_grad(gate_up_.part(0), h2, dg, g.w_gate);
-    weight_grad(gate_up_.part(1), h2, du, g.w_up);
-    B::rmsnorm_backward(a.x_mid.data(), w.mlp_norm, a.rstd2.data(), d_h2, d.nl, D, dx, g.mlp_norm);
-    // Attention branch: x' = x + reduce(o Wo^T)
-    Buffer<T> d_out2_all = activation(sp ? n * D : 0);
-    const T* d_out2 = wo_.output_grad(dx, d_out2_all.data(), n);
-    d_out2 = hold(d_out2, n * D, sp ? &d_out2_all : nullptr);
-    Buffer<T> d_o = activation(n * Q), d_q = activation(n * Q), d_k = activation(n * KV), d_v = activation(n * KV);
-    wo_.input_grad(w.wo, d_out2, n, d_o.data());
-    weight_grad(wo_.linear(), a.o.data(), d_out2, g.wo);
-    B::attention_backward(attention_shape(d), a.q.data(), a.k.data(), a.v.data(), a.o.data(), a.lse.data(),
-                          d_o.data(), d_q.data(), d_k.data(), d_v.data());
-    B::rope_backward(d_q.data(), d.batch, d.seq, d.Hl, d.hd, 0, c.rope_theta);
-    B::rope_backward(d_k.data(), d.batch, d.seq, d.KVl, d.hd, 0, c.rope_theta);
-    B::fill(d_h.data(), n * D, 0.0);
-    Buffer<T> h1_all = activation(sp ? n * D : 0);
-    const T* h1 = qkv_.enter(a.h1.data(), h1_all.data(), n);
-    const T* d_h1 = qkv_.input_grad({w.wq, w.wk, w.wv}, {d_q.data(), d_k.data(), d_v.data()}, n, d_h.data(),
-                                    d_norm.data());
-    if constexpr (sp) h1 = hold(h1, n * D, &h1_all);
-    const T* dq = hold(d_q.data(), n * Q, &d_q);
-    const T* dk = hold(d_k.data(), n * KV, &d_k);
-    const T* dv = hold(d_v.data(), n * KV, &d_v);
-    weight_grad(qkv_.part(0), h1, dq, g.wq);
-    weight_grad(qkv_.part(1), h1, dk, g.wk);
-    weight_grad(qkv_.part(2), h1, dv, g.wv);
-    B::rmsnorm_backward(a.x.data(), w.attn_norm, a.rstd1.data(), d_h1, d.nl, D, dx, g.attn_norm);
-  }
-
-  kernels::AttentionShape attention_shape(const Dims& d) const {
-    return {d.batch, d.seq, d.Hl, d.KVl, d.hd, 1.0 / std::sqrt(static_cast<double>(d.hd))};
-  }
 
   // ---- one chunk of layers for one micro-batch
 
@@ -498,13 +324,13 @@ class Transformer {
     for (std::int64_t l = begin; l < end; ++l) {
       LayerActivations& a = ch.layers[static_cast<std::size_t>(l - begin)];
       a.x = std::move(x);
-      a.allocate_all(d, *this);
+      a.allocate_all(d);
       x = activation(d.nl * d.D);
       const int unit = layer_unit_[static_cast<std::size_t>(l)];
-      forward_layer(Weights<const T*>(state_.acquire(unit), offsets_), a, d, x.data());
+      block_.forward(Weights<const T*>(state_.acquire(unit), offsets_), a, d, x.data());
       state_.release(unit);
-      a.trim(backward ? keep_for(l) : Keep::input_only);
-      if (!backward) a = LayerActivations();  // forward only: nothing is kept
+      if (backward) Recomputation::drop(a, l);
+      else a = LayerActivations();  // forward only: nothing is kept
     }
     if (vs == last_virtual_stage) {
       head(ch, std::move(x), targets, d, grad_scale, backward);
@@ -592,8 +418,9 @@ class Transformer {
       LayerActivations& a = ch.layers[static_cast<std::size_t>(l - begin)];
       const int unit = layer_unit_[static_cast<std::size_t>(l)];
       const Weights<const T*> w(state_.acquire(unit), offsets_);
-      restore_layer(w, a, d, keep_for(l));
-      backward_layer(w, unit, a, d, dx.data(), defer ? &ch.kept : nullptr, defer ? &ch.deferred : nullptr);
+      Recomputation::restore(block_, w, a, d, l);
+      block_.backward(w, state_.grad(unit), offsets_, a, d, dx.data(), defer ? &ch.deferred : nullptr,
+                      [this, unit] { return state_.grad(unit); });
       state_.release(unit);
       if (!defer) {
         state_.grad_done(unit);
@@ -612,9 +439,9 @@ class Transformer {
 
   // The deferred weight gradients of a chunk (ZeroBubble's W), then its units' gradients are complete.
   void weight_chunk(ChunkState& ch, int vs) {
-    for (auto& work : ch.deferred) work();
-    ch.deferred.clear();
-    ch.kept.clear();
+    for (auto& work : ch.deferred.work) work();
+    ch.deferred.work.clear();
+    ch.deferred.kept.clear();
     const auto [begin, end] = layers_of(vs);
     for (std::int64_t l = end - 1; l >= begin; --l) state_.grad_done(layer_unit_[static_cast<std::size_t>(l)]);
     ch.layers.clear();
@@ -632,28 +459,51 @@ class Transformer {
     return it->second;
   }
 
-  // Forward only: each micro-batch through the virtual stages in order.
-  parallel::PipelineSchedule forward_program(std::int64_t count) const {
-    parallel::PipelineSchedule s;
-    s.stages = stages;
-    s.microbatches = static_cast<int>(count);
-    s.chunks = chunks;
-    s.programs.resize(stages);
-    for (int mb = 0; mb < count; ++mb)
-      for (int c = 0; c < chunks; ++c) {
-        const int vs = c * stages + stage_;
-        auto& p = s.programs[static_cast<std::size_t>(stage_)];
-        if (vs > 0) p.push_back({parallel::Op::recv_activation, mb, c, (stage_ + stages - 1) % stages});
-        p.push_back({parallel::Op::forward, mb, c, -1});
-        if (vs < last_virtual_stage) p.push_back({parallel::Op::send_activation, mb, c, (stage_ + 1) % stages});
-      }
-    return s;
+  // Forward only, one micro-batch: through the virtual stages in order.
+  const parallel::PipelineSchedule& forward_program() {
+    if (!forward_program_) forward_program_ = parallel::forward_only_schedule(stages, 1, chunks);
+    return *forward_program_;
   }
 
-  // A message's tag: which micro-batch and virtual stage it is for, and whether activation or gradient.
-  static int tag(const parallel::Message& m) {
-    return ((m.microbatch % 256) * (stages * chunks) + m.to) * 2 + (m.gradient ? 1 : 0);
-  }
+  // This rank's stage of the pipeline for one call, as the executor sees it (concepts::PipelineStage): each action
+  // runs on the state of its micro-batch and chunk.
+  struct Stage {
+    using value_type = T;
+    using Buffer = typename B::template Buffer<T>;
+    Transformer& model;
+    const std::int32_t* tokens;
+    const std::int32_t* targets;  // nullptr: no loss
+    Dims d;
+    double grad_scale;
+    bool backward_too;  // false: forward only, nothing kept
+    std::vector<ChunkState> states;
+    double loss = 0.0;
+
+    ChunkState& state(const parallel::Action& a) {
+      return states[static_cast<std::size_t>(a.microbatch * chunks + a.chunk)];
+    }
+    int virtual_stage(const parallel::Action& a) const { return model.virtual_stage(a.chunk); }
+    void forward(const parallel::Action& a) {
+      ChunkState& ch = state(a);
+      model.forward_chunk(ch, virtual_stage(a), tokens + a.microbatch * d.n,
+                          targets != nullptr ? targets + a.microbatch * d.n : nullptr, d, grad_scale, backward_too);
+      loss += ch.loss;
+    }
+    void backward(const parallel::Action& a) {
+      model.backward_chunk(state(a), virtual_stage(a), tokens + a.microbatch * d.n, d,
+                           a.op == parallel::Op::backward_input);
+    }
+    void backward_weight(const parallel::Action& a) { model.weight_chunk(state(a), virtual_stage(a)); }
+    T* receive_into(const parallel::Action& a) {
+      Buffer& into = a.op == parallel::Op::recv_grad ? state(a).grad_out : state(a).input;
+      into = model.activation(message_elements());
+      return into.data();
+    }
+    Buffer take_outgoing(const parallel::Action& a) {
+      return std::move(a.op == parallel::Op::send_grad ? state(a).grad_in : state(a).out);
+    }
+    std::int64_t message_elements() const { return d.nl * d.D; }  // this rank's rows of the residual stream
+  };
 
   double execute(const parallel::PipelineSchedule& schedule, const std::int32_t* tokens, const std::int32_t* targets,
                  std::int64_t count, std::int64_t batch, std::int64_t seq, double grad_scale, bool backward,
@@ -663,87 +513,27 @@ class Transformer {
     if constexpr (sp)
       PLAIT_CHECK(d.n % tp == 0, "sequence parallelism splits the ", d.n, " rows of a micro-batch (batch x seq) over ",
                   tp, " ranks: make batch x seq divisible by TP");
-    const std::int64_t rows = d.nl * d.D;
-    std::vector<ChunkState> chunk_states(static_cast<std::size_t>(count * chunks));
-    // Sends in flight with the buffers they read: freed as soon as each completes, so that activation memory
-    // is what the schedule holds, not everything sent during the step.
-    std::vector<std::pair<typename C::Request, Buffer<T>>> sends;
-    const auto start = std::chrono::steady_clock::now();
-    if (timeline != nullptr) {
-      timeline->microbatches = static_cast<int>(count);
-      timeline->chunks = chunks;
-      timeline->stages.assign(static_cast<std::size_t>(stages), {});
-    }
-    double loss = 0.0;
-    for (const parallel::Action& a : schedule.programs[static_cast<std::size_t>(stage_)]) {
-      ChunkState& ch = chunk_states[static_cast<std::size_t>(a.microbatch * chunks + a.chunk)];
-      const int vs = virtual_stage(a.chunk);
-      const std::int32_t* mb_tokens = tokens + a.microbatch * d.n;
-      const std::int32_t* mb_targets = targets != nullptr ? targets + a.microbatch * d.n : nullptr;
-      const double began = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-      switch (a.op) {
-        case parallel::Op::forward:
-          forward_chunk(ch, vs, mb_tokens, mb_targets, d, grad_scale, backward);
-          loss += ch.loss;
-          break;
-        case parallel::Op::backward:
-        case parallel::Op::backward_input:
-          backward_chunk(ch, vs, mb_tokens, d, a.op == parallel::Op::backward_input);
-          break;
-        case parallel::Op::backward_weight:
-          weight_chunk(ch, vs);
-          break;
-        case parallel::Op::recv_activation:
-        case parallel::Op::recv_grad:
-          if constexpr (stages > 1) {
-            const bool gradient = a.op == parallel::Op::recv_grad;
-            Buffer<T>& into = gradient ? ch.grad_out : ch.input;
-            into = activation(rows);
-            grid_.pp().recv(into.data(), rows, a.peer, tag(parallel::message(schedule, stage_, a)));
-          }
-          break;
-        case parallel::Op::send_activation:
-        case parallel::Op::send_grad:
-          if constexpr (stages > 1) {
-            const bool gradient = a.op == parallel::Op::send_grad;
-            Buffer<T> from = std::move(gradient ? ch.grad_in : ch.out);
-            auto request = grid_.pp().isend(from.data(), rows, a.peer, tag(parallel::message(schedule, stage_, a)));
-            sends.emplace_back(request, std::move(from));
-          }
-          break;
-      }
-      if constexpr (stages > 1)
-        std::erase_if(sends, [&](auto& send) { return grid_.pp().test(send.first); });
-      if (timeline != nullptr && parallel::is_compute(a.op)) {
-        const double ended = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-        timeline->stages[static_cast<std::size_t>(stage_)].push_back({a, began, ended});
-      }
-    }
-    if constexpr (stages > 1) {
-      std::vector<typename C::Request> requests;
-      for (auto& send : sends) requests.push_back(send.first);
-      grid_.pp().wait_all(requests);
-    }
-    return loss;
+    Stage stage{*this, tokens, targets, d, grad_scale, backward,
+                std::vector<ChunkState>(static_cast<std::size_t>(count * chunks))};
+    parallel::run_program(schedule, stage_, stage, grid_.pp(), timeline);
+    return stage.loss;
   }
 
   ModelConfig config_;
   comm::ProcessGrid<C> grid_;
   int stage_ = 0;
-  // The tensor-parallel layers of every block (their weights come from the state at each call) and the LM head.
+  // The layers (their weights come from the state at each call).
   Regions regions_;
-  layers::ColumnParallel<B, Regions, 3> qkv_;
-  layers::RowParallel<B, Regions> wo_;
-  layers::ColumnParallel<B, Regions, 2> gate_up_;
-  layers::RowParallel<B, Regions> w_down_;
-  layers::ColumnParallel<B, Regions, 1> head_;
-  ParameterLayout layout_;
+  TransformerBlock block_;                      // every layer of this stage, each with its own weights
+  layers::ColumnParallel<B, Regions, 1> head_;  // the vocab-parallel LM head
+  ParameterTable parameters_;
   State state_;
   Offsets offsets_{};
   std::vector<int> layer_unit_;
   int embedding_unit_ = -1, final_unit_ = -1, head_unit_ = -1;
   std::int64_t head_offset_ = 0, final_norm_offset_ = 0;
   std::map<std::int64_t, parallel::PipelineSchedule> schedules_;
+  std::optional<parallel::PipelineSchedule> forward_program_;
   std::vector<double>* logits_out_ = nullptr;
 };
 

@@ -283,6 +283,16 @@ inline PipelineSchedule make_schedule(std::string_view name, int stages, int mic
   core::fail("unreachable schedule kind");
 }
 
+// Forward only (evaluation, sampling): every micro-batch through the virtual stages in order, on every stage.
+inline PipelineSchedule forward_only_schedule(int stages, int microbatches, int chunks) {
+  PipelineSchedule s = detail::empty_schedule("forward", stages, microbatches, chunks);
+  detail::ProgramBuilder b(s);
+  for (int stage = 0; stage < stages; ++stage)
+    for (int mb = 0; mb < microbatches; ++mb)
+      for (int c = 0; c < chunks; ++c) b.forward(stage, mb, c);
+  return s;
+}
+
 // Costs of one micro-batch through one stage's whole share of the model (all its chunks): an action on one of V
 // chunks costs a V-th of it. backward = backward_input + backward_weight. message: the time from a send's issue to
 // its arrival. Any unit; chrome_trace reads it as seconds unless told otherwise.

@@ -59,7 +59,7 @@ struct Workload {
   std::int64_t global_batch = 2048;    // sequences per optimizer step
 };
 
-struct Layout {
+struct Candidate {
   int tp = 1;
   int pp = 1;
   Schedule schedule = Schedule::one_f_one_b;
@@ -71,13 +71,13 @@ struct Layout {
   KernelSet kernels = KernelSet::flash_attention2_rmsnorm;
 };
 
-inline std::int64_t data_parallel(const Workload& w, const Layout& l) { return w.gpus / (l.tp * l.pp); }
-inline std::int64_t micro_batches(const Workload& w, const Layout& l) {
+inline std::int64_t data_parallel(const Workload& w, const Candidate& l) { return w.gpus / (l.tp * l.pp); }
+inline std::int64_t micro_batches(const Workload& w, const Candidate& l) {
   return w.global_batch / (data_parallel(w, l) * l.micro_batch);
 }
 
 // An empty string when the layout can run the workload, else a sentence saying what to change.
-inline std::string layout_problem(const Workload& w, const Layout& l) {
+inline std::string layout_problem(const Workload& w, const Candidate& l) {
   std::ostringstream why;
   const auto& m = w.model;
   if (l.tp < 1 || l.pp < 1 || l.micro_batch < 1) why << "tp, pp and micro-batch must be at least 1";
@@ -101,7 +101,7 @@ inline std::string layout_problem(const Workload& w, const Layout& l) {
   return why.str();
 }
 
-inline std::string describe(const Layout& l) {
+inline std::string describe(const Candidate& l) {
   std::ostringstream out;
   out << "tp" << l.tp << " pp" << l.pp;
   if (l.pp > 1) {

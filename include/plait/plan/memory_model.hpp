@@ -122,7 +122,7 @@ struct MemoryBreakdown {
   double total() const { return weights + grads + optimizer + activations + logits + overhead + gathered; }
 };
 
-inline MemoryBreakdown stage_memory(const Workload& w, const Layout& l, const Calibration& c, int stage) {
+inline MemoryBreakdown stage_memory(const Workload& w, const Candidate& l, const Calibration& c, int stage) {
   const auto& m = w.model;
   const double t = l.tp, p = l.pp;
   const double mb = static_cast<double>(micro_batches(w, l));
@@ -171,7 +171,7 @@ inline MemoryBreakdown stage_memory(const Workload& w, const Layout& l, const Ca
 }
 
 // The fullest stage: the first (most micro-batches in flight, the embedding) or the last (LM head and logits).
-inline MemoryBreakdown memory_per_rank(const Workload& w, const Layout& l, const Calibration& c) {
+inline MemoryBreakdown memory_per_rank(const Workload& w, const Candidate& l, const Calibration& c) {
   MemoryBreakdown first = stage_memory(w, l, c, 0);
   if (l.pp == 1) return first;
   MemoryBreakdown last = stage_memory(w, l, c, l.pp - 1);

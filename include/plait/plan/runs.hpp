@@ -99,7 +99,7 @@ struct Prediction {
 // are unsupported.
 struct RunRow {
   Workload workload;
-  Layout layout;
+  Candidate layout;
   bool supported = true;
   std::string unsupported_reason;
 };
@@ -166,7 +166,7 @@ inline RunRow parse_run(const CsvTable& t, std::size_t r, const std::string& pat
   return run;
 }
 
-inline Prediction predict(const Workload& w, const Layout& l, const Hardware& hw) {
+inline Prediction predict(const Workload& w, const Candidate& l, const Hardware& hw) {
   Prediction p;
   p.supported = true;
   p.memory_bytes = memory_per_rank(w, l, hw.calibration).total();

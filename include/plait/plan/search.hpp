@@ -15,7 +15,7 @@
 namespace plait::plan {
 
 struct Ranked {
-  Layout layout;
+  Candidate layout;
   MemoryBreakdown memory;
   StepTime time;
   double mfu = 0;
@@ -32,7 +32,7 @@ struct SearchSpace {
   double headroom_bytes = 0;
 };
 
-inline std::string explain(const Workload& w, const Layout& l, const Hardware& hw, const MemoryBreakdown& mem,
+inline std::string explain(const Workload& w, const Candidate& l, const Hardware& hw, const MemoryBreakdown& mem,
                            const StepTime& time) {
   const double total = time.total();
   const double useful = time.compute / total;
@@ -69,7 +69,7 @@ void for_each_layout(const Workload& w, const Hardware& hw, const SearchSpace& s
                   if (sp == 1 && tp == 1) continue;  // nothing to split
                   if (rc == Recompute::full && !space.allow_recompute) continue;
                   if (zero >= 2 && !space.allow_zero_2_3) continue;
-                  Layout l;
+                  Candidate l;
                   l.tp = tp, l.pp = pp, l.schedule = sched, l.virtual_stages = sched == Schedule::interleaved ? 2 : 1;
                   l.micro_batch = mbs, l.recompute = rc, l.sequence_parallel = sp == 1, l.zero = zero, l.kernels = k;
                   if (layout_problem(w, l).empty()) visit(l);
@@ -83,7 +83,7 @@ inline std::vector<Ranked> rank_layouts(const Workload& w, const Hardware& hw, c
               hw.memory_bytes / (1ull << 30), " GiB of a ", hw.name, " GPU");
   const double usable = hw.memory_bytes - space.headroom_bytes;
   std::vector<Ranked> out;
-  for_each_layout(w, hw, space, [&](const Layout& l) {
+  for_each_layout(w, hw, space, [&](const Candidate& l) {
     Ranked r;
     r.layout = l;
     r.memory = memory_per_rank(w, l, hw.calibration);
@@ -102,10 +102,10 @@ inline std::vector<Ranked> rank_layouts(const Workload& w, const Hardware& hw, c
 // The layout of the search space that needs the least memory per GPU, fitting or not: what to tell a user when
 // nothing fits (how far off the leanest layout is). Empty when the workload admits no layout at all (a global
 // batch no data-parallel degree of the GPUs divides, or fewer layers than any pipeline needs).
-inline std::optional<std::pair<Layout, MemoryBreakdown>> leanest_layout(const Workload& w, const Hardware& hw,
+inline std::optional<std::pair<Candidate, MemoryBreakdown>> leanest_layout(const Workload& w, const Hardware& hw,
                                                                         const SearchSpace& space = {}) {
-  std::optional<std::pair<Layout, MemoryBreakdown>> best;
-  for_each_layout(w, hw, space, [&](const Layout& l) {
+  std::optional<std::pair<Candidate, MemoryBreakdown>> best;
+  for_each_layout(w, hw, space, [&](const Candidate& l) {
     const MemoryBreakdown mem = memory_per_rank(w, l, hw.calibration);
     if (!best || mem.total() < best->second.total()) best = {l, mem};
   });

@@ -55,7 +55,7 @@ inline double allreduce_seconds(double bytes, double n, double bandwidth, double
 // PyTorch: ~50 bytes per element forward and backward per norm, counted from its upcast, pow, mean, rsqrt, mul,
 // downcast and weight multiply and their backward), residual adds, RoPE, SwiGLU; scaled from bf16 to the
 // activations' precision.
-inline double layer_memory_bound_bytes(const ModelConfig& m, const Layout& l, double tokens, const PrecisionBytes& bytes) {
+inline double layer_memory_bound_bytes(const ModelConfig& m, const Candidate& l, double tokens, const PrecisionBytes& bytes) {
   const double t = l.tp, h = static_cast<double>(m.hidden), kv = static_cast<double>(m.kv_dim()),
                f = static_cast<double>(m.ffn);
   const double norm_tokens = l.sequence_parallel ? tokens / t : tokens;
@@ -87,7 +87,7 @@ struct StepTime {
   }
 };
 
-inline StepTime step_time(const Workload& w, const Layout& l, const Hardware& hw) {
+inline StepTime step_time(const Workload& w, const Candidate& l, const Hardware& hw) {
   const auto& c = hw.calibration;
   const auto& m = w.model;
   const double t = l.tp, p = l.pp, dp = static_cast<double>(data_parallel(w, l));

@@ -68,7 +68,7 @@ CanonicalLayout canonical_layout(Model& model) {
   CanonicalLayout out;
   const std::int64_t count = model.tensors().count();
   out.size.assign(static_cast<std::size_t>(count), 0);
-  for (const auto& p : model.layout().infos())
+  for (const auto& p : model.parameters().infos())
     out.size[static_cast<std::size_t>(model.tensors().code(p.name))] = p.slice.full_rows * p.slice.full_cols;
   // Each rank knows the tensors it holds; together they know all of them.
   model.grid().world().all_reduce(out.size.data(), count, comm::ReduceOp::max);
@@ -87,7 +87,7 @@ void for_each_owned_element(Model& model, const CanonicalLayout& canon, bool uni
   auto& grid = model.grid();
   using State = std::remove_reference_t<decltype(model.state())>;
   if (unique && State::stage == 0 && grid.dp_rank() != 0) return;
-  const auto& infos = model.layout().infos();
+  const auto& infos = model.parameters().infos();
   std::size_t at = 0;
   model.state().for_each_owned_range([&](const parallel::Segment& seg, std::int64_t flat, auto* values,
                                          std::int64_t opt, std::int64_t n) {
