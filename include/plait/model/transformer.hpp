@@ -43,7 +43,8 @@
 #include "plait/kernels/blas.hpp"
 #include "plait/model/block.hpp"
 #include "plait/model/config.hpp"
-#include "plait/model/layers/column_parallel.hpp"
+#include "plait/model/layers/embedding.hpp"
+#include "plait/model/layers/lm_head.hpp"
 #include "plait/model/parameters.hpp"
 #include "plait/model/recompute.hpp"
 #include "plait/model/tensor_names.hpp"
@@ -51,6 +52,7 @@
 #include "plait/parallel/pipeline_executor.hpp"
 #include "plait/parallel/schedule.hpp"
 #include "plait/parallel/sharded_state.hpp"
+#include "plait/parallel/stage_split.hpp"
 #include "plait/parallel/tp_regions.hpp"
 
 namespace plait::model {
@@ -79,17 +81,14 @@ class Transformer {
   // Sequence lengths must be multiples of this (sequence parallelism splits rows over TP).
   static constexpr int sequence_multiple = sp ? tp : 1;
 
-  // Rows of the LM head computed at once: the logits of only this many rows exist at any time.
-  static constexpr std::int64_t head_chunk_rows = 256;
-
   Transformer(const ModelConfig& config, std::uint64_t seed)
       : Transformer(config, seed, comm::ProcessGrid<C>(C{}, tp, stages)) {}
 
   Transformer(const ModelConfig& config, std::uint64_t seed, comm::ProcessGrid<C> grid)
       : config_(checked(config, grid)), grid_(std::move(grid)), stage_(grid_.pp_rank()),
         regions_(tp > 1 ? &grid_.tp() : nullptr, config_.hidden),
-        block_(config_, regions_, grid_.tp_rank()),
-        head_(regions_, config_.hidden, {config_.vocab}, grid_.tp_rank()),
+        embedding_(config_, regions_, grid_.tp_rank()), block_(config_, regions_, grid_.tp_rank()),
+        lm_head_(config_, regions_, tp > 1 ? &grid_.tp() : nullptr, grid_.tp_rank()),
         parameters_(declare()),
         state_(parameters_.units(), parameters_.segments(), grid_.dp(), grid_.tp(), stages > 1 ? &grid_.pp() : nullptr) {
     Buffer<T> initial(static_cast<std::size_t>(parameters_.size()), core::MemoryKind::workspace);
@@ -200,16 +199,13 @@ class Transformer {
   }
 
   // Layers [first, end) of virtual stage vs (of stages x chunks): contiguous, the first ones one longer if uneven.
-  std::pair<std::int64_t, std::int64_t> layers_of(int vs) const { return split_layers(config_.layers, vs); }
+  std::pair<std::int64_t, std::int64_t> layers_of(int vs) const {
+    return parallel::layers_of_virtual_stage(config_.layers, stages * chunks, vs);
+  }
 
  private:
   // ---- layout of the model over ranks
 
-  static std::pair<std::int64_t, std::int64_t> split_layers(std::int64_t layers, int vs) {
-    const std::int64_t parts = stages * chunks, base = layers / parts, extra = layers % parts;
-    const std::int64_t first = vs * base + std::min<std::int64_t>(vs, extra);
-    return {first, first + base + (vs < extra ? 1 : 0)};
-  }
   int virtual_stage(int chunk) const { return chunk * stages + stage_; }
   bool first_stage() const { return stage_ == 0; }
   bool last_stage() const { return stage_ == stages - 1; }
@@ -235,10 +231,10 @@ class Transformer {
     const bool replicated = tp > 1, partial = sp;
     if (stage == 0) {
       p.begin_unit();
-      p.declare("embedding", {Vl, D}, true, Init::normal(std), head_.slice(0));  // split over the vocabulary alike
+      p.declare("embedding", {Vl, D}, true, Init::normal(std), embedding_.slice());
     }
     for (int chunk = 0; chunk < chunks; ++chunk) {
-      const auto [begin, end] = split_layers(c.layers, chunk * stages + stage);
+      const auto [begin, end] = parallel::layers_of_virtual_stage(c.layers, stages * chunks, chunk * stages + stage);
       for (std::int64_t l = begin; l < end; ++l) {
         auto n = [&](int which) { return TensorTable::layer_tensor(l, which); };
         using K = LayerTensor;
@@ -257,7 +253,7 @@ class Transformer {
     if (stage == stages - 1) {
       p.begin_unit();
       p.declare("final_norm", {D}, false, Init::constant(1.0), {}, replicated, partial);
-      if (!c.tied_embedding) p.declare("lm_head", {Vl, D}, true, Init::normal(std), head_.slice(0));
+      if (!c.tied_embedding) p.declare("lm_head", {Vl, D}, true, Init::normal(std), lm_head_.slice());
     }
     return p;
   }
@@ -305,17 +301,10 @@ class Transformer {
 
   void forward_chunk(ChunkState& ch, int vs, const std::int32_t* tokens, const std::int32_t* targets, const Dims& d,
                      double grad_scale, bool backward) {
-    const ModelConfig& c = config_;
     const auto [begin, end] = layers_of(vs);
     Buffer<T> x = activation(d.nl * d.D);
     if (vs == 0) {
-      for (std::int64_t i = 0; i < d.n; ++i)
-        PLAIT_CHECK(tokens[i] >= 0 && tokens[i] < c.vocab, "token ", tokens[i], " at position ", i,
-                    " is outside the vocabulary [0, ", c.vocab, ")");
-      const T* table = state_.acquire(embedding_unit_);
-      Buffer<T> partial = activation(tp > 1 ? d.n * d.D : 0);
-      B::embedding_forward(tokens, d.n, table, grid_.tp_rank() * d.Vl, d.Vl, d.D, tp > 1 ? partial.data() : x.data());
-      if constexpr (tp > 1) regions_.leave_forward(partial.data(), x.data(), d.n);  // vocab-parallel: summed
+      embedding_.forward(tokens, d.n, state_.acquire(embedding_unit_), x.data());
       state_.release(embedding_unit_);
     } else {
       x = std::move(ch.input);
@@ -343,70 +332,20 @@ class Transformer {
   // ch.grad_out.
   void head(ChunkState& ch, Buffer<T> x_final, const std::int32_t* targets, const Dims& d, double grad_scale,
             bool backward) {
-    const std::int64_t n = d.n, D = d.D;
     const int fu = final_unit_;
     const T* final_norm = state_.acquire(fu) + final_norm_offset_;
-    Buffer<T> hf_local = activation(d.nl * D), rstd = activation(d.nl);
-    B::rmsnorm_forward(x_final.data(), final_norm, d.nl, D, config_.norm_eps, hf_local.data(), rstd.data());
-    Buffer<T> hf_all = activation(sp ? n * D : 0);
-    const T* hf = head_.enter(hf_local.data(), hf_all.data(), n);
     const T* head_weight = state_.acquire(head_unit_) + head_offset_;
-    if (logits_out_ != nullptr) {  // sampling: the last position's logits of each sequence, all of the vocabulary
-      Buffer<T> local = activation(d.Vl), all = activation(config_.vocab);
-      for (std::int64_t b = 0; b < d.batch; ++b) {
-        head_.part(0).forward(hf + ((b + 1) * d.seq - 1) * D, head_weight, 1, local.data());
-        if constexpr (tp > 1) grid_.tp().all_gather(local.data(), all.data(), d.Vl);
-        else B::copy(local.data(), all.data(), d.Vl);
-        for (std::int64_t v = 0; v < config_.vocab; ++v)
-          (*logits_out_)[static_cast<std::size_t>(b * config_.vocab + v)] = static_cast<double>(all[v]);
-      }
-    }
-    Buffer<T> d_hf = activation(backward ? n * D : 0);
-    T* d_head = backward ? state_.grad(head_unit_) + head_offset_ : nullptr;
-    if (targets != nullptr) {
-      const std::int64_t chunk = std::min(n, head_chunk_rows);
-      Buffer<T> logits(static_cast<std::size_t>(chunk * d.Vl), core::MemoryKind::workspace);
-      Buffer<T> row_loss(static_cast<std::size_t>(chunk), core::MemoryKind::workspace);
-      Buffer<T> stats(static_cast<std::size_t>(3 * chunk), core::MemoryKind::workspace);
-      for (std::int64_t r0 = 0; r0 < n; r0 += chunk) {
-        const std::int64_t rows = std::min(chunk, n - r0);
-        head_.part(0).forward(hf + r0 * D, head_weight, rows, logits.data());
-        chunk_loss(logits.data(), targets + r0, rows, d, grad_scale, row_loss.data(), stats);
-        for (std::int64_t r = 0; r < rows; ++r) ch.loss += static_cast<double>(row_loss[r]);
-        if (backward) {
-          head_.part(0).input_grad(head_weight, logits.data(), rows, d_hf.data() + r0 * D);
-          head_.part(0).weight_grad(hf + r0 * D, logits.data(), rows, d_head);
-        }
-      }
-    }
+    T* head_grad = backward ? state_.grad(head_unit_) + head_offset_ : nullptr;
+    auto pass = lm_head_.forward(x_final.data(), final_norm, head_weight, targets, d.batch, d.seq, grad_scale,
+                                 head_grad, logits_out_);
+    ch.loss += pass.loss;
     if (head_unit_ != fu) state_.release(head_unit_);  // (the same unit as the final norm when untied: still in use)
     if (backward) {
-      Buffer<T> d_norm = activation(tp > 1 ? d.nl * D : 0);
-      const T* d_final = regions_.enter_backward(d_hf.data(), d_norm.data(), n);
-      ch.grad_out = activation(d.nl * D);
-      B::rmsnorm_backward(x_final.data(), final_norm, rstd.data(), d_final, d.nl, D, ch.grad_out.data(),
-                          state_.grad(fu) + final_norm_offset_);
+      ch.grad_out = activation(d.nl * d.D);
+      lm_head_.backward(pass, x_final.data(), final_norm, d.n, ch.grad_out.data(), state_.grad(fu) + final_norm_offset_);
       state_.grad_done(fu);  // the final norm (and an untied head) are complete for this micro-batch
     }
     state_.release(fu);
-  }
-
-  // Loss over a chunk of rows of vocab-parallel logits (rows, Vl); the logits become their gradient.
-  void chunk_loss(T* logits, const std::int32_t* targets, std::int64_t rows, const Dims& d, double grad_scale,
-                  T* row_loss, Buffer<T>& stats) {
-    if constexpr (tp == 1) {
-      B::cross_entropy_forward_backward(logits, targets, rows, d.Vl, grad_scale, row_loss);
-    } else {
-      T* row_max = stats.data();
-      T* sums = stats.data() + rows;  // sum_exp (rows) then target_logit (rows): one all-reduce for both
-      B::cross_entropy_row_max(logits, rows, d.Vl, row_max);
-      grid_.tp().all_reduce(row_max, rows, comm::ReduceOp::max);
-      B::cross_entropy_sum_exp(logits, targets, rows, d.Vl, grid_.tp_rank() * d.Vl, row_max, sums, sums + rows);
-      grid_.tp().all_reduce(sums, 2 * rows, comm::ReduceOp::sum);
-      for (std::int64_t r = 0; r < rows; ++r)
-        row_loss[r] = targets[r] < 0 ? T(0) : static_cast<T>(std::log(sums[r]) + row_max[r] - sums[rows + r]);
-      B::cross_entropy_grad_inplace(logits, targets, rows, d.Vl, grid_.tp_rank() * d.Vl, row_max, sums, grad_scale);
-    }
   }
 
   // Backward through a chunk: from ch.grad_out to ch.grad_in (or into the embedding on virtual stage 0). With
@@ -428,9 +367,7 @@ class Transformer {
       }
     }
     if (vs == 0) {
-      Buffer<T> dx_all = activation(sp ? d.n * d.D : 0);
-      const T* d_embed = regions_.leave_backward(dx.data(), dx_all.data(), d.n);
-      B::embedding_backward(tokens, d.n, d_embed, grid_.tp_rank() * d.Vl, d.Vl, d.D, state_.grad(embedding_unit_));
+      embedding_.backward(tokens, d.n, dx.data(), state_.grad(embedding_unit_));
       state_.grad_done(embedding_unit_);
     } else {
       ch.grad_in = std::move(dx);
@@ -524,8 +461,9 @@ class Transformer {
   int stage_ = 0;
   // The layers (their weights come from the state at each call).
   Regions regions_;
-  TransformerBlock block_;                      // every layer of this stage, each with its own weights
-  layers::ColumnParallel<B, Regions, 1> head_;  // the vocab-parallel LM head
+  layers::VocabParallelEmbedding<B, Regions> embedding_;
+  TransformerBlock block_;  // every layer of this stage, each with its own weights
+  layers::LmHead<B, Regions, C> lm_head_;
   ParameterTable parameters_;
   State state_;
   Offsets offsets_{};

@@ -1,0 +1,58 @@
+// VocabParallelEmbedding: the token embedding, split over TP by vocabulary rows. Each rank looks up the tokens its
+// rows hold (the others give zeros) and the partial rows are summed as they leave the tensor-parallel region; at
+// TP 1 it is the plain embedding and writes its rows directly.
+//
+//   table, full (vocab, D):  rank r holds rows [r vocab/TP, (r+1) vocab/TP)         Slice{vocab, D, r vocab/TP, 0}
+//   tokens (n) -> partial (n, D) -> leave -> out (local_rows(n), D)
+#pragma once
+
+#include <cstdint>
+
+#include "plait/backend/concepts.hpp"
+#include "plait/core/error.hpp"
+#include "plait/model/config.hpp"
+#include "plait/model/parameters.hpp"
+
+namespace plait::model::layers {
+
+template <concepts::Backend B, class Regions>
+class VocabParallelEmbedding {
+ public:
+  using T = typename B::value_type;
+  static constexpr int degree = Regions::degree;
+
+  VocabParallelEmbedding(const ModelConfig& c, const Regions& regions, int rank)
+      : regions_(&regions), vocab_(c.vocab), dim_(c.hidden), rank_(rank) {}
+
+  std::int64_t local_vocab() const { return vocab_ / degree; }
+  Slice slice() const { return Slice{vocab_, dim_, rank_ * local_vocab(), 0}; }
+
+  // out (local_rows(n), D) = the embedding of tokens (n); a token outside the vocabulary is an error naming it.
+  void forward(const std::int32_t* tokens, std::int64_t n, const T* table, T* out) const {
+    for (std::int64_t i = 0; i < n; ++i)
+      PLAIT_CHECK(tokens[i] >= 0 && tokens[i] < vocab_, "token ", tokens[i], " at position ", i,
+                  " is outside the vocabulary [0, ", vocab_, ")");
+    if constexpr (degree == 1) {
+      B::embedding_forward(tokens, n, table, 0, local_vocab(), dim_, out);
+    } else {
+      typename B::template Buffer<T> partial(static_cast<std::size_t>(n * dim_), core::MemoryKind::activations);
+      B::embedding_forward(tokens, n, table, rank_ * local_vocab(), local_vocab(), dim_, partial.data());
+      regions_->leave_forward(partial.data(), out, n);
+    }
+  }
+
+  // dtable += the gradient of out, dout_local (local_rows(n), D): gathered over TP under SP first.
+  void backward(const std::int32_t* tokens, std::int64_t n, const T* dout_local, T* dtable) const {
+    typename B::template Buffer<T> all(static_cast<std::size_t>(Regions::sequence_parallel ? n * dim_ : 0),
+                                       core::MemoryKind::activations);
+    const T* dout = regions_->leave_backward(dout_local, all.data(), n);
+    B::embedding_backward(tokens, n, dout, rank_ * local_vocab(), local_vocab(), dim_, dtable);
+  }
+
+ private:
+  const Regions* regions_;
+  std::int64_t vocab_, dim_;
+  int rank_;
+};
+
+}  // namespace plait::model::layers

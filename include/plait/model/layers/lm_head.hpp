@@ -1,0 +1,120 @@
+// LmHead: the final RMSNorm, the vocab-parallel head (a ColumnParallel over the vocabulary) and the chunked
+// cross-entropy. The loss's backward runs right after its forward: the logits of at most chunk_rows rows exist at a
+// time, and become their own gradient. Under TP each rank holds vocab/TP of the logits, and the loss is reduced
+// without any rank holding all of them (one max and two sums per row over TP).
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+#include "plait/model/config.hpp"
+#include "plait/model/layers/column_parallel.hpp"
+
+namespace plait::model::layers {
+
+template <concepts::Backend B, class Regions, class C>
+class LmHead {
+ public:
+  using T = typename B::value_type;
+  using Buffer = typename B::template Buffer<T>;
+  static constexpr int degree = Regions::degree;
+  static constexpr std::int64_t chunk_rows = 256;  // rows of logits computed at once
+
+  // `group`: the TP group (nullptr at TP 1).
+  LmHead(const ModelConfig& c, const Regions& regions, C* group, int rank)
+      : regions_(&regions), head_(regions, c.hidden, {c.vocab}, rank), group_(group), rank_(rank),
+        eps_(c.norm_eps), vocab_(c.vocab), dim_(c.hidden) {}
+
+  Slice slice() const { return head_.slice(0); }
+
+  // What the forward leaves for the backward, and the loss.
+  struct Pass {
+    Buffer rstd, d_normed;  // (nl), (n, D) the gradient of the normalized rows, all of them
+    double loss = 0.0;      // the sum of the token losses (targets < 0 are ignored)
+  };
+
+  // Rows x (local_rows(n), D), of `batch` sequences of `seq`: normalized, through the head, and with targets their
+  // loss. With head_grad, also the head's weight gradient (accumulated) and what backward needs; with last_logits,
+  // the last position's logits of each sequence over the whole vocabulary (batch, vocab), for sampling.
+  Pass forward(const T* x, const T* norm_weight, const T* head_weight, const std::int32_t* targets, std::int64_t batch,
+               std::int64_t seq, double grad_scale, T* head_grad, std::vector<double>* last_logits) const {
+    const std::int64_t n = batch * seq, nl = Regions::local_rows(n), D = dim_, vl = vocab_ / degree;
+    Pass p;
+    Buffer normed = activation(nl * D);
+    p.rstd = activation(nl);
+    B::rmsnorm_forward(x, norm_weight, nl, D, eps_, normed.data(), p.rstd.data());
+    Buffer all_rows = activation(Regions::sequence_parallel ? n * D : 0);
+    const T* h = head_.enter(normed.data(), all_rows.data(), n);
+    if (last_logits != nullptr) {
+      Buffer local = activation(vl), all = activation(vocab_);
+      for (std::int64_t b = 0; b < batch; ++b) {
+        head_.part(0).forward(h + ((b + 1) * seq - 1) * D, head_weight, 1, local.data());
+        if constexpr (degree > 1) group_->all_gather(local.data(), all.data(), vl);
+        else B::copy(local.data(), all.data(), vl);
+        for (std::int64_t v = 0; v < vocab_; ++v)
+          (*last_logits)[static_cast<std::size_t>(b * vocab_ + v)] = static_cast<double>(all[v]);
+      }
+    }
+    const bool backward = head_grad != nullptr;
+    p.d_normed = activation(backward ? n * D : 0);
+    if (targets != nullptr) {
+      const std::int64_t chunk = std::min(n, chunk_rows);
+      Buffer logits(static_cast<std::size_t>(chunk * vl), core::MemoryKind::workspace);
+      Buffer row_loss(static_cast<std::size_t>(chunk), core::MemoryKind::workspace);
+      Buffer stats(static_cast<std::size_t>(3 * chunk), core::MemoryKind::workspace);
+      for (std::int64_t r0 = 0; r0 < n; r0 += chunk) {
+        const std::int64_t rows = std::min(chunk, n - r0);
+        head_.part(0).forward(h + r0 * D, head_weight, rows, logits.data());
+        chunk_loss(logits.data(), targets + r0, rows, vl, grad_scale, row_loss.data(), stats);
+        for (std::int64_t r = 0; r < rows; ++r) p.loss += static_cast<double>(row_loss[r]);
+        if (backward) {
+          head_.part(0).input_grad(head_weight, logits.data(), rows, p.d_normed.data() + r0 * D);
+          head_.part(0).weight_grad(h + r0 * D, logits.data(), rows, head_grad);
+        }
+      }
+    }
+    return p;
+  }
+
+  // dx (local_rows(n), D) = d(loss)/d(x), from what forward left; norm_grad accumulates the final norm's gradient.
+  void backward(Pass& p, const T* x, const T* norm_weight, std::int64_t n, T* dx, T* norm_grad) const {
+    const std::int64_t nl = Regions::local_rows(n);
+    Buffer reduced = activation(degree > 1 ? nl * dim_ : 0);
+    const T* d = regions_->enter_backward(p.d_normed.data(), reduced.data(), n);
+    B::rmsnorm_backward(x, norm_weight, p.rstd.data(), d, nl, dim_, dx, norm_grad);
+  }
+
+ private:
+  static Buffer activation(std::int64_t count) {
+    return Buffer(static_cast<std::size_t>(count), core::MemoryKind::activations);
+  }
+
+  // Loss over a chunk of rows of vocab-parallel logits (rows, vl); the logits become their gradient.
+  void chunk_loss(T* logits, const std::int32_t* targets, std::int64_t rows, std::int64_t vl, double grad_scale,
+                  T* row_loss, Buffer& stats) const {
+    if constexpr (degree == 1) {
+      B::cross_entropy_forward_backward(logits, targets, rows, vl, grad_scale, row_loss);
+    } else {
+      T* row_max = stats.data();
+      T* sums = stats.data() + rows;  // sum_exp (rows) then target_logit (rows): one all-reduce for both
+      B::cross_entropy_row_max(logits, rows, vl, row_max);
+      group_->all_reduce(row_max, rows, comm::ReduceOp::max);
+      B::cross_entropy_sum_exp(logits, targets, rows, vl, rank_ * vl, row_max, sums, sums + rows);
+      group_->all_reduce(sums, 2 * rows, comm::ReduceOp::sum);
+      for (std::int64_t r = 0; r < rows; ++r)
+        row_loss[r] = targets[r] < 0 ? T(0) : static_cast<T>(std::log(sums[r]) + row_max[r] - sums[rows + r]);
+      B::cross_entropy_grad_inplace(logits, targets, rows, vl, rank_ * vl, row_max, sums, grad_scale);
+    }
+  }
+
+  const Regions* regions_;
+  ColumnParallel<B, Regions, 1> head_;
+  C* group_;
+  int rank_;
+  double eps_;
+  std::int64_t vocab_, dim_;
+};
+
+}  // namespace plait::model::layers
