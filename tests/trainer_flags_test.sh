@@ -31,6 +31,8 @@ refused 1 "(--weight-decay), got -1" --weight-decay -1
 refused 1 "sample-tokens must be 0" --sample-tokens -3
 refused 1 "Pipeline<8> with 1 chunk(s) per stage needs at least 8 layers, the model has 4" --pp 8 --layers 4
 refused 2 "Interleaved<2> over 2 stages needs the layers (6) divisible" --pp 2 --layers 6 --schedule interleaved:2
+refused 2 "micro-batches to be a multiple of the pipeline stages (2), got 3" --pp 2 --layers 4 --schedule interleaved:2 \
+  --batch 3 --micro-batch 1
 refused 2 "too few for sequences of 128" --pp 2 --data short.txt
 refused 2 "multiple of data-parallel degree x micro-batch = 1 x 3" --pp 2 --batch 16 --micro-batch 3
 refused 2 "heads must be divisible by TP" --tp 2 --heads 3 --kv-heads 1 --hidden 192

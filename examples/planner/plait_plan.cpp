@@ -180,6 +180,7 @@ int layout_cmd(int argc, char** argv) {
   const std::string format = o.count("--format") ? o["--format"].back() : "table";
   if (format != "table" && format != "json") throw UsageError("--format must be table or json, got '" + format + "'");
   if (const std::string why = layout_problem(w, l); !why.empty()) throw UsageError(describe(l) + ": " + why);
+  if (const std::string gap = unmodelled(w, l); !gap.empty()) throw UsageError(describe(l) + ": " + gap);
 
   const MemoryBreakdown mem = memory_per_rank(w, l, hw.calibration);
   const StepTime t = step_time(w, l, hw);

@@ -11,6 +11,7 @@
 #include "options.hpp"
 #include "plait/comm/process_grid.hpp"
 #include "plait/model/config.hpp"
+#include "plait/model/layout_check.hpp"
 #include "plait/train/data.hpp"
 #include "plait/train/step.hpp"
 
@@ -49,13 +50,16 @@ inline plait::train::TrainConfig train_config(const Options& o, int dp, double p
   return tc;
 }
 
-// Every check that needs no layout: the Transformer, the ProcessGrid, the Trainer and the dataset make the same
-// ones again when they are built.
+// Every check that needs no layout: the runtime's check of the layout for this model, world and batch
+// (model/layout_check.hpp), the training settings and the data. The Transformer, the ProcessGrid, the Trainer and
+// the dataset make the same ones again when they are built.
 inline void check_before_building(const Options& o, int world_size) {
-  model_config(o).validate_for(o.tp, o.pp, chunks_per_stage(o));
-  plait::comm::check_grid_fits(world_size, o.tp, o.pp);
-  const int dp = world_size / (o.tp * o.pp);
-  train_config(o, dp, 0.0).validate(dp);
+  const int model_parallel = o.tp * o.pp;  // (a world it does not divide is refused by check_layout)
+  const int dp = model_parallel >= 1 && world_size % model_parallel == 0 ? world_size / model_parallel : 1;
+  const plait::train::TrainConfig tc = train_config(o, dp, 0.0);
+  plait::model::check_layout(model_config(o), {o.tp, o.pp, chunks_per_stage(o)}, world_size, tc.global_batch,
+                             tc.micro_batch);
+  tc.validate(dp);
   if (!o.data.empty()) {  // bytes are tokens (ByteTokenizer): the size says enough without reading the file
     plait::train::open_text_file(o.data);
     std::error_code error;

@@ -94,6 +94,17 @@ inline std::string describe(const Action& a, int chunks = 1) {
   return s;
 }
 
+// What the interleaved schedule needs of the stages and the micro-batches per step: make_schedule checks it, and so
+// does the runtime's layout check (model/layout_check.hpp) before anything is built.
+inline void check_interleaving_fits(int stages, int microbatches) {
+  PLAIT_CHECK(stages >= 2, "the interleaved schedule spreads model chunks over the pipeline stages: it needs 2 or more "
+              "stages, got ", stages, " (use 1f1b, or more stages).");
+  PLAIT_CHECK(microbatches >= 1 && microbatches % stages == 0, "the interleaved schedule needs the number of "
+              "micro-batches to be a multiple of the pipeline stages (", stages, "), got ", microbatches,
+              ": use ", std::max(stages, (microbatches + stages - 1) / stages * stages),
+              " micro-batches (gradient accumulation steps), or the 1f1b schedule.");
+}
+
 namespace detail {
 
 // Appends compute actions with the receives they need just before them and the sends they feed just after them:
@@ -187,12 +198,7 @@ inline PipelineSchedule one_f_one_b(int stages, int microbatches, bool split_bac
 // stages' worth of layers' activations.
 inline PipelineSchedule interleaved(int stages, int microbatches, int chunks) {
   PLAIT_CHECK(chunks >= 2, "interleaved:", chunks, " needs V >= 2 model chunks per stage; with one chunk use 1f1b.");
-  PLAIT_CHECK(stages >= 2, "the interleaved schedule spreads model chunks over the pipeline stages: it needs 2 or more "
-              "stages, got ", stages, " (use 1f1b, or more stages).");
-  PLAIT_CHECK(microbatches >= 1 && microbatches % stages == 0, "the interleaved schedule needs the number of "
-              "micro-batches to be a multiple of the pipeline stages (", stages, "), got ", microbatches,
-              ": use ", std::max(stages, (microbatches + stages - 1) / stages * stages),
-              " micro-batches (gradient accumulation steps), or the 1f1b schedule.");
+  check_interleaving_fits(stages, microbatches);
   PipelineSchedule s = empty_schedule("interleaved:" + std::to_string(chunks), stages, microbatches, chunks);
   ProgramBuilder b(s);
   const int total = microbatches * chunks;

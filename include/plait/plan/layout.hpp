@@ -12,6 +12,7 @@
 
 #include "plait/core/error.hpp"
 #include "plait/model/config.hpp"
+#include "plait/model/layout_check.hpp"
 #include "plait/parallel/schedule.hpp"
 
 namespace plait::plan {
@@ -76,28 +77,32 @@ inline std::int64_t micro_batches(const Workload& w, const Candidate& l) {
   return w.global_batch / (data_parallel(w, l) * l.micro_batch);
 }
 
-// An empty string when the layout can run the workload, else a sentence saying what to change.
+// An empty string when the layout can run the workload, else a sentence saying what to change: the runtime's own
+// check (model/layout_check.hpp: the model's shape against TP and the stages, the GPUs against TP x PP, the batch
+// against DP x micro-batch), then what only a candidate can get wrong.
 inline std::string layout_problem(const Workload& w, const Candidate& l) {
+  if (l.tp < 1 || l.pp < 1 || l.micro_batch < 1) return "tp, pp and micro-batch must be at least 1";
+  if (l.zero < 0 || l.zero > 3) return "ZeRO stage must be 0, 1, 2 or 3";
+  if (l.schedule == Schedule::interleaved && l.virtual_stages < 2)
+    return "the interleaved schedule needs at least 2 virtual stages";
+  if (l.schedule != Schedule::interleaved && l.virtual_stages != 1) return "only the interleaved schedule has chunks";
+  return model::layout_problem(w.model, {l.tp, l.pp, l.virtual_stages}, static_cast<int>(w.gpus), w.global_batch,
+                               l.micro_batch);
+}
+
+// An empty string when the planner predicts the layout, else what it does not model of a layout the runtime trains
+// (so that it says so, instead of calling the layout invalid).
+inline std::string unmodelled(const Workload& w, const Candidate& l) {
   std::ostringstream why;
-  const auto& m = w.model;
-  if (l.tp < 1 || l.pp < 1 || l.micro_batch < 1) why << "tp, pp and micro-batch must be at least 1";
-  else if (w.gpus % (l.tp * l.pp) != 0)
-    why << "gpus (" << w.gpus << ") must be divisible by tp x pp (" << l.tp * l.pp << ")";
-  else if (m.heads % l.tp != 0 || m.kv_heads % l.tp != 0)
-    why << "tp (" << l.tp << ") must divide the heads (" << m.heads << ") and kv heads (" << m.kv_heads << ")";
-  else if (m.ffn % l.tp != 0) why << "tp (" << l.tp << ") must divide the FFN size (" << m.ffn << ")";
-  else if (m.layers % (l.pp * l.virtual_stages) != 0)
-    why << "pp x virtual stages (" << l.pp * l.virtual_stages << ") must divide the layers (" << m.layers << ")";
-  else if (w.global_batch % (data_parallel(w, l) * l.micro_batch) != 0)
-    why << "global batch (" << w.global_batch << ") must be divisible by data parallel (" << data_parallel(w, l)
-        << ") x micro-batch (" << l.micro_batch << ")";
-  else if (l.zero < 0 || l.zero > 3) why << "ZeRO stage must be 0, 1, 2 or 3";
+  if (l.pp > 1 && w.model.layers % (l.pp * l.virtual_stages) != 0)
+    why << "the planner does not model uneven layer splits yet (" << w.model.layers << " layers on "
+        << l.pp * l.virtual_stages << " virtual stages; the runtime trains them, the first stages one layer longer)";
   else if (l.zero >= 2 && l.pp > 1)
-    why << "ZeRO-" << l.zero << " shards gradients, which pipeline micro-batches accumulate: use ZeRO-1 with pp > 1";
-  else if (l.schedule == Schedule::interleaved && l.virtual_stages < 2)
-    why << "the interleaved schedule needs at least 2 virtual stages";
+    why << "the planner does not model ZeRO-" << l.zero << " with a pipeline yet (the runtime trains it: gradients "
+        << "reduce-scattered once the last micro-batch's backward is done)";
   else if (l.pp > 1 && micro_batches(w, l) < l.pp)
-    why << "fewer micro-batches (" << micro_batches(w, l) << ") than pipeline stages (" << l.pp << ")";
+    why << "the planner does not model fewer micro-batches (" << micro_batches(w, l) << ") than pipeline stages ("
+        << l.pp << ")";
   return why.str();
 }
 

@@ -163,6 +163,8 @@ inline RunRow parse_run(const CsvTable& t, std::size_t r, const std::string& pat
   else run.supported = false, run.unsupported_reason = "kernel set '" + kernel + "'";
   const std::string problem = layout_problem(run.workload, l);
   PLAIT_CHECK(problem.empty(), path, ":", t.lines[r], ": ", problem);
+  if (const std::string gap = unmodelled(run.workload, l); run.supported && !gap.empty())
+    run.supported = false, run.unsupported_reason = gap;
   return run;
 }
 

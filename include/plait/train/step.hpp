@@ -12,6 +12,7 @@
 #include "plait/comm/communicator.hpp"
 #include "plait/core/error.hpp"
 #include "plait/core/memory.hpp"
+#include "plait/model/layout_check.hpp"
 #include "plait/parallel/schedule.hpp"
 #include "plait/train/data.hpp"
 #include "plait/train/lr_schedule.hpp"
@@ -32,11 +33,7 @@ struct TrainConfig {
   // Throws, saying what to change, for settings that cannot train over dp data-parallel ranks; the Trainer calls
   // it at construction, and a program can call it before it builds the model.
   void validate(int dp) const {
-    PLAIT_CHECK(micro_batch >= 1, "the micro-batch must be at least 1 sequence");
-    PLAIT_CHECK(global_batch % (dp * micro_batch) == 0, "the global batch (", global_batch,
-                " sequences) must be a multiple of data-parallel degree x micro-batch = ", dp, " x ", micro_batch,
-                " = ", dp * micro_batch, ": change --batch or --micro-batch, or run on ",
-                "a world size that gives another data-parallel degree");
+    model::check_batch_fits(global_batch, dp, micro_batch);  // the layout's share (model/layout_check.hpp)
     PLAIT_CHECK(std::isfinite(lr.peak) && lr.peak > 0.0, "the peak learning rate must be a positive number (--lr), got ",
                 lr.peak);
     PLAIT_CHECK(lr.min_ratio >= 0.0 && lr.min_ratio <= 1.0,
