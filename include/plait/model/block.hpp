@@ -19,6 +19,7 @@
 #include <functional>
 #include <vector>
 
+#include "plait/backend/activation.hpp"
 #include "plait/backend/concepts.hpp"
 #include "plait/kernels/attention.hpp"
 #include "plait/model/config.hpp"
@@ -38,7 +39,7 @@ class Block {
 
   // Sizes on this rank for one micro-batch.
   struct Dims {
-    std::int64_t batch, seq, n, nl, D, Hl, KVl, hd, Fl, Vl;
+    std::int64_t batch, seq, n, nl, D, Hl, KVl, hd, Fl;
   };
 
   // A layer's tensors within its unit, by LayerTensor, and named views of them (weights or their gradients).
@@ -52,9 +53,7 @@ class Block {
           w_gate(b + o[LayerTensor::w_gate]), w_up(b + o[LayerTensor::w_up]), w_down(b + o[LayerTensor::w_down]) {}
   };
 
-  static Buffer activation(std::int64_t count) {
-    return Buffer(static_cast<std::size_t>(count), core::MemoryKind::activations);
-  }
+  static Buffer activation(std::int64_t count) { return backend::activation_buffer<B>(count); }
 
   // A layer's activations, allocated whole for its forward; the recompute wrapper drops and restores parts.
   struct Activations {

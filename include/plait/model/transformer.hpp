@@ -88,7 +88,7 @@ class Transformer {
       : config_(checked(config, grid)), grid_(std::move(grid)), stage_(grid_.pp_rank()),
         regions_(tp > 1 ? &grid_.tp() : nullptr, config_.hidden),
         embedding_(config_, regions_, grid_.tp_rank()), block_(config_, regions_, grid_.tp_rank()),
-        lm_head_(config_, regions_, tp > 1 ? &grid_.tp() : nullptr, grid_.tp_rank()),
+        lm_head_(config_, regions_, grid_.tp_rank()),
         parameters_(declare()),
         state_(parameters_.units(), parameters_.segments(), grid_.dp(), grid_.tp(), stages > 1 ? &grid_.pp() : nullptr) {
     Buffer<T> initial(static_cast<std::size_t>(parameters_.size()), core::MemoryKind::workspace);
@@ -285,7 +285,7 @@ class Transformer {
   Dims dims(std::int64_t batch, std::int64_t seq) const {
     const std::int64_t n = batch * seq;
     return {batch, seq, n, sp ? n / tp : n, config_.hidden, config_.heads / tp, config_.kv_heads / tp,
-            config_.head_dim(), config_.ffn / tp, config_.vocab / tp};
+            config_.head_dim(), config_.ffn / tp};
   }
   static Buffer<T> activation(std::int64_t count) { return TransformerBlock::activation(count); }
 
@@ -463,7 +463,7 @@ class Transformer {
   Regions regions_;
   layers::VocabParallelEmbedding<B, Regions> embedding_;
   TransformerBlock block_;  // every layer of this stage, each with its own weights
-  layers::LmHead<B, Regions, C> lm_head_;
+  layers::LmHead<B, Regions> lm_head_;
   ParameterTable parameters_;
   State state_;
   Offsets offsets_{};

@@ -17,6 +17,7 @@
 
 #include <cstdint>
 
+#include "plait/backend/activation.hpp"
 #include "plait/backend/concepts.hpp"
 #include "plait/comm/communicator.hpp"
 
@@ -31,6 +32,9 @@ class TensorParallelRegions {
 
   // `group`: the TP group (nullptr at TP 1); `width`: the features of a row of the residual stream.
   TensorParallelRegions(C* group, std::int64_t width) : group_(group), width_(width) {}
+
+  // The TP group, for a layer's own reductions beyond the regions' (the vocab-parallel loss); nullptr at TP 1.
+  C* group() const { return group_; }
 
   // This rank's rows of n in all: n / TP under SP, else n.
   static std::int64_t local_rows(std::int64_t n) { return SequenceParallel ? n / Degree : n; }
@@ -76,7 +80,7 @@ class TensorParallelRegions {
   void reduce_into(T* partial, T* out, std::int64_t n) const {
     const std::int64_t rows = local_rows(n) * width_;
     if constexpr (SequenceParallel) {
-      typename B::template Buffer<T> mine(static_cast<std::size_t>(rows), core::MemoryKind::activations);
+      auto mine = backend::activation_buffer<B>(rows);
       group_->reduce_scatter(partial, mine.data(), rows);
       B::add(mine.data(), out, rows);
     } else {

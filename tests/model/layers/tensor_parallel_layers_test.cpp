@@ -4,13 +4,11 @@
 // holds. At TP 1 the layers call no communicator (their TP group is null) and equal Linear exactly.
 #include <catch2/catch.hpp>
 
-#include <algorithm>
 #include <array>
-#include <cmath>
 #include <cstdint>
 #include <string>
-#include <vector>
 
+#include "model/layers/layer_testing.hpp"
 #include "parallel/sweep.hpp"
 #include "plait/backend/host.hpp"
 #include "plait/comm/mpi.hpp"
@@ -21,42 +19,10 @@
 namespace {
 
 using B = plait::Host<double>;
-using Matrix = std::vector<double>;  // row-major
+using namespace layer_testing;
 namespace layers = plait::model::layers;
 
-Matrix random_matrix(std::int64_t rows, std::int64_t cols, std::uint64_t stream) {
-  const plait::CounterRng rng(4242, stream);
-  Matrix m(static_cast<std::size_t>(rows * cols));
-  for (std::size_t i = 0; i < m.size(); ++i) m[i] = rng.normal(i);
-  return m;
-}
-
-// Rows [r0, r0 + rows) and columns [c0, c0 + cols) of a (?, full_cols) matrix.
-Matrix block(const Matrix& m, std::int64_t full_cols, std::int64_t r0, std::int64_t rows, std::int64_t c0,
-             std::int64_t cols) {
-  Matrix out(static_cast<std::size_t>(rows * cols));
-  for (std::int64_t i = 0; i < rows; ++i)
-    for (std::int64_t j = 0; j < cols; ++j)
-      out[static_cast<std::size_t>(i * cols + j)] = m[static_cast<std::size_t>((r0 + i) * full_cols + c0 + j)];
-  return out;
-}
-
-// max |got - want| / max |want|
-double relative(const Matrix& got, const Matrix& want) {
-  REQUIRE(got.size() == want.size());
-  double diff = 0.0, scale = 0.0;
-  for (std::size_t i = 0; i < got.size(); ++i) {
-    diff = std::max(diff, std::abs(got[i] - want[i]));
-    scale = std::max(scale, std::abs(want[i]));
-  }
-  return diff / scale;
-}
-
-constexpr double tolerance = 1e-12;
 constexpr std::int64_t n = 12, in = 16;  // rows (a multiple of every TP degree for SP), input features
-
-// This rank's TP group of `tp` neighbouring ranks (as ProcessGrid places TP innermost).
-plait::comm::Mpi tp_group(plait::comm::Mpi& world, int tp) { return world.split(world.rank() / tp, world.rank()); }
 
 template <int TP, bool SP>
 void column_parallel_equals_linear() {
@@ -70,7 +36,7 @@ void column_parallel_equals_linear() {
   const std::array<std::int64_t, 3> out{8, 4, 12};  // three parts sharing the input, as q, k and v do
   const layers::ColumnParallel<B, Regions, 3> layer(regions, in, out, r);
 
-  const Matrix x = random_matrix(n, in, 1);
+  const Matrix x = random_values(n * in, 1);
   const std::int64_t nl = Regions::local_rows(n), first_row = SP ? r * nl : 0;
   Matrix x_local = block(x, in, first_row, nl, 0, in), scratch(static_cast<std::size_t>(n * in));
   const double* x_all = layer.enter(x_local.data(), scratch.data(), n);
@@ -79,8 +45,8 @@ void column_parallel_equals_linear() {
   Matrix dx_want(static_cast<std::size_t>(n * in), 0.0);
   for (std::size_t i = 0; i < 3; ++i) {
     const std::int64_t o = out[i], ol = o / TP;
-    w[i] = random_matrix(o, in, 10 + i);
-    dy[i] = random_matrix(n, o, 20 + i);
+    w[i] = random_values(o * in, 10 + i);
+    dy[i] = random_values(n * o, 20 + i);
     w_local[i] = block(w[i], in, r * ol, ol, 0, in);
     dy_local[i] = block(dy[i], o, 0, n, r * ol, ol);
     y_local[i].assign(static_cast<std::size_t>(n * ol), 0.0);
@@ -127,8 +93,8 @@ void row_parallel_equals_linear() {
   const plait::model::Slice s = layer.slice();
   CHECK((s.full_rows == out && s.full_cols == in && s.row_begin == 0 && s.col_begin == r * il));
 
-  const Matrix x = random_matrix(n, in, 2), w = random_matrix(out, in, 3), residual = random_matrix(n, out, 4),
-               dy = random_matrix(n, out, 5);
+  const Matrix x = random_values(n * in, 2), w = random_values(out * in, 3), residual = random_values(n * out, 4),
+               dy = random_values(n * out, 5);
   // The twin: y = residual + x W^T, dx = dy W, dW = dy^T x.
   const layers::Linear<B> linear{in, out};
   Matrix y = residual, dx_want(static_cast<std::size_t>(n * in), 0.0), dw_want(static_cast<std::size_t>(out * in), 0.0);

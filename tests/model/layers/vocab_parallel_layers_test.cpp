@@ -5,12 +5,11 @@
 // holds some rows), summed over TP before it is compared.
 #include <catch2/catch.hpp>
 
-#include <algorithm>
-#include <cmath>
 #include <cstdint>
 #include <string>
 #include <vector>
 
+#include "model/layers/layer_testing.hpp"
 #include "parallel/sweep.hpp"
 #include "plait/backend/host.hpp"
 #include "plait/comm/mpi.hpp"
@@ -22,31 +21,11 @@ namespace {
 
 using B = plait::Host<double>;
 using Mpi = plait::comm::Mpi;
-using Matrix = std::vector<double>;
 namespace layers = plait::model::layers;
 template <int TP, bool SP>
 using Regions = plait::parallel::TensorParallelRegions<B, Mpi, TP, SP>;
+using namespace layer_testing;
 
-Matrix random_matrix(std::int64_t count, std::uint64_t stream, double scale = 1.0) {
-  const plait::CounterRng rng(77, stream);
-  Matrix m(static_cast<std::size_t>(count));
-  for (std::size_t i = 0; i < m.size(); ++i) m[i] = scale * rng.normal(i);
-  return m;
-}
-Matrix rows(const Matrix& m, std::int64_t width, std::int64_t first, std::int64_t count) {
-  return Matrix(m.begin() + first * width, m.begin() + (first + count) * width);
-}
-double relative(const Matrix& got, const Matrix& want) {
-  REQUIRE(got.size() == want.size());
-  double diff = 0.0, scale = 0.0;
-  for (std::size_t i = 0; i < got.size(); ++i) {
-    diff = std::max(diff, std::abs(got[i] - want[i]));
-    scale = std::max(scale, std::abs(want[i]));
-  }
-  return diff / scale;
-}
-
-constexpr double tolerance = 1e-12;
 const plait::ModelConfig config{.vocab = 24, .hidden = 8, .layers = 1, .heads = 4, .kv_heads = 4, .ffn = 8,
                                 .max_seq = 8};
 constexpr std::int64_t batch = 2, seq = 6, n = batch * seq;  // n: a multiple of every TP degree, for SP
@@ -61,12 +40,12 @@ template <int TP, bool SP>
 void embedding_equals_one_rank() {
   Mpi world;
   if (!sweep::runs_at_this_size(TP, "TP " + std::to_string(TP))) return;
-  Mpi group = world.split(world.rank() / TP, world.rank());
+  Mpi group = tp_group(world, TP);
   const int r = group.rank();
   INFO("TP " << TP << (SP ? " +SP" : "") << ", rank " << r);
   const std::int64_t D = config.hidden, V = config.vocab, vl = V / TP, nl = Regions<TP, SP>::local_rows(n),
                      first = SP ? r * nl : 0;
-  const Matrix table = random_matrix(V * D, 1), dout = random_matrix(n * D, 2);
+  const Matrix table = random_values(V * D, 1), dout = random_values(n * D, 2);
   const auto t = tokens();
 
   const Regions<1, false> one(nullptr, D);
@@ -91,13 +70,13 @@ template <int TP, bool SP>
 void lm_head_equals_one_rank() {
   Mpi world;
   if (!sweep::runs_at_this_size(TP, "TP " + std::to_string(TP))) return;
-  Mpi group = world.split(world.rank() / TP, world.rank());
+  Mpi group = tp_group(world, TP);
   const int r = group.rank();
   INFO("TP " << TP << (SP ? " +SP" : "") << ", rank " << r);
   const std::int64_t D = config.hidden, V = config.vocab, vl = V / TP, nl = Regions<TP, SP>::local_rows(n),
                      first = SP ? r * nl : 0;
-  const Matrix x = random_matrix(n * D, 3), head = random_matrix(V * D, 5, 0.5);
-  Matrix norm = random_matrix(D, 4, 0.3);
+  const Matrix x = random_values(n * D, 3), head = random_values(V * D, 5, 0.5);
+  Matrix norm = random_values(D, 4, 0.3);
   for (double& w : norm) w += 1.0;  // norm weights near 1, as trained ones are
 
   auto targets = tokens();
@@ -105,7 +84,7 @@ void lm_head_equals_one_rank() {
   const double scale = 0.25;
 
   const Regions<1, false> one(nullptr, D);
-  const layers::LmHead<B, Regions<1, false>, Mpi> twin(config, one, nullptr, 0);
+  const layers::LmHead<B, Regions<1, false>> twin(config, one, 0);
   Matrix head_grad_want(static_cast<std::size_t>(V * D), 0.0), dx_want(static_cast<std::size_t>(n * D)),
       norm_grad_want(static_cast<std::size_t>(D), 0.0);
   std::vector<double> logits_want(static_cast<std::size_t>(batch * V));
@@ -114,7 +93,7 @@ void lm_head_equals_one_rank() {
   twin.backward(want, x.data(), norm.data(), n, dx_want.data(), norm_grad_want.data());
 
   const Regions<TP, SP> regions(TP > 1 ? &group : nullptr, D);
-  const layers::LmHead<B, Regions<TP, SP>, Mpi> layer(config, regions, TP > 1 ? &group : nullptr, r);
+  const layers::LmHead<B, Regions<TP, SP>> layer(config, regions, r);
   CHECK(layer.slice().row_begin == r * vl);
   const Matrix x_local = rows(x, D, first, nl), head_local = rows(head, D, r * vl, vl);
   Matrix head_grad(static_cast<std::size_t>(vl * D), 0.0), dx(static_cast<std::size_t>(nl * D)),

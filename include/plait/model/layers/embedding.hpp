@@ -8,6 +8,7 @@
 
 #include <cstdint>
 
+#include "plait/backend/activation.hpp"
 #include "plait/backend/concepts.hpp"
 #include "plait/core/error.hpp"
 #include "plait/model/config.hpp"
@@ -35,7 +36,7 @@ class VocabParallelEmbedding {
     if constexpr (degree == 1) {
       B::embedding_forward(tokens, n, table, 0, local_vocab(), dim_, out);
     } else {
-      typename B::template Buffer<T> partial(static_cast<std::size_t>(n * dim_), core::MemoryKind::activations);
+      auto partial = backend::activation_buffer<B>(n * dim_);
       B::embedding_forward(tokens, n, table, rank_ * local_vocab(), local_vocab(), dim_, partial.data());
       regions_->leave_forward(partial.data(), out, n);
     }
@@ -43,8 +44,7 @@ class VocabParallelEmbedding {
 
   // dtable += the gradient of out, dout_local (local_rows(n), D): gathered over TP under SP first.
   void backward(const std::int32_t* tokens, std::int64_t n, const T* dout_local, T* dtable) const {
-    typename B::template Buffer<T> all(static_cast<std::size_t>(Regions::sequence_parallel ? n * dim_ : 0),
-                                       core::MemoryKind::activations);
+    auto all = backend::activation_buffer<B>(Regions::sequence_parallel ? n * dim_ : 0);
     const T* dout = regions_->leave_backward(dout_local, all.data(), n);
     B::embedding_backward(tokens, n, dout, rank_ * local_vocab(), local_vocab(), dim_, dtable);
   }

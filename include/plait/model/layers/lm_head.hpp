@@ -9,12 +9,13 @@
 #include <cstdint>
 #include <vector>
 
+#include "plait/backend/activation.hpp"
 #include "plait/model/config.hpp"
 #include "plait/model/layers/column_parallel.hpp"
 
 namespace plait::model::layers {
 
-template <concepts::Backend B, class Regions, class C>
+template <concepts::Backend B, class Regions>
 class LmHead {
  public:
   using T = typename B::value_type;
@@ -22,10 +23,9 @@ class LmHead {
   static constexpr int degree = Regions::degree;
   static constexpr std::int64_t chunk_rows = 256;  // rows of logits computed at once
 
-  // `group`: the TP group (nullptr at TP 1).
-  LmHead(const ModelConfig& c, const Regions& regions, C* group, int rank)
-      : regions_(&regions), head_(regions, c.hidden, {c.vocab}, rank), group_(group), rank_(rank),
-        eps_(c.norm_eps), vocab_(c.vocab), dim_(c.hidden) {}
+  LmHead(const ModelConfig& c, const Regions& regions, int rank)
+      : regions_(&regions), head_(regions, c.hidden, {c.vocab}, rank), rank_(rank), eps_(c.norm_eps),
+        vocab_(c.vocab), dim_(c.hidden) {}
 
   Slice slice() const { return head_.slice(0); }
 
@@ -51,7 +51,7 @@ class LmHead {
       Buffer local = activation(vl), all = activation(vocab_);
       for (std::int64_t b = 0; b < batch; ++b) {
         head_.part(0).forward(h + ((b + 1) * seq - 1) * D, head_weight, 1, local.data());
-        if constexpr (degree > 1) group_->all_gather(local.data(), all.data(), vl);
+        if constexpr (degree > 1) regions_->group()->all_gather(local.data(), all.data(), vl);
         else B::copy(local.data(), all.data(), vl);
         for (std::int64_t v = 0; v < vocab_; ++v)
           (*last_logits)[static_cast<std::size_t>(b * vocab_ + v)] = static_cast<double>(all[v]);
@@ -87,9 +87,7 @@ class LmHead {
   }
 
  private:
-  static Buffer activation(std::int64_t count) {
-    return Buffer(static_cast<std::size_t>(count), core::MemoryKind::activations);
-  }
+  static Buffer activation(std::int64_t count) { return backend::activation_buffer<B>(count); }
 
   // Loss over a chunk of rows of vocab-parallel logits (rows, vl); the logits become their gradient.
   void chunk_loss(T* logits, const std::int32_t* targets, std::int64_t rows, std::int64_t vl, double grad_scale,
@@ -100,9 +98,9 @@ class LmHead {
       T* row_max = stats.data();
       T* sums = stats.data() + rows;  // sum_exp (rows) then target_logit (rows): one all-reduce for both
       B::cross_entropy_row_max(logits, rows, vl, row_max);
-      group_->all_reduce(row_max, rows, comm::ReduceOp::max);
+      regions_->group()->all_reduce(row_max, rows, comm::ReduceOp::max);
       B::cross_entropy_sum_exp(logits, targets, rows, vl, rank_ * vl, row_max, sums, sums + rows);
-      group_->all_reduce(sums, 2 * rows, comm::ReduceOp::sum);
+      regions_->group()->all_reduce(sums, 2 * rows, comm::ReduceOp::sum);
       for (std::int64_t r = 0; r < rows; ++r)
         row_loss[r] = targets[r] < 0 ? T(0) : static_cast<T>(std::log(sums[r]) + row_max[r] - sums[rows + r]);
       B::cross_entropy_grad_inplace(logits, targets, rows, vl, rank_ * vl, row_max, sums, grad_scale);
@@ -111,7 +109,6 @@ class LmHead {
 
   const Regions* regions_;
   ColumnParallel<B, Regions, 1> head_;
-  C* group_;
   int rank_;
   double eps_;
   std::int64_t vocab_, dim_;

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 
+#include "plait/backend/activation.hpp"
 #include "plait/model/layers/linear.hpp"
 #include "plait/model/parameters.hpp"
 
@@ -30,7 +31,7 @@ class RowParallel {
     if constexpr (degree == 1) {
       linear_.forward(x, w, n, residual, T(1));
     } else {
-      typename B::template Buffer<T> partial(static_cast<std::size_t>(n * linear_.out), core::MemoryKind::activations);
+      auto partial = backend::activation_buffer<B>(n * linear_.out);
       linear_.forward(x, w, n, partial.data());
       regions_->leave_forward_into(partial.data(), residual, n);
     }
