@@ -496,7 +496,6 @@ int main(int argc, char** argv) {
     c.per_step_overhead_s = 0.0;
     c.per_layer_overhead_s = 0.0;
     c.data_parallel_exposed = c.data_parallel_exposed_pipelined = 1.0;  // blocking MPI collectives: nothing overlaps
-    c.vocab_parallel_loss = false;
     c.logits_bytes_per_element = 12.0;  // fp32 logits, softmax and their gradient
   }
   const std::string base_name = hw.name;
@@ -507,6 +506,7 @@ int main(int argc, char** argv) {
     c.memory_efficiency = std::min(1.0, bandwidth / hw.hbm_bandwidth);
   }
   if (o.host || o.cuda) {  // plait's own kernels are what runs: their rate, not the triad's
+    c.vocab_parallel_loss = true;  // and plait's own loss (model/layers/lm_head.hpp): vocab / TP logits per rank
     c.attention_efficiency = std::min(1.0, attention);
     c.memory_efficiency = std::min(1.0, kernel_efficiency * bandwidth / hw.hbm_bandwidth);
     c.optimizer_cost_factor = adamw_factor * kernel_efficiency;

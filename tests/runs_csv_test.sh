@@ -3,7 +3,7 @@
 # append their rows (header once), `plait-plan evaluate` predicts both against a CPU hardware file (none
 # unsupported), and `plait-plan fit` refits the constants on them: the refitted file predicts their step times closer
 # than the file it started from (reached: 0.55 of its error; required: under 0.8). The fullest rank's measured peak
-# memory must come within 7% of the prediction (reached: 4.8% for tp2 zero1, 1.0% for zero3; the model counts
+# memory must come within 7% of the prediction (reached: 0.8% for tp2 zero1, 4.2% for zero3; the model counts
 # plait's tracked bytes, and on these tiny models the per-rank workspace it does not itemise is a few percent), and
 # a file with other columns is refused before any training.
 # Usage: runs_csv_test.sh PLAIT_TRAIN PLAIT_PLAN MPIEXEC HARDWARE_JSON WORK_DIR

@@ -41,8 +41,7 @@ struct Recompute {
       block.forward(w, a, d, out.data());
     } else if constexpr (Policy::recompute_core) {
       a.allocate_core(d);
-      block.attention_core(a, d);
-      block.mlp_core(a, d);
+      block.recompute_core(a, d);
     }
   }
 };

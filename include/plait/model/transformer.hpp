@@ -43,6 +43,7 @@
 #include "plait/kernels/blas.hpp"
 #include "plait/model/block.hpp"
 #include "plait/model/config.hpp"
+#include "plait/model/gather.hpp"
 #include "plait/model/layers/embedding.hpp"
 #include "plait/model/layers/lm_head.hpp"
 #include "plait/model/parameters.hpp"
@@ -164,38 +165,9 @@ class Transformer {
   }
 
   // The full, unsplit value of every tensor (gathered over TP, PP and, under ZeRO-3, DP), in the single-rank
-  // model's declaration order. A collective: every rank calls it and every rank gets the result.
+  // model's declaration order (gather.hpp). A collective: every rank calls it and every rank gets the result.
   std::vector<std::pair<std::string, std::vector<double>>> gather_parameters() {
-    Buffer<T> local(static_cast<std::size_t>(parameters_.size()), core::MemoryKind::workspace);
-    state_.gather(local.data());
-    std::map<std::string, std::vector<double>> mine;
-    for (const ParameterInfo& p : parameters_.infos()) mine[p.name] = gather_over_tp(p, local.data());
-    if constexpr (stages > 1) {  // each stage broadcasts its tensors to the others, in stage order
-      for (int from = 0; from < stages; ++from) {
-        std::vector<std::string> names;
-        if (from == stage_)
-          for (const auto& [name, values] : mine) names.push_back(name);
-        std::int64_t count = static_cast<std::int64_t>(names.size());
-        grid_.pp().broadcast(&count, 1, from);
-        for (std::int64_t i = 0; i < count; ++i) {
-          std::int64_t code = 0, size = 0;
-          if (from == stage_) code = tensors().code(names[static_cast<std::size_t>(i)]);
-          grid_.pp().broadcast(&code, 1, from);
-          const std::string name = tensors().name(code);
-          if (from == stage_) size = static_cast<std::int64_t>(mine[name].size());
-          grid_.pp().broadcast(&size, 1, from);
-          std::vector<double> values = from == stage_ ? mine[name] : std::vector<double>(static_cast<std::size_t>(size));
-          grid_.pp().broadcast(values.data(), size, from);
-          mine[name] = std::move(values);
-        }
-      }
-    }
-    std::vector<std::pair<std::string, std::vector<double>>> out;
-    for (std::int64_t code = 0; code < tensors().count(); ++code) {
-      const std::string name = tensors().name(code);
-      if (auto it = mine.find(name); it != mine.end()) out.emplace_back(name, std::move(it->second));
-    }
-    return out;
+    return gather_full_tensors(parameters_, state_, grid_, tensors(), stage_);
   }
 
   // Layers [first, end) of virtual stage vs (of stages x chunks): contiguous, the first ones one longer if uneven.
@@ -258,22 +230,6 @@ class Transformer {
     return p;
   }
 
-  std::vector<double> gather_over_tp(const ParameterInfo& p, const T* local) {
-    const std::int64_t rows = p.rows(), cols = p.cols();
-    std::vector<double> full(static_cast<std::size_t>(p.slice.full_rows * p.slice.full_cols));
-    std::vector<double> mine(static_cast<std::size_t>(p.numel())), every(static_cast<std::size_t>(p.numel() * tp));
-    for (std::int64_t i = 0; i < p.numel(); ++i) mine[static_cast<std::size_t>(i)] = static_cast<double>(local[p.offset + i]);
-    std::vector<std::int64_t> where{p.slice.row_begin, p.slice.col_begin}, wheres(static_cast<std::size_t>(2 * tp));
-    grid_.tp().all_gather(mine.data(), every.data(), p.numel());
-    grid_.tp().all_gather(where.data(), wheres.data(), 2);
-    for (int r = 0; r < tp; ++r)
-      for (std::int64_t i = 0; i < rows; ++i)
-        for (std::int64_t j = 0; j < cols; ++j)
-          full[static_cast<std::size_t>((wheres[2 * r] + i) * p.slice.full_cols + wheres[2 * r + 1] + j)] =
-              every[static_cast<std::size_t>(r * p.numel() + i * cols + j)];
-    return full;
-  }
-
   // ---- activations
 
   using Dims = typename TransformerBlock::Dims;
@@ -293,7 +249,7 @@ class Transformer {
   struct ChunkState {
     std::vector<LayerActivations> layers;
     Buffer<T> input, out, grad_out, grad_in;  // (nl, D) each
-    typename TransformerBlock::DeferredWeightGradients deferred;  // ZeroBubble's W, until backward_weight
+    typename TransformerBlock::WeightGradients::Deferred deferred;  // ZeroBubble's W, until backward_weight
     double loss = 0.0;
   };
 
@@ -358,8 +314,11 @@ class Transformer {
       const int unit = layer_unit_[static_cast<std::size_t>(l)];
       const Weights<const T*> w(state_.acquire(unit), offsets_);
       Recomputation::restore(block_, w, a, d, l);
-      block_.backward(w, state_.grad(unit), offsets_, a, d, dx.data(), defer ? &ch.deferred : nullptr,
-                      [this, unit] { return state_.grad(unit); });
+      T* grads = state_.grad(unit);
+      typename TransformerBlock::WeightGradients g =
+          defer ? typename TransformerBlock::WeightGradients(grads, ch.deferred, [this, unit] { return state_.grad(unit); })
+                : typename TransformerBlock::WeightGradients(grads);
+      block_.backward(w, Weights<T*>(grads, offsets_), a, d, dx.data(), g);
       state_.release(unit);
       if (!defer) {
         state_.grad_done(unit);
@@ -376,9 +335,7 @@ class Transformer {
 
   // The deferred weight gradients of a chunk (ZeroBubble's W), then its units' gradients are complete.
   void weight_chunk(ChunkState& ch, int vs) {
-    for (auto& work : ch.deferred.work) work();
-    ch.deferred.work.clear();
-    ch.deferred.kept.clear();
+    ch.deferred.run();
     const auto [begin, end] = layers_of(vs);
     for (std::int64_t l = end - 1; l >= begin; --l) state_.grad_done(layer_unit_[static_cast<std::size_t>(l)]);
     ch.layers.clear();
