@@ -1,6 +1,11 @@
 // The Communicator concept: collectives and point-to-point messages on typed buffers within a group of ranks, and
 // sub-groups split from it. Mpi (host), Single (one rank, no MPI) and Nccl (device pointers, comm/nccl.hpp) model
 // it. Nothing above comm/ names MPI.
+//
+// Communicators come in pairs: every (data) communicator, which carries tensors in the backend's memory, has a
+// control communicator over the same ranks, control(), which carries host scalars and small host vectors (loss
+// sums, norms, agreement on errors, metadata). Mpi and Single are their own control communicators; Nccl's is the
+// Mpi group it was built from (NCCL takes device pointers only).
 #pragma once
 
 #include <concepts>
@@ -31,6 +36,8 @@ concept Communicator = requires(C& c, const C& cc, double* x, const double* cx, 
   { c.isend(cx, n, peer, 0) } -> std::same_as<typename C::Request>;  // completes by test or wait_all
   c.barrier();
   { c.split(0, 0) } -> std::same_as<C>;             // ranks with the same colour, ordered by key
+  c.control().all_reduce(x, n, comm::ReduceOp::sum);  // the control twin: the same ranks, host memory
+  { c.control().rank() } -> std::convertible_to<int>;
 };
 
 }  // namespace plait::concepts
@@ -38,9 +45,10 @@ concept Communicator = requires(C& c, const C& cc, double* x, const double* cx, 
 namespace plait::comm {
 
 // Throws on every rank the message of the lowest rank that failed (`error` non-empty), so that no rank goes on
-// into a collective the others have left. A collective over `world`; host-memory communicators (Mpi, Single).
+// into a collective the others have left. A collective over `group`, on its control communicator.
 template <class C>
-void agree_or_throw(C& world, const std::string& error) {
+void agree_or_throw(C& group, const std::string& error) {
+  auto& world = group.control();
   std::int64_t negated = -(error.empty() ? world.size() : world.rank());
   world.all_reduce(&negated, 1, comm::ReduceOp::max);
   const std::int64_t first = -negated;

@@ -61,6 +61,8 @@ class Mpi {
   // The world, or a communicator this object will free.
   Mpi() : comm_(std::make_shared<Handle>(MPI_COMM_WORLD, false)) {}
   static Mpi world() { return Mpi(); }
+  // Its own control communicator: MPI carries host memory.
+  Mpi& control() { return *this; }
 
   int rank() const {
     int r = 0;

@@ -83,6 +83,8 @@ class Nccl {
 
   int rank() const { return group_.rank(); }
   int size() const { return group_.size(); }
+  // The control communicator over the same ranks: the Mpi group this one was built from (host memory).
+  Mpi& control() { return group_; }
   cudaStream_t stream() const { return handle_->stream; }
 
   template <class T>

@@ -15,6 +15,7 @@ class Single {
  public:
   int rank() const { return 0; }
   int size() const { return 1; }
+  Single& control() { return *this; }
   template <class T>
   void all_reduce(T*, std::int64_t, ReduceOp) {}
   template <class T>

@@ -29,8 +29,8 @@ std::vector<double> gather_over_tp(const ParameterInfo& p, const T* local, comm:
   std::vector<double> mine(static_cast<std::size_t>(p.numel())), every(static_cast<std::size_t>(p.numel() * tp));
   for (std::int64_t i = 0; i < p.numel(); ++i) mine[static_cast<std::size_t>(i)] = static_cast<double>(local[p.offset + i]);
   std::vector<std::int64_t> where{p.slice.row_begin, p.slice.col_begin}, wheres(static_cast<std::size_t>(2 * tp));
-  grid.tp().all_gather(mine.data(), every.data(), p.numel());
-  grid.tp().all_gather(where.data(), wheres.data(), 2);
+  grid.tp().control().all_gather(mine.data(), every.data(), p.numel());
+  grid.tp().control().all_gather(where.data(), wheres.data(), 2);
   for (int r = 0; r < tp; ++r)
     for (std::int64_t i = 0; i < rows; ++i)
       for (std::int64_t j = 0; j < cols; ++j)
@@ -56,16 +56,16 @@ std::vector<std::pair<std::string, std::vector<double>>> gather_full_tensors(con
     if (from == stage)
       for (const auto& [name, values] : mine) names.push_back(name);
     std::int64_t count = static_cast<std::int64_t>(names.size());
-    grid.pp().broadcast(&count, 1, from);
+    grid.pp().control().broadcast(&count, 1, from);
     for (std::int64_t i = 0; i < count; ++i) {
       std::int64_t code = 0, size = 0;
       if (from == stage) code = tensors.code(names[static_cast<std::size_t>(i)]);
-      grid.pp().broadcast(&code, 1, from);
+      grid.pp().control().broadcast(&code, 1, from);
       const std::string name = tensors.name(code);
       if (from == stage) size = static_cast<std::int64_t>(mine[name].size());
-      grid.pp().broadcast(&size, 1, from);
+      grid.pp().control().broadcast(&size, 1, from);
       std::vector<double> values = from == stage ? mine[name] : std::vector<double>(static_cast<std::size_t>(size));
-      grid.pp().broadcast(values.data(), size, from);
+      grid.pp().control().broadcast(values.data(), size, from);
       mine[name] = std::move(values);
     }
   }

@@ -149,7 +149,7 @@ class Transformer {
   // The sum of token losses, no gradients; every rank gets it.
   double loss(const std::int32_t* tokens, const std::int32_t* targets, std::int64_t batch, std::int64_t seq) {
     double sum = execute(forward_program(), tokens, targets, 1, batch, seq, 0.0, false, nullptr);
-    if constexpr (stages > 1) grid_.pp().all_reduce(&sum, 1, comm::ReduceOp::sum);
+    if constexpr (stages > 1) grid_.pp().control().all_reduce(&sum, 1, comm::ReduceOp::sum);
     return sum;
   }
 
@@ -160,7 +160,7 @@ class Transformer {
     logits_out_ = &out;
     execute(forward_program(), tokens, nullptr, 1, batch, seq, 0.0, false, nullptr);
     logits_out_ = nullptr;
-    if constexpr (stages > 1) grid_.pp().broadcast(out.data(), static_cast<std::int64_t>(out.size()), stages - 1);
+    if constexpr (stages > 1) grid_.pp().control().broadcast(out.data(), static_cast<std::int64_t>(out.size()), stages - 1);
     return out;
   }
 

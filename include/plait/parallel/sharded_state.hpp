@@ -175,9 +175,9 @@ class ShardedState {
       if (seg.tp_replicated && tp_.rank() != 0) return;
       local += B::sum_squares(g, n);
     });
-    if (stage >= 1) dp_.all_reduce(&local, 1, comm::ReduceOp::sum);  // shards are disjoint over DP
-    tp_.all_reduce(&local, 1, comm::ReduceOp::sum);
-    if (pp_ != nullptr) pp_->all_reduce(&local, 1, comm::ReduceOp::sum);  // stages hold different layers
+    if (stage >= 1) dp_.control().all_reduce(&local, 1, comm::ReduceOp::sum);  // shards are disjoint over DP
+    tp_.control().all_reduce(&local, 1, comm::ReduceOp::sum);
+    if (pp_ != nullptr) pp_->control().all_reduce(&local, 1, comm::ReduceOp::sum);  // stages hold different layers
     return local;
   }
 

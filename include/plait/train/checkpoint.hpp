@@ -71,7 +71,7 @@ CanonicalLayout canonical_layout(Model& model) {
   for (const auto& p : model.parameters().infos())
     out.size[static_cast<std::size_t>(model.tensors().code(p.name))] = p.slice.full_rows * p.slice.full_cols;
   // Each rank knows the tensors it holds; together they know all of them.
-  model.grid().world().all_reduce(out.size.data(), count, comm::ReduceOp::max);
+  model.grid().world().control().all_reduce(out.size.data(), count, comm::ReduceOp::max);
   out.begin.assign(static_cast<std::size_t>(count), 0);
   for (std::int64_t c = 0; c < count; ++c) {
     out.begin[static_cast<std::size_t>(c)] = out.total;
@@ -189,7 +189,7 @@ inline void check_checkpoint_writable(const std::string& path) {
 template <class Model, class B>
 void save_checkpoint(const std::string& path, Model& model, AdamW<B>& optimizer, std::int64_t step) {
   static_assert(B::host_memory, "checkpoints read the state through host memory: Host backends only for now");
-  auto& world = model.grid().world();
+  auto& world = model.grid().world().control();
   const auto canon = detail::canonical_layout(model);
   std::vector<double> values(static_cast<std::size_t>(canon.total), 0.0), m(values.size(), 0.0), v(values.size(), 0.0);
   detail::for_each_owned_element(model, canon, true, [&](std::int64_t i, const auto* value, std::int64_t opt) {
@@ -245,7 +245,7 @@ void save_checkpoint(const std::string& path, Model& model, AdamW<B>& optimizer,
 template <class Model, class B>
 std::int64_t load_checkpoint(const std::string& path, Model& model, AdamW<B>& optimizer) {
   static_assert(B::host_memory, "checkpoints write the state through host memory: Host backends only for now");
-  auto& world = model.grid().world();
+  auto& world = model.grid().world().control();
   const auto canon = detail::canonical_layout(model);
   CheckpointData d;
   std::string error;

@@ -75,7 +75,7 @@ class Trainer {
     B::memory().reset_peaks();
     auto& state = model_.state();
     model_.zero_grad();
-    if (config_.record_timeline) model_.grid().pp().barrier();  // stages start their clocks together
+    if (config_.record_timeline) model_.grid().pp().control().barrier();  // stages start their clocks together
     double loss_sum = model_.forward_backward_microbatches(inputs_.data(), targets_.data(), count, mb, seq,
                                                            1.0 / tokens, config_.record_timeline ? &timeline_ : nullptr);
     state.reduce_gradients();
@@ -86,8 +86,8 @@ class Trainer {
     last_clip_factor_ = clip_factor(norm, config_.clip_norm);
     optimizer_.step(state, lr, last_clip_factor_);
     state.sync_parameters();
-    model_.grid().dp().all_reduce(&loss_sum, 1, comm::ReduceOp::sum);  // TP ranks hold the same loss already
-    model_.grid().pp().all_reduce(&loss_sum, 1, comm::ReduceOp::sum);  // only the last stage has a loss
+    model_.grid().dp().control().all_reduce(&loss_sum, 1, comm::ReduceOp::sum);  // TP ranks hold the same loss
+    model_.grid().pp().control().all_reduce(&loss_sum, 1, comm::ReduceOp::sum);  // only the last stage has one
     B::synchronize();
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
@@ -114,7 +114,7 @@ class Trainer {
   // The last step's measured timeline of every pipeline stage (a collective over the pipeline group: every rank
   // of the step calls it). Needs record_timeline.
   parallel::Timeline gather_timeline() {
-    auto& pp = model_.grid().pp();
+    auto& pp = model_.grid().pp().control();
     const auto& mine = timeline_.stages.at(static_cast<std::size_t>(model_.grid().pp_rank()));
     std::vector<double> packed;
     for (const auto& t : mine)
