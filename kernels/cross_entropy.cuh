@@ -124,6 +124,27 @@ __global__ void __launch_bounds__(CrossEntropyConfig::threads)
     l[c] = from_float<T>(scale * (exp_for<T>(to_float(l[c]) - logsumexp) - (c == target ? 1.0f : 0.0f)));
 }
 
+template <class T>
+__global__ void cross_entropy_row_loss_kernel(const std::int32_t* targets, std::int64_t rows, const T* row_max,
+                                              const T* sum_exp, const T* target_logit, T* row_loss) {
+  const std::int64_t r = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (r >= rows) return;
+  row_loss[r] = targets[r] < 0 ? from_float<T>(0.0f)
+                               : from_float<T>(logf(to_float(sum_exp[r])) + to_float(row_max[r]) -
+                                               to_float(target_logit[r]));
+}
+
+// One block: each thread sums a stride of x in fp64, then the block's sum is added to *total.
+template <class T, int Threads>
+__global__ void __launch_bounds__(Threads) sum_into_kernel(const T* x, std::int64_t n, double* total) {
+  using Reduce = cub::BlockReduce<double, Threads>;
+  __shared__ typename Reduce::TempStorage storage;
+  double sum = 0.0;
+  for (std::int64_t i = threadIdx.x; i < n; i += Threads) sum += static_cast<double>(to_float(x[i]));
+  sum = Reduce(storage).Sum(sum);
+  if (threadIdx.x == 0) *total += sum;
+}
+
 }  // namespace detail
 
 template <Storage T>
@@ -176,6 +197,26 @@ cudaError_t cross_entropy_forward_backward(T* logits,                    // (row
   if (rows == 0) return cudaSuccess;
   detail::cross_entropy_forward_backward_kernel<<<static_cast<unsigned>(rows), CrossEntropyConfig::threads, 0,
                                                   stream>>>(logits, targets, vocab, scale, row_loss);
+  return cudaGetLastError();
+}
+
+// Vocab-parallel: row_loss = log(sum_exp) + row_max - target_logit from the reduced statistics (0 when ignored).
+template <Storage T>
+cudaError_t cross_entropy_row_loss(const std::int32_t* targets, std::int64_t rows, const T* row_max,
+                                   const T* sum_exp, const T* target_logit, T* row_loss, cudaStream_t stream) {
+  if (rows == 0) return cudaSuccess;
+  constexpr int threads = 256;
+  detail::cross_entropy_row_loss_kernel<<<static_cast<unsigned>((rows + threads - 1) / threads), threads, 0, stream>>>(
+      targets, rows, row_max, sum_exp, target_logit, row_loss);
+  return cudaGetLastError();
+}
+
+// *total (device, fp64) += the sum of x: the loss accumulated on the device, downloaded once a step. One block (the
+// rows of a loss chunk are a few hundred).
+template <Storage T>
+cudaError_t sum_into(const T* x, std::int64_t n, double* total, cudaStream_t stream) {
+  if (n == 0) return cudaSuccess;
+  detail::sum_into_kernel<T, 256><<<1, 256, 0, stream>>>(x, n, total);
   return cudaGetLastError();
 }
 

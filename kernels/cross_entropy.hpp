@@ -105,4 +105,23 @@ void cross_entropy_forward_backward(T* logits,                    // (rows, voca
   }
 }
 
+// The vocab-parallel loss of each row from the reduced statistics: log(sum_exp) + row_max - target_logit, 0 for an
+// ignored row (target < 0).
+template <class T>
+void cross_entropy_row_loss(const std::int32_t* targets,  // (rows)
+                            std::int64_t rows,
+                            const T* row_max, const T* sum_exp, const T* target_logit,  // (rows) each, global
+                            T* row_loss) {  // (rows)
+  for (std::int64_t r = 0; r < rows; ++r)
+    row_loss[r] = targets[r] < 0 ? T(0) : static_cast<T>(std::log(sum_exp[r]) + row_max[r] - target_logit[r]);
+}
+
+// *total += the sum of x, in fp64, in order (the loss of a chunk of rows, accumulated where the data lives).
+template <class T>
+void sum_into(const T* x, std::int64_t n, double* total) {
+  double sum = *total;
+  for (std::int64_t i = 0; i < n; ++i) sum += static_cast<double>(x[i]);
+  *total = sum;
+}
+
 }  // namespace plait::kernels

@@ -22,10 +22,17 @@ concept Backend = requires {
   { B::name } -> std::convertible_to<const char*>;
 } && requires(typename B::value_type* x, const typename B::value_type* cx, typename B::value_type alpha,
               typename B::master_type* moment, std::int64_t n, double s, const std::int32_t* tokens,
-              kernels::Trans trans, const kernels::AttentionShape& shape, const kernels::AdamWStep& step) {
+              kernels::Trans trans, const kernels::AttentionShape& shape, const kernels::AdamWStep& step,
+              std::int32_t* token_buffer, double* total) {
   // memory, streams and elementwise work
   { B::memory() } -> std::same_as<core::MemoryTracker&>;
   B::synchronize();
+  // host data in and out of the backend's buffers: the only way model and training code reach their elements
+  B::upload(cx, x, n);
+  B::download(cx, x, n);
+  B::upload(tokens, token_buffer, n);
+  B::upload(static_cast<const typename B::master_type*>(moment), moment, n);
+  B::download(static_cast<const typename B::master_type*>(moment), moment, n);
   B::fill(x, n, s);
   B::copy(cx, x, n);
   B::add(cx, x, n);
@@ -49,6 +56,8 @@ concept Backend = requires {
   B::cross_entropy_row_max(cx, n, n, x);
   B::cross_entropy_sum_exp(cx, tokens, n, n, n, cx, x, x);
   B::cross_entropy_grad_inplace(x, tokens, n, n, n, cx, cx, s);
+  B::cross_entropy_row_loss(tokens, n, cx, cx, cx, x);
+  B::sum_into(cx, n, total);  // the loss, accumulated in fp64 where the data lives
   // the optimizer: parameters in the layers' precision, moments in the master's
   B::adamw_update(x, cx, moment, moment, n, step);
 };

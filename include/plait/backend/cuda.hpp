@@ -259,8 +259,8 @@ class DeviceBuffer {
   const U* data() const { return data_; }
   std::size_t size() const { return count_; }
   core::MemoryKind kind() const { return kind_; }
-  U* begin() { return data_; }
-  U* end() { return data_ + count_; }
+  // No operator[], begin() or end(): device memory is reached through the backend (upload, download, kernels), so
+  // model and training code that reads an element on the host does not compile for Cuda.
 
  private:
   void swap(DeviceBuffer& other) noexcept {
@@ -293,7 +293,15 @@ struct Cuda {
   static cudaStream_t stream() { return cuda_detail::context().stream; }
   static void synchronize() { PLAIT_CUDA_CHECK(cudaStreamSynchronize(stream())); }
 
-  // ---- transfers (synchronous)
+  // ---- transfers (synchronous): host data into the backend's buffers and back
+  template <class U>
+  static void upload(const U* host, U* device, std::int64_t n) {
+    to_device(host, device, n);
+  }
+  template <class U>
+  static void download(const U* device, U* host, std::int64_t n) {
+    to_host(device, host, n);
+  }
   template <class U>
   static void to_device(const U* host, U* device, std::int64_t n) {
     PLAIT_CUDA_CHECK(cudaMemcpyAsync(device, host, sizeof(U) * n, cudaMemcpyHostToDevice, stream()));
@@ -454,6 +462,14 @@ struct Cuda {
     PLAIT_CUDA_CHECK(kernels::device::cross_entropy_grad_inplace(dev(logits), targets, rows, cols, vocab_begin,
                                                                  dev(row_max), dev(sum_exp), static_cast<float>(scale),
                                                                  stream()));
+  }
+  static void cross_entropy_row_loss(const std::int32_t* targets, std::int64_t rows, const T* row_max,
+                                     const T* sum_exp, const T* target_logit, T* row_loss) {
+    PLAIT_CUDA_CHECK(kernels::device::cross_entropy_row_loss(targets, rows, dev(row_max), dev(sum_exp),
+                                                             dev(target_logit), dev(row_loss), stream()));
+  }
+  static void sum_into(const T* x, std::int64_t n, double* total) {
+    PLAIT_CUDA_CHECK(kernels::device::sum_into(dev(x), n, total, stream()));
   }
   static void cross_entropy_forward_backward(T* logits, const std::int32_t* targets, std::int64_t rows,
                                              std::int64_t vocab, double scale, T* row_loss) {

@@ -9,6 +9,7 @@
 #include <thrust/transform.h>
 #include <thrust/transform_reduce.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <functional>
 
@@ -31,13 +32,22 @@ struct Host {
                 "Host<T> runs in float or double; bf16 training needs the Cuda backend");
   using value_type = T;
   using master_type = T;
-  static constexpr bool host_memory = true;  // buffers are plain host memory the CPU reads and writes
   template <class U>
   using Buffer = core::HostBuffer<U>;
   static constexpr const char* name = "host";
 
   static core::MemoryTracker& memory() { return core::host_memory(); }
   static void synchronize() {}
+
+  // ---- transfers between host data and the backend's buffers (here both are host memory)
+  template <class U>
+  static void upload(const U* host, U* to, std::int64_t n) {
+    std::copy(host, host + n, to);
+  }
+  template <class U>
+  static void download(const U* from, U* host, std::int64_t n) {
+    std::copy(from, from + n, host);
+  }
 
   // ---- dense algebra: C = alpha op(A) op(B) + beta C, row-major
   static void gemm(kernels::Trans ta, kernels::Trans tb, std::int64_t m, std::int64_t n, std::int64_t k, T alpha,
@@ -111,6 +121,11 @@ struct Host {
                                          std::int64_t vocab_begin, const T* row_max, const T* sum_exp, double scale) {
     kernels::cross_entropy_grad_inplace(logits, targets, rows, cols, vocab_begin, row_max, sum_exp, static_cast<T>(scale));
   }
+  static void cross_entropy_row_loss(const std::int32_t* targets, std::int64_t rows, const T* row_max,
+                                     const T* sum_exp, const T* target_logit, T* row_loss) {
+    kernels::cross_entropy_row_loss(targets, rows, row_max, sum_exp, target_logit, row_loss);
+  }
+  static void sum_into(const T* x, std::int64_t n, double* total) { kernels::sum_into(x, n, total); }
   static void cross_entropy_forward_backward(T* logits, const std::int32_t* targets, std::int64_t rows,
                                              std::int64_t vocab, double scale, T* row_loss) {
     kernels::cross_entropy_forward_backward(logits, targets, rows, vocab, static_cast<T>(scale), row_loss);

@@ -12,7 +12,6 @@
 #include <vector>
 
 #include "plait/comm/process_grid.hpp"
-#include "plait/core/memory.hpp"
 #include "plait/model/parameters.hpp"
 #include "plait/model/tensor_names.hpp"
 
@@ -20,7 +19,7 @@ namespace plait::model {
 
 namespace detail {
 
-// The full tensor p from every TP rank's slice of it; `local` holds this rank's parameters.
+// The full tensor p from every TP rank's slice of it; `local` holds this rank's parameters (host memory).
 template <class T, class C>
 std::vector<double> gather_over_tp(const ParameterInfo& p, const T* local, comm::ProcessGrid<C>& grid) {
   const int tp = grid.tp_size();
@@ -45,8 +44,7 @@ template <class State, class C>
 std::vector<std::pair<std::string, std::vector<double>>> gather_full_tensors(const ParameterTable& parameters,
                                                                              State& state, comm::ProcessGrid<C>& grid,
                                                                              const TensorTable& tensors, int stage) {
-  using Buffer = typename State::template Buffer<typename State::T>;
-  Buffer local(static_cast<std::size_t>(parameters.size()), core::MemoryKind::workspace);
+  std::vector<typename State::T> local(static_cast<std::size_t>(parameters.size()));  // host memory
   state.gather(local.data());
   std::map<std::string, std::vector<double>> mine;
   for (const ParameterInfo& p : parameters.infos()) mine[p.name] = detail::gather_over_tp(p, local.data(), grid);

@@ -92,7 +92,7 @@ class Transformer {
         lm_head_(config_, regions_, grid_.tp_rank()),
         parameters_(declare()),
         state_(parameters_.units(), parameters_.segments(), grid_.dp(), grid_.tp(), stages > 1 ? &grid_.pp() : nullptr) {
-    Buffer<T> initial(static_cast<std::size_t>(parameters_.size()), core::MemoryKind::workspace);
+    std::vector<T> initial(static_cast<std::size_t>(parameters_.size()));  // host memory, uploaded by load
     parameters_.initialize(seed, initial.data());
     state_.load(initial.data());
     // Units in declaration order: [embedding] (first stage), one per layer held here, [final norm + head] (last).
@@ -250,13 +250,13 @@ class Transformer {
     std::vector<LayerActivations> layers;
     Buffer<T> input, out, grad_out, grad_in;  // (nl, D) each
     typename TransformerBlock::WeightGradients::Deferred deferred;  // ZeroBubble's W, until backward_weight
-    double loss = 0.0;
   };
 
   // ---- one chunk of layers for one micro-batch
 
-  void forward_chunk(ChunkState& ch, int vs, const std::int32_t* tokens, const std::int32_t* targets, const Dims& d,
-                     double grad_scale, bool backward) {
+  // tokens, targets: this micro-batch's, in the backend's memory; loss: its sum of token losses (the same).
+  void forward_chunk(ChunkState& ch, int vs, const std::int32_t* tokens, const std::int32_t* targets, double* loss,
+                     const Dims& d, double grad_scale, bool backward) {
     const auto [begin, end] = layers_of(vs);
     Buffer<T> x = activation(d.nl * d.D);
     if (vs == 0) {
@@ -278,7 +278,7 @@ class Transformer {
       else a = LayerActivations();  // forward only: nothing is kept
     }
     if (vs == last_virtual_stage) {
-      head(ch, std::move(x), targets, d, grad_scale, backward);
+      head(ch, std::move(x), targets, loss, d, grad_scale, backward);
     } else {
       ch.out = std::move(x);
     }
@@ -286,15 +286,14 @@ class Transformer {
 
   // Final norm, LM head and loss; with backward, also their backward, leaving d(loss)/d(last layer's output) in
   // ch.grad_out.
-  void head(ChunkState& ch, Buffer<T> x_final, const std::int32_t* targets, const Dims& d, double grad_scale,
-            bool backward) {
+  void head(ChunkState& ch, Buffer<T> x_final, const std::int32_t* targets, double* loss, const Dims& d,
+            double grad_scale, bool backward) {
     const int fu = final_unit_;
     const T* final_norm = state_.acquire(fu) + final_norm_offset_;
     const T* head_weight = state_.acquire(head_unit_) + head_offset_;
     T* head_grad = backward ? state_.grad(head_unit_) + head_offset_ : nullptr;
     auto pass = lm_head_.forward(x_final.data(), final_norm, head_weight, targets, d.batch, d.seq, grad_scale,
-                                 head_grad, logits_out_);
-    ch.loss += pass.loss;
+                                 head_grad, loss, logits_out_);
     if (head_unit_ != fu) state_.release(head_unit_);  // (the same unit as the final norm when untied: still in use)
     if (backward) {
       ch.grad_out = activation(d.nl * d.D);
@@ -365,13 +364,13 @@ class Transformer {
     using value_type = T;
     using Buffer = typename B::template Buffer<T>;
     Transformer& model;
-    const std::int32_t* tokens;
-    const std::int32_t* targets;  // nullptr: no loss
+    const std::int32_t* tokens;   // all micro-batches', in the backend's memory (first stage)
+    const std::int32_t* targets;  // the same (last stage); nullptr: no loss
+    double* losses;               // each micro-batch's sum of token losses, in the backend's memory (last stage)
     Dims d;
     double grad_scale;
     bool backward_too;  // false: forward only, nothing kept
     std::vector<ChunkState> states;
-    double loss = 0.0;
 
     ChunkState& state(const parallel::Action& a) {
       return states[static_cast<std::size_t>(a.microbatch * chunks + a.chunk)];
@@ -380,8 +379,8 @@ class Transformer {
     void forward(const parallel::Action& a) {
       ChunkState& ch = state(a);
       model.forward_chunk(ch, virtual_stage(a), tokens + a.microbatch * d.n,
-                          targets != nullptr ? targets + a.microbatch * d.n : nullptr, d, grad_scale, backward_too);
-      loss += ch.loss;
+                          targets != nullptr ? targets + a.microbatch * d.n : nullptr, losses + a.microbatch, d,
+                          grad_scale, backward_too);
     }
     void backward(const parallel::Action& a) {
       model.backward_chunk(state(a), virtual_stage(a), tokens + a.microbatch * d.n, d,
@@ -407,10 +406,26 @@ class Transformer {
     if constexpr (sp)
       PLAIT_CHECK(d.n % tp == 0, "sequence parallelism splits the ", d.n, " rows of a micro-batch (batch x seq) over ",
                   tp, " ranks: make batch x seq divisible by TP");
-    Stage stage{*this, tokens, targets, d, grad_scale, backward,
-                std::vector<ChunkState>(static_cast<std::size_t>(count * chunks))};
+    // Tokens and targets go to the backend where they are read (the first stage embeds, the last takes the loss).
+    const std::int64_t all = count * d.n;
+    Buffer<std::int32_t> tokens_here(static_cast<std::size_t>(first_stage() ? all : 0), core::MemoryKind::workspace);
+    Buffer<std::int32_t> targets_here(static_cast<std::size_t>(last_stage() && targets != nullptr ? all : 0),
+                                      core::MemoryKind::workspace);
+    Buffer<double> losses(static_cast<std::size_t>(last_stage() ? count : 0), core::MemoryKind::workspace);  // zeroed
+    if (first_stage()) {
+      embedding_.check_tokens(tokens, all);
+      B::upload(tokens, tokens_here.data(), all);
+    }
+    if (targets_here.size() != 0) B::upload(targets, targets_here.data(), all);
+    Stage stage{*this, tokens_here.data(), targets != nullptr ? targets_here.data() : nullptr, losses.data(), d,
+                grad_scale, backward, std::vector<ChunkState>(static_cast<std::size_t>(count * chunks))};
     parallel::run_program(schedule, stage_, stage, grid_.pp(), timeline);
-    return stage.loss;
+    // One download: each micro-batch's loss, summed in micro-batch order.
+    std::vector<double> per_microbatch(losses.size());
+    if (!per_microbatch.empty()) B::download(losses.data(), per_microbatch.data(), count);
+    double sum = 0.0;
+    for (double l : per_microbatch) sum += l;
+    return sum;
   }
 
   ModelConfig config_;

@@ -83,23 +83,21 @@ class ShardedState {
   // Sets the parameters from the full (TP-local) flat buffer `full`, host memory, identical on every DP rank.
   void load(const T* full) {
     if constexpr (stage < 3) {
-      std::copy(full, full + total_, values_.data());
-    } else {
+      B::upload(full, values_.data(), total_);
+    } else {  // this rank's shard of each unit; its padding stays zero
       for (std::size_t u = 0; u < units_.size(); ++u) {
         const Shard& s = shards_[u];
-        for (std::int64_t i = 0; i < s.size; ++i) {
-          const std::int64_t at = s.unit_begin + i;
-          values_[static_cast<std::size_t>(s.offset + i)] = at < units_[u].end ? full[at] : T(0);
-        }
+        const std::int64_t valid = std::max<std::int64_t>(0, std::min(s.size, units_[u].end - s.unit_begin));
+        if (valid > 0) B::upload(full + s.unit_begin, values_.data() + s.offset, valid);
       }
     }
   }
 
-  // Writes the full (TP-local) flat buffer into `full` on every rank (a collective under stage 3).
+  // Writes the full (TP-local) flat buffer into `full`, host memory, on every rank (a collective under stage 3).
   void gather(T* full) {
     for (std::size_t u = 0; u < units_.size(); ++u) {
       const T* values = acquire(static_cast<int>(u));
-      std::copy(values, values + units_[u].size(), full + units_[u].begin);
+      B::download(values, full + units_[u].begin, units_[u].size());
       release(static_cast<int>(u));
     }
   }
@@ -121,7 +119,8 @@ class ShardedState {
       if (open.size() == 0) {
         const Shard& s = shards_[u];
         open = Buffer<T>(size_of(s.size * dp_.size()), core::MemoryKind::parameters);
-        dp_.all_gather(values_.data() + s.offset, open.data(), s.size);
+        if (dp_.size() > 1) dp_.all_gather(values_.data() + s.offset, open.data(), s.size);
+        else B::copy(values_.data() + s.offset, open.data(), s.size);
       }
       return open.data();
     }
@@ -147,9 +146,13 @@ class ShardedState {
       PLAIT_CHECK(open.size() != 0, "grad_done(", u, ") without a gradient");
       reduce_partial_over_tp(open.data(), units_[u]);
       const Shard& s = shards_[u];
-      Buffer<T> mine(size_of(s.size), core::MemoryKind::gradients);
-      dp_.reduce_scatter(open.data(), mine.data(), s.size);
-      B::add(mine.data(), grads_.data() + s.offset, s.size);
+      if (dp_.size() > 1) {
+        Buffer<T> mine(size_of(s.size), core::MemoryKind::gradients);
+        dp_.reduce_scatter(open.data(), mine.data(), s.size);
+        B::add(mine.data(), grads_.data() + s.offset, s.size);
+      } else {
+        B::add(open.data(), grads_.data() + s.offset, s.size);
+      }
       open = Buffer<T>();
     }
   }

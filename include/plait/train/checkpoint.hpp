@@ -80,8 +80,9 @@ CanonicalLayout canonical_layout(Model& model) {
   return out;
 }
 
-// Calls fn(canonical_index, values_pointer, optimizer_offset) for each element this rank updates. `unique` keeps
-// only one rank per element over the world (TP rank 0 for replicated tensors, DP rank 0 under ZeRO-0).
+// Calls fn(canonical_index, local_index, optimizer_offset) for each element this rank updates, local_index being its
+// place in the state's local values. `unique` keeps only one rank per element over the world (TP rank 0 for
+// replicated tensors, DP rank 0 under ZeRO-0).
 template <class Model, class Fn>
 void for_each_owned_element(Model& model, const CanonicalLayout& canon, bool unique, Fn&& fn) {
   auto& grid = model.grid();
@@ -89,8 +90,10 @@ void for_each_owned_element(Model& model, const CanonicalLayout& canon, bool uni
   if (unique && State::stage == 0 && grid.dp_rank() != 0) return;
   const auto& infos = model.parameters().infos();
   std::size_t at = 0;
+  auto* local_values = model.state().local_values();
   model.state().for_each_owned_range([&](const parallel::Segment& seg, std::int64_t flat, auto* values,
                                          std::int64_t opt, std::int64_t n) {
+    const std::int64_t local = values - local_values;
     if (unique && seg.tp_replicated && grid.tp_rank() != 0) return;
     while (infos[at].offset + infos[at].numel() <= flat) ++at;  // segments come in order; find this one's tensor
     while (infos[at].offset > flat) --at;
@@ -98,12 +101,34 @@ void for_each_owned_element(Model& model, const CanonicalLayout& canon, bool uni
     const std::int64_t base = canon.begin[static_cast<std::size_t>(model.tensors().code(p.name))];
     const std::int64_t cols = p.cols();
     for (std::int64_t i = 0; i < n; ++i) {
-      const std::int64_t local = flat + i - p.offset, r = local / cols, c = local % cols;
+      const std::int64_t in_tensor = flat + i - p.offset, r = in_tensor / cols, c = in_tensor % cols;
       const std::int64_t full = (p.slice.row_begin + r) * p.slice.full_cols + p.slice.col_begin + c;
-      fn(base + full, values + i, opt + i);
+      fn(base + full, local + i, opt + i);
     }
   });
 }
+
+// The state a checkpoint reads and writes, as host copies (one download each): this rank's local values and the
+// optimizer's two moments. put() uploads them back.
+template <class Model, class B>
+struct HostState {
+  using T = typename B::value_type;
+  using M = typename AdamW<B>::M;
+  std::vector<T> values;
+  std::vector<M> m, v;
+  HostState(Model& model, AdamW<B>& optimizer)
+      : values(static_cast<std::size_t>(model.state().local_values_size())),
+        m(static_cast<std::size_t>(optimizer.elements())), v(m.size()) {
+    B::download(model.state().local_values(), values.data(), static_cast<std::int64_t>(values.size()));
+    B::download(optimizer.moment1(), m.data(), static_cast<std::int64_t>(m.size()));
+    B::download(optimizer.moment2(), v.data(), static_cast<std::int64_t>(v.size()));
+  }
+  void put(Model& model, AdamW<B>& optimizer) const {
+    B::upload(values.data(), model.state().local_values(), static_cast<std::int64_t>(values.size()));
+    B::upload(m.data(), optimizer.moment1(), static_cast<std::int64_t>(m.size()));
+    B::upload(v.data(), optimizer.moment2(), static_cast<std::int64_t>(v.size()));
+  }
+};
 
 }  // namespace detail
 
@@ -188,14 +213,14 @@ inline void check_checkpoint_writable(const std::string& path) {
 // temporary file renamed over it). A collective over the model's world: every rank calls it.
 template <class Model, class B>
 void save_checkpoint(const std::string& path, Model& model, AdamW<B>& optimizer, std::int64_t step) {
-  static_assert(B::host_memory, "checkpoints read the state through host memory: Host backends only for now");
   auto& world = model.grid().world().control();
   const auto canon = detail::canonical_layout(model);
   std::vector<double> values(static_cast<std::size_t>(canon.total), 0.0), m(values.size(), 0.0), v(values.size(), 0.0);
-  detail::for_each_owned_element(model, canon, true, [&](std::int64_t i, const auto* value, std::int64_t opt) {
-    values[static_cast<std::size_t>(i)] = static_cast<double>(*value);
-    m[static_cast<std::size_t>(i)] = static_cast<double>(optimizer.moment1()[opt]);
-    v[static_cast<std::size_t>(i)] = static_cast<double>(optimizer.moment2()[opt]);
+  const detail::HostState<Model, B> here(model, optimizer);
+  detail::for_each_owned_element(model, canon, true, [&](std::int64_t i, std::int64_t local, std::int64_t opt) {
+    values[static_cast<std::size_t>(i)] = static_cast<double>(here.values[static_cast<std::size_t>(local)]);
+    m[static_cast<std::size_t>(i)] = static_cast<double>(here.m[static_cast<std::size_t>(opt)]);
+    v[static_cast<std::size_t>(i)] = static_cast<double>(here.v[static_cast<std::size_t>(opt)]);
   });
   for (auto* x : {&values, &m, &v}) world.all_reduce(x->data(), canon.total, comm::ReduceOp::sum);  // one owner each
 
@@ -244,7 +269,6 @@ void save_checkpoint(const std::string& path, Model& model, AdamW<B>& optimizer,
 // before the model is touched.
 template <class Model, class B>
 std::int64_t load_checkpoint(const std::string& path, Model& model, AdamW<B>& optimizer) {
-  static_assert(B::host_memory, "checkpoints write the state through host memory: Host backends only for now");
   auto& world = model.grid().world().control();
   const auto canon = detail::canonical_layout(model);
   CheckpointData d;
@@ -267,12 +291,15 @@ std::int64_t load_checkpoint(const std::string& path, Model& model, AdamW<B>& op
   }
   comm::agree_or_throw(world, error);
 
-  detail::for_each_owned_element(model, canon, false, [&](std::int64_t i, auto* value, std::int64_t opt) {
-    using T = std::remove_reference_t<decltype(*value)>;
-    *value = static_cast<T>(d.parameters[static_cast<std::size_t>(i)]);
-    optimizer.moment1()[opt] = static_cast<typename AdamW<B>::M>(d.m[static_cast<std::size_t>(i)]);
-    optimizer.moment2()[opt] = static_cast<typename AdamW<B>::M>(d.v[static_cast<std::size_t>(i)]);
+  detail::HostState<Model, B> here(model, optimizer);
+  using T = typename B::value_type;
+  using M = typename AdamW<B>::M;
+  detail::for_each_owned_element(model, canon, false, [&](std::int64_t i, std::int64_t local, std::int64_t opt) {
+    here.values[static_cast<std::size_t>(local)] = static_cast<T>(d.parameters[static_cast<std::size_t>(i)]);
+    here.m[static_cast<std::size_t>(opt)] = static_cast<M>(d.m[static_cast<std::size_t>(i)]);
+    here.v[static_cast<std::size_t>(opt)] = static_cast<M>(d.v[static_cast<std::size_t>(i)]);
   });
+  here.put(model, optimizer);
   optimizer.set_steps(d.optimizer_steps);
   model.state().sync_parameters();  // ZeRO-1/2: every rank wrote its shards; make the parameters whole again
   return d.step;

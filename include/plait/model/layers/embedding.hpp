@@ -28,11 +28,15 @@ class VocabParallelEmbedding {
   std::int64_t local_vocab() const { return vocab_ / degree; }
   Slice slice() const { return Slice{vocab_, dim_, rank_ * local_vocab(), 0}; }
 
-  // out (local_rows(n), D) = the embedding of tokens (n); a token outside the vocabulary is an error naming it.
-  void forward(const std::int32_t* tokens, std::int64_t n, const T* table, T* out) const {
+  // Host tokens before they are uploaded: one outside the vocabulary is an error naming it.
+  void check_tokens(const std::int32_t* tokens, std::int64_t n) const {
     for (std::int64_t i = 0; i < n; ++i)
       PLAIT_CHECK(tokens[i] >= 0 && tokens[i] < vocab_, "token ", tokens[i], " at position ", i,
                   " is outside the vocabulary [0, ", vocab_, ")");
+  }
+
+  // out (local_rows(n), D) = the embedding of tokens (n, the backend's buffer, checked by check_tokens).
+  void forward(const std::int32_t* tokens, std::int64_t n, const T* table, T* out) const {
     if constexpr (degree == 1) {
       B::embedding_forward(tokens, n, table, 0, local_vocab(), dim_, out);
     } else {

@@ -29,17 +29,18 @@ class LmHead {
 
   Slice slice() const { return head_.slice(0); }
 
-  // What the forward leaves for the backward, and the loss.
+  // What the forward leaves for the backward.
   struct Pass {
     Buffer rstd, d_normed;  // (nl), (n, D) the gradient of the normalized rows, all of them
-    double loss = 0.0;      // the sum of the token losses (targets < 0 are ignored)
   };
 
-  // Rows x (local_rows(n), D), of `batch` sequences of `seq`: normalized, through the head, and with targets their
-  // loss. With head_grad, also the head's weight gradient (accumulated) and what backward needs; with last_logits,
-  // the last position's logits of each sequence over the whole vocabulary (batch, vocab), for sampling.
+  // Rows x (local_rows(n), D), of `batch` sequences of `seq`: normalized, through the head, and with targets (the
+  // backend's buffer) the sum of their token losses added to *loss (one fp64 in the backend's memory; targets < 0
+  // are ignored). With head_grad, also the head's weight gradient (accumulated) and what backward needs; with
+  // last_logits, the last position's logits of each sequence over the whole vocabulary (batch, vocab), for sampling.
   Pass forward(const T* x, const T* norm_weight, const T* head_weight, const std::int32_t* targets, std::int64_t batch,
-               std::int64_t seq, double grad_scale, T* head_grad, std::vector<double>* last_logits) const {
+               std::int64_t seq, double grad_scale, T* head_grad, double* loss,
+               std::vector<double>* last_logits) const {
     const std::int64_t n = batch * seq, nl = Regions::local_rows(n), D = dim_, vl = vocab_ / degree;
     Pass p;
     Buffer normed = activation(nl * D);
@@ -49,12 +50,14 @@ class LmHead {
     const T* h = head_.enter(normed.data(), all_rows.data(), n);
     if (last_logits != nullptr) {
       Buffer local = activation(vl), all = activation(vocab_);
+      std::vector<T> row(static_cast<std::size_t>(vocab_));
       for (std::int64_t b = 0; b < batch; ++b) {
         head_.part(0).forward(h + ((b + 1) * seq - 1) * D, head_weight, 1, local.data());
         if constexpr (degree > 1) regions_->group()->all_gather(local.data(), all.data(), vl);
         else B::copy(local.data(), all.data(), vl);
+        B::download(all.data(), row.data(), vocab_);
         for (std::int64_t v = 0; v < vocab_; ++v)
-          (*last_logits)[static_cast<std::size_t>(b * vocab_ + v)] = static_cast<double>(all[v]);
+          (*last_logits)[static_cast<std::size_t>(b * vocab_ + v)] = static_cast<double>(row[static_cast<std::size_t>(v)]);
       }
     }
     const bool backward = head_grad != nullptr;
@@ -68,7 +71,7 @@ class LmHead {
         const std::int64_t rows = std::min(chunk, n - r0);
         head_.part(0).forward(h + r0 * D, head_weight, rows, logits.data());
         chunk_loss(logits.data(), targets + r0, rows, vl, grad_scale, row_loss.data(), stats);
-        for (std::int64_t r = 0; r < rows; ++r) p.loss += static_cast<double>(row_loss[r]);
+        B::sum_into(row_loss.data(), rows, loss);
         if (backward) {
           head_.part(0).input_grad(head_weight, logits.data(), rows, p.d_normed.data() + r0 * D);
           head_.part(0).weight_grad(h + r0 * D, logits.data(), rows, head_grad);
@@ -101,8 +104,7 @@ class LmHead {
       regions_->group()->all_reduce(row_max, rows, comm::ReduceOp::max);
       B::cross_entropy_sum_exp(logits, targets, rows, vl, rank_ * vl, row_max, sums, sums + rows);
       regions_->group()->all_reduce(sums, 2 * rows, comm::ReduceOp::sum);
-      for (std::int64_t r = 0; r < rows; ++r)
-        row_loss[r] = targets[r] < 0 ? T(0) : static_cast<T>(std::log(sums[r]) + row_max[r] - sums[rows + r]);
+      B::cross_entropy_row_loss(targets, rows, row_max, sums, sums + rows, row_loss);
       B::cross_entropy_grad_inplace(logits, targets, rows, vl, rank_ * vl, row_max, sums, grad_scale);
     }
   }
