@@ -238,6 +238,26 @@ void cross_entropy_grad_inplace(Precision p, Floats& logits, const Tokens& targe
   });
 }
 
+void cross_entropy_row_loss(Precision p, const Tokens& targets, std::int64_t rows, const Floats& row_max,
+                            const Floats& sum_exp, const Floats& target_logit, Floats& row_loss) {
+  with_type(p, [&]<class T>() {
+    auto dm = upload<T>(row_max), ds = upload<T>(sum_exp), dtl = upload<T>(target_logit), dl = upload<T>(row_loss);
+    auto dt = upload_tokens(targets);
+    Cuda<T>::cross_entropy_row_loss(dt.data(), rows, dm.data(), ds.data(), dtl.data(), dl.data());
+    download(dl, row_loss);
+  });
+}
+
+void sum_into(Precision p, const Floats& x, double& total) {
+  with_type(p, [&]<class T>() {
+    auto dx = upload<T>(x);
+    DeviceBuffer<double> dt(1, MemoryKind::workspace);
+    Cuda<T>::upload(&total, dt.data(), 1);
+    Cuda<T>::sum_into(dx.data(), size(x), dt.data());
+    Cuda<T>::download(dt.data(), &total, 1);
+  });
+}
+
 void cross_entropy_forward_backward(Precision p, Floats& logits, const Tokens& targets, std::int64_t rows,
                                     std::int64_t vocab, double scale, Floats& row_loss) {
   with_type(p, [&]<class T>() {

@@ -59,6 +59,10 @@ void cross_entropy_grad_inplace(Precision p, Floats& logits, const Tokens& targe
                                 const Floats& sum_exp, double scale);
 void cross_entropy_forward_backward(Precision p, Floats& logits, const Tokens& targets, std::int64_t rows,
                                     std::int64_t vocab, double scale, Floats& row_loss);
+void cross_entropy_row_loss(Precision p, const Tokens& targets, std::int64_t rows, const Floats& row_max,
+                            const Floats& sum_exp, const Floats& target_logit, Floats& row_loss);
+// total += the sum of x (x converted to the precision first; total an fp64 in device memory).
+void sum_into(Precision p, const Floats& x, double& total);
 // In place on T weights (Cuda<T>::adamw_update with Host's signature); moments fp32.
 void adamw_update(Precision p, Floats& param, const Floats& grad, Floats& m, Floats& v, const kernels::AdamWStep& s);
 

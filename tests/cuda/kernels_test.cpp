@@ -328,6 +328,30 @@ TEST_CASE("Cuda fused cross-entropy and its vocab-parallel pieces match the refe
                                     sum_expected.data(), 0.5f);
     gpu::cross_entropy_grad_inplace(p, grad, targets, rows, cols, vocab_begin, max_expected, sum_expected, 0.5);
     CHECK_CLOSE(p, grad, grad_expected);
+
+    // The row losses from the (here one slice's) statistics, ignored rows 0.
+    Floats row_loss_expected(rows), row_loss = rng.normal(rows, p);
+    ref::cross_entropy_row_loss(targets.data(), rows, max_expected.data(), sum_expected.data(),
+                                target_expected.data(), row_loss_expected.data());
+    gpu::cross_entropy_row_loss(p, targets, rows, max_expected, sum_expected, target_expected, row_loss);
+    CHECK_CLOSE(p, row_loss, row_loss_expected);
+    CHECK(row_loss[3] == 0.0f);
+  }
+}
+
+TEST_CASE("Cuda sum_into accumulates in fp64 as the reference does", "[cuda]") {
+  if (skip_without_gpu()) return;
+  Random rng;
+  INFO("seed " << rng.seed);
+  for (Precision p : precisions) {
+    for (std::int64_t n : {1, 255, 256, 5003}) {
+      INFO("n " << n);
+      const Floats x = rng.normal(static_cast<std::size_t>(n), p, 4.0);  // representable in p: both sides add the same values
+      double expected = 1.5, total = 1.5;
+      ref::sum_into(x.data(), n, &expected);
+      gpu::sum_into(p, x, total);
+      CHECK(std::abs(total - expected) <= 1e-12 * (1.0 + std::abs(expected)));
+    }
   }
 }
 

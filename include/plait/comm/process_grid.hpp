@@ -9,6 +9,8 @@
 // an error on every rank, never a hang.
 #pragma once
 
+#include <utility>
+
 #include "plait/comm/communicator.hpp"
 #include "plait/core/error.hpp"
 
@@ -26,20 +28,7 @@ inline void check_grid_fits(int size, int tp, int pp) {
 template <concepts::Communicator C>
 class ProcessGrid {
  public:
-  ProcessGrid(C world, int tp, int pp) : world_(world) {
-    const int size = world_.size();
-    check_grid_fits(size, tp, pp);
-    tp_size_ = tp;
-    pp_size_ = pp;
-    dp_size_ = size / (tp * pp);
-    const int rank = world_.rank();
-    tp_rank_ = rank % tp;
-    dp_rank_ = (rank / tp) % dp_size_;
-    pp_rank_ = rank / (tp * dp_size_);
-    tp_ = world_.split(pp_rank_ * dp_size_ + dp_rank_, tp_rank_);
-    dp_ = world_.split(pp_rank_ * tp + tp_rank_, dp_rank_);
-    pp_ = world_.split(dp_rank_ * tp + tp_rank_, pp_rank_);
-  }
+  ProcessGrid(const C& world, int tp, int pp) : ProcessGrid(world, place(world, tp, pp)) {}
 
   C& world() { return world_; }
   C& tp() { return tp_; }
@@ -53,6 +42,24 @@ class ProcessGrid {
   int pp_rank() const { return pp_rank_; }
 
  private:
+  // Where this rank sits: checked before any group is built (a communicator need not be default-constructible).
+  struct Place {
+    int tp_size, dp_size, pp_size, tp_rank, dp_rank, pp_rank;
+  };
+  static Place place(const C& world, int tp, int pp) {
+    const int size = world.size(), rank = world.rank();
+    check_grid_fits(size, tp, pp);
+    const int dp = size / (tp * pp);
+    return {tp, dp, pp, rank % tp, (rank / tp) % dp, rank / (tp * dp)};
+  }
+  ProcessGrid(C world, Place p)
+      : world_(std::move(world)),
+        tp_(world_.split(p.pp_rank * p.dp_size + p.dp_rank, p.tp_rank)),
+        dp_(world_.split(p.pp_rank * p.tp_size + p.tp_rank, p.dp_rank)),
+        pp_(world_.split(p.dp_rank * p.tp_size + p.tp_rank, p.pp_rank)),
+        tp_size_(p.tp_size), dp_size_(p.dp_size), pp_size_(p.pp_size),
+        tp_rank_(p.tp_rank), dp_rank_(p.dp_rank), pp_rank_(p.pp_rank) {}
+
   C world_, tp_, dp_, pp_;
   int tp_size_ = 1, dp_size_ = 1, pp_size_ = 1;
   int tp_rank_ = 0, dp_rank_ = 0, pp_rank_ = 0;

@@ -32,6 +32,7 @@
 #include <string>
 #include <tuple>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "plait/backend/concepts.hpp"
@@ -82,8 +83,8 @@ class Transformer {
   // Sequence lengths must be multiples of this (sequence parallelism splits rows over TP).
   static constexpr int sequence_multiple = sp ? tp : 1;
 
-  Transformer(const ModelConfig& config, std::uint64_t seed)
-      : Transformer(config, seed, comm::ProcessGrid<C>(C{}, tp, stages)) {}
+  // On the whole world (Nccl: built from MPI's world, on the backend's stream).
+  Transformer(const ModelConfig& config, std::uint64_t seed) : Transformer(config, seed, world_grid()) {}
 
   Transformer(const ModelConfig& config, std::uint64_t seed, comm::ProcessGrid<C> grid)
       : config_(checked(config, grid)), grid_(std::move(grid)), stage_(grid_.pp_rank()),
@@ -177,6 +178,12 @@ class Transformer {
 
  private:
   // ---- layout of the model over ranks
+
+  static comm::ProcessGrid<C> world_grid() {
+    using Control = std::remove_reference_t<decltype(std::declval<C&>().control())>;
+    if constexpr (requires { C(Control{}, B::stream()); }) return comm::ProcessGrid<C>(C(Control{}, B::stream()), tp, stages);
+    else return comm::ProcessGrid<C>(C{}, tp, stages);
+  }
 
   int virtual_stage(int chunk) const { return chunk * stages + stage_; }
   bool first_stage() const { return stage_ == 0; }
