@@ -3,6 +3,7 @@
 // under ZeRO 0..3 and DP 1..4; and against the bytes plait-train reported in the CPU runs of docs/planner.md.
 #include <catch2/catch.hpp>
 
+#include <type_traits>
 #include <vector>
 
 #include "plait/backend/host.hpp"
@@ -25,7 +26,7 @@ struct SizedComm : comm::Single {
   SizedComm& control() { return *this; }
 };
 
-template <int K>
+template <int K, class Backend = backend::Host<float>>
 plan::ModelStateBytes allocated(const std::vector<std::int64_t>& sizes, int dp, int rank) {
   std::vector<parallel::Unit> units;
   std::int64_t at = 0;
@@ -36,22 +37,24 @@ plan::ModelStateBytes allocated(const std::vector<std::int64_t>& sizes, int dp, 
   auto& mem = core::host_memory();
   const auto p0 = mem.current(MemoryKind::parameters), g0 = mem.current(MemoryKind::gradients),
              o0 = mem.current(MemoryKind::optimizer);
-  parallel::ShardedState<parallel::ZeroStage<K>, backend::Host<float>, SizedComm> state(units, segments, d, t);
-  train::AdamW<backend::Host<float>> adam(state.optimizer_elements(), {});
+  parallel::ShardedState<parallel::ZeroStage<K>, Backend, SizedComm> state(units, segments, d, t);
+  train::AdamW<Backend> adam(state.optimizer_elements(), {});
   return {static_cast<double>(mem.current(MemoryKind::parameters) - p0),
           static_cast<double>(mem.current(MemoryKind::gradients) - g0),
           static_cast<double>(mem.current(MemoryKind::optimizer) - o0)};
 }
 
-template <int K>
+// Backend Host<float> against the planner's fp32 figures (4 + 4 + 8 bytes a parameter unsharded), Host<bf16> against
+// its bf16-mixed ones (2 + 2 + 12: bf16 weights and gradients, fp32 master weights and moments).
+template <int K, class Backend = backend::Host<float>>
 void check_stage(const ModelConfig& m, int tp, int pp, int dp) {
   plan::Calibration c;
-  c.precision = "fp32";
+  c.precision = std::is_same_v<Backend, backend::Host<float>> ? "fp32" : "bf16-mixed";
   for (int stage = 0; stage < pp; ++stage) {
     const auto units = plan::rank_units(m, tp, pp, stage);
     const auto predicted = plan::sharded_state_bytes(units, K, dp, plan::precision_bytes(c));
     for (int rank = 0; rank < dp; ++rank) {
-      const auto real = allocated<K>(units, dp, rank);
+      const auto real = allocated<K, Backend>(units, dp, rank);
       INFO("ZeRO-" << K << " tp " << tp << " pp " << pp << " dp " << dp << " stage " << stage << " rank " << rank);
       CHECK(predicted.weights == real.weights);
       CHECK(predicted.grads == real.grads);
@@ -81,6 +84,19 @@ TEST_CASE("The planner's model state is exactly what ShardedState and AdamW allo
     }
   check_stage<1>(cpu_model(), 2, 1, 2);
   check_stage<0>(cpu_model(), 4, 1, 1);
+}
+
+TEST_CASE("Under bf16 mixed precision the planner's model state is what ShardedState and AdamW allocate at ZeRO 0..3") {
+  using Bf16 = backend::Host<bf16>;
+  ModelConfig odd;
+  odd.vocab = 250, odd.hidden = 36, odd.layers = 3, odd.heads = 6, odd.kv_heads = 2, odd.ffn = 100;
+  for (int dp : {1, 2, 3, 4}) {
+    check_stage<0, Bf16>(odd, 1, 1, dp);
+    check_stage<1, Bf16>(odd, 1, 1, dp);
+    check_stage<2, Bf16>(odd, 1, 1, dp);
+    check_stage<3, Bf16>(odd, 1, 1, dp);
+    check_stage<1, Bf16>(odd, 1, 2, dp);
+  }
 }
 
 TEST_CASE("Unsharded the units add up to ModelConfig::parameters()") {

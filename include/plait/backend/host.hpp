@@ -29,7 +29,7 @@ namespace plait::backend {
 template <class T>
 struct Host {
   static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>,
-                "Host<T> runs in float or double; bf16 training needs the Cuda backend");
+                "Host<T> runs in float or double, and in plait::bf16 through host_bf16.hpp");
   using value_type = T;
   using master_type = T;
   template <class U>
@@ -140,3 +140,5 @@ struct Host {
 namespace plait {
 using backend::Host;
 }
+
+#include "plait/backend/host_bf16.hpp"  // Host<bf16>, the CPU twin of Cuda<bf16>

@@ -12,6 +12,9 @@
 //            ends, per micro-batch), moments of its shards
 //   stage 3: parameters of its shards only (a unit all-gathered before use, freed after), gradients and moments
 //            of its shards
+// Mixed precision (a backend whose master_type is wider than its value_type, as Cuda<bf16> and Host<bf16>): the
+// fp32 master weights live beside the optimizer's moments, sharded as they are (all of them under stage 0, this
+// rank's shards from stage 1); the optimizer updates them and writes the values the layers read, rounded.
 // Pitfall: the global gradient norm must count each element once: replicated tensors (norm weights under TP) on
 // one TP rank only, and under stages 0-1 the (identical) full gradient of each DP rank without summing over DP.
 #pragma once
@@ -19,6 +22,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <functional>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -46,9 +50,11 @@ template <class Zero, concepts::Backend B, concepts::Communicator C>
 class ShardedState {
  public:
   using T = typename B::value_type;
+  using M = typename B::master_type;
   template <class U>
   using Buffer = typename B::template Buffer<U>;
   static constexpr int stage = Zero::stage;
+  static constexpr bool has_master = !std::is_same_v<M, T>;  // fp32 master weights beside the values
 
   // DP-all-reduce bucket for stages 0-1 (elements): one collective per bucket, not per tensor.
   static constexpr std::int64_t bucket_elements = std::int64_t{1} << 22;
@@ -70,6 +76,7 @@ class ShardedState {
     else values_ = Buffer<T>(size_of(shard_total_), core::MemoryKind::parameters);
     if constexpr (stage < 2) grads_ = Buffer<T>(size_of(total_), core::MemoryKind::gradients);
     else grads_ = Buffer<T>(size_of(shard_total_), core::MemoryKind::gradients);
+    if constexpr (has_master) masters_ = Buffer<M>(size_of(optimizer_elements()), core::MemoryKind::optimizer);
     open_values_.resize(units_.size());
     open_grads_.resize(units_.size());
   }
@@ -91,7 +98,17 @@ class ShardedState {
         if (valid > 0) B::upload(full + s.unit_begin, values_.data() + s.offset, valid);
       }
     }
+    if constexpr (has_master) {  // the masters of the elements this rank updates, from the same values
+      std::vector<M> masters(size_of(optimizer_elements()));
+      for_each_owned_range([&](const Segment&, std::int64_t flat, T*, std::int64_t at, std::int64_t n) {
+        for (std::int64_t i = 0; i < n; ++i) masters[size_of(at + i)] = static_cast<M>(full[flat + i]);
+      });
+      B::upload(masters.data(), masters_.data(), optimizer_elements());
+    }
   }
+
+  // The master weights (has_master), indexed by the optimizer offsets for_each_owned hands out.
+  M* masters() { return masters_.data(); }
 
   // Writes the full (TP-local) flat buffer into `full`, host memory, on every rank (a collective under stage 3).
   void gather(T* full) {
@@ -253,6 +270,7 @@ class ShardedState {
   C* pp_ = nullptr;
   std::int64_t total_ = 0, shard_total_ = 0;
   Buffer<T> values_, grads_;
+  Buffer<M> masters_;  // has_master only
   std::vector<Buffer<T>> open_values_, open_grads_;
 };
 

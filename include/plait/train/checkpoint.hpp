@@ -20,6 +20,8 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -108,25 +110,38 @@ void for_each_owned_element(Model& model, const CanonicalLayout& canon, bool uni
   });
 }
 
-// The state a checkpoint reads and writes, as host copies (one download each): this rank's local values and the
-// optimizer's two moments. put() uploads them back.
+// The state a checkpoint reads and writes, as host copies (one download each): this rank's local values, the
+// optimizer's two moments and, under mixed precision, the master weights (what a checkpoint keeps as the parameters:
+// fp32, not their bf16 rounding). put() uploads them back.
 template <class Model, class B>
 struct HostState {
   using T = typename B::value_type;
   using M = typename AdamW<B>::M;
+  static constexpr bool has_master = std::remove_reference_t<decltype(std::declval<Model&>().state())>::has_master;
   std::vector<T> values;
-  std::vector<M> m, v;
+  std::vector<M> m, v, master;
   HostState(Model& model, AdamW<B>& optimizer)
       : values(static_cast<std::size_t>(model.state().local_values_size())),
-        m(static_cast<std::size_t>(optimizer.elements())), v(m.size()) {
+        m(static_cast<std::size_t>(optimizer.elements())), v(m.size()), master(has_master ? m.size() : 0) {
     B::download(model.state().local_values(), values.data(), static_cast<std::int64_t>(values.size()));
     B::download(optimizer.moment1(), m.data(), static_cast<std::int64_t>(m.size()));
     B::download(optimizer.moment2(), v.data(), static_cast<std::int64_t>(v.size()));
+    if constexpr (has_master) B::download(model.state().masters(), master.data(), static_cast<std::int64_t>(m.size()));
   }
   void put(Model& model, AdamW<B>& optimizer) const {
     B::upload(values.data(), model.state().local_values(), static_cast<std::int64_t>(values.size()));
     B::upload(m.data(), optimizer.moment1(), static_cast<std::int64_t>(m.size()));
     B::upload(v.data(), optimizer.moment2(), static_cast<std::int64_t>(v.size()));
+    if constexpr (has_master) B::upload(master.data(), model.state().masters(), static_cast<std::int64_t>(m.size()));
+  }
+  // The parameter a checkpoint stores for an element: its master, or its value.
+  double parameter(std::int64_t local, std::int64_t opt) const {
+    if constexpr (has_master) return static_cast<double>(master[static_cast<std::size_t>(opt)]);
+    else return static_cast<double>(values[static_cast<std::size_t>(local)]);
+  }
+  void set_parameter(std::int64_t local, std::int64_t opt, double x) {
+    values[static_cast<std::size_t>(local)] = static_cast<T>(x);
+    if constexpr (has_master) master[static_cast<std::size_t>(opt)] = static_cast<M>(x);
   }
 };
 
@@ -218,7 +233,7 @@ void save_checkpoint(const std::string& path, Model& model, AdamW<B>& optimizer,
   std::vector<double> values(static_cast<std::size_t>(canon.total), 0.0), m(values.size(), 0.0), v(values.size(), 0.0);
   const detail::HostState<Model, B> here(model, optimizer);
   detail::for_each_owned_element(model, canon, true, [&](std::int64_t i, std::int64_t local, std::int64_t opt) {
-    values[static_cast<std::size_t>(i)] = static_cast<double>(here.values[static_cast<std::size_t>(local)]);
+    values[static_cast<std::size_t>(i)] = here.parameter(local, opt);
     m[static_cast<std::size_t>(i)] = static_cast<double>(here.m[static_cast<std::size_t>(opt)]);
     v[static_cast<std::size_t>(i)] = static_cast<double>(here.v[static_cast<std::size_t>(opt)]);
   });
@@ -292,10 +307,9 @@ std::int64_t load_checkpoint(const std::string& path, Model& model, AdamW<B>& op
   comm::agree_or_throw(world, error);
 
   detail::HostState<Model, B> here(model, optimizer);
-  using T = typename B::value_type;
   using M = typename AdamW<B>::M;
   detail::for_each_owned_element(model, canon, false, [&](std::int64_t i, std::int64_t local, std::int64_t opt) {
-    here.values[static_cast<std::size_t>(local)] = static_cast<T>(d.parameters[static_cast<std::size_t>(i)]);
+    here.set_parameter(local, opt, d.parameters[static_cast<std::size_t>(i)]);
     here.m[static_cast<std::size_t>(opt)] = static_cast<M>(d.m[static_cast<std::size_t>(i)]);
     here.v[static_cast<std::size_t>(opt)] = static_cast<M>(d.v[static_cast<std::size_t>(i)]);
   });

@@ -43,7 +43,10 @@ class AdamW {
     state.for_each_owned([&](const parallel::Segment& seg, auto* values, const auto* grads, std::int64_t at, std::int64_t n) {
       const kernels::AdamWStep s{lr, config_.beta1, config_.beta2, config_.eps,
                                  seg.weight_decay ? config_.weight_decay : 0.0, grad_scale, steps_};
-      B::adamw_update(values, grads, m_.data() + at, v_.data() + at, n, s);
+      if constexpr (State::has_master)  // the fp32 masters move, the values the layers read are their rounding
+        B::adamw_update(state.masters() + at, grads, m_.data() + at, v_.data() + at, n, s, values);
+      else
+        B::adamw_update(values, grads, m_.data() + at, v_.data() + at, n, s);
     });
   }
 
