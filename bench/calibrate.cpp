@@ -215,7 +215,7 @@ Target host_target() {
 // The Cuda backend: bf16 through Cuda<plait::bf16> on its stream, all-reduce through comm/Nccl.
 Target cuda_target() {
   namespace gpu = plait::bench_gpu;
-  Target t{"bf16 through plait's Cuda backend (cuBLASLt, plait's kernels)", precision("bf16-mixed")};
+  Target t{"bf16 through plait's Cuda backend (cuBLASLt, plait's kernels)", precision("bf16")};
   t.gemm = gpu::gemm;
   t.attention = gpu::attention;
   t.layer_kernels = [](const plait::ModelConfig& m, std::int64_t tokens) {
@@ -507,6 +507,7 @@ int main(int argc, char** argv) {
   }
   if (o.host || o.cuda) {  // plait's own kernels are what runs: their rate, not the triad's
     c.vocab_parallel_loss = true;  // and plait's own loss (model/layers/lm_head.hpp): vocab / TP logits per rank
+    if (o.cuda) c.precision = "bf16";  // plait's Cuda<bf16>: fp32 gradients (2 + 4 + 12 bytes a parameter)
     c.attention_efficiency = std::min(1.0, attention);
     c.memory_efficiency = std::min(1.0, kernel_efficiency * bandwidth / hw.hbm_bandwidth);
     c.optimizer_cost_factor = adamw_factor * kernel_efficiency;

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <type_traits>
 
 #include "plait/kernels/device.cuh"
 
@@ -26,15 +27,17 @@ __global__ void embedding_forward_kernel(const std::int32_t* tokens, std::int64_
   }
 }
 
-template <class T>
+template <class T, class G>
 __global__ void embedding_backward_kernel(const std::int32_t* tokens, std::int64_t n, const T* dout,
                                           std::int64_t vocab_begin, std::int64_t vocab_rows, std::int64_t dim,
-                                          T* dtable) {
+                                          G* dtable) {
   for (std::int64_t at = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x; at < n * dim;
        at += std::int64_t(gridDim.x) * blockDim.x) {
     const std::int64_t i = at / dim, c = at % dim;
     const std::int64_t row = static_cast<std::int64_t>(tokens[i]) - vocab_begin;
-    if (row >= 0 && row < vocab_rows) atomicAdd(dtable + row * dim + c, dout[at]);
+    if (row < 0 || row >= vocab_rows) continue;
+    if constexpr (std::is_same_v<G, float>) atomicAdd(dtable + row * dim + c, to_float(dout[at]));
+    else atomicAdd(dtable + row * dim + c, dout[at]);
   }
 }
 
@@ -52,11 +55,12 @@ cudaError_t embedding_forward(const std::int32_t* tokens, std::int64_t n,  // (n
   return cudaGetLastError();
 }
 
-template <Storage T>
+// dtable in T, or in fp32 (G = float: the gradients of a bf16 model).
+template <Storage T, Storage G = T>
 cudaError_t embedding_backward(const std::int32_t* tokens, std::int64_t n,  // (n)
                                const T* dout,                               // (n, dim)
                                std::int64_t vocab_begin, std::int64_t vocab_rows, std::int64_t dim,
-                               T* dtable,  // (vocab_rows, dim), +=
+                               G* dtable,  // (vocab_rows, dim), +=
                                cudaStream_t stream) {
   if (n * dim == 0) return cudaSuccess;
   detail::embedding_backward_kernel<<<elementwise_blocks(n * dim, EmbeddingConfig::threads), EmbeddingConfig::threads,

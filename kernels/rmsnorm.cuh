@@ -97,13 +97,13 @@ __global__ void __launch_bounds__(RmsNormConfig::threads)
     partial_dweight[blockIdx.x * dim + c] = dweight_sum[c];
 }
 
-template <class T>
-__global__ void rmsnorm_dweight_kernel(const float* partial_dweight, int blocks, std::int64_t dim, T* dweight) {
+template <class G>
+__global__ void rmsnorm_dweight_kernel(const float* partial_dweight, int blocks, std::int64_t dim, G* dweight) {
   for (std::int64_t c = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x; c < dim;
        c += std::int64_t(gridDim.x) * blockDim.x) {
     float sum = 0.0f;
     for (int b = 0; b < blocks; ++b) sum += partial_dweight[b * dim + c];
-    dweight[c] = from_float<T>(to_float(dweight[c]) + sum);
+    dweight[c] = from_float<G>(to_float(dweight[c]) + sum);
   }
 }
 
@@ -131,15 +131,16 @@ cudaError_t rmsnorm_forward(const T* x,       // (rows, dim)
   return cudaGetLastError();
 }
 
-// dx and dweight +=. workspace: rmsnorm_backward_workspace_floats(rows, dim) floats of device memory.
-template <Storage T>
+// dx and dweight +=; dweight in T, or in fp32 (G = float: the gradients of a bf16 model). workspace:
+// rmsnorm_backward_workspace_floats(rows, dim) floats of device memory.
+template <Storage T, Storage G = T>
 cudaError_t rmsnorm_backward(const T* x,       // (rows, dim)
                              const T* weight,  // (dim)
                              const T* rstd,    // (rows)
                              const T* dy,      // (rows, dim)
                              std::int64_t rows, std::int64_t dim,
                              T* dx,       // (rows, dim), +=
-                             T* dweight,  // (dim), +=
+                             G* dweight,  // (dim), +=
                              float* workspace, cudaStream_t stream) {
   if (rows == 0) return cudaSuccess;
   const int blocks = static_cast<int>(rows < RmsNormConfig::backward_blocks ? rows : RmsNormConfig::backward_blocks);

@@ -121,7 +121,8 @@ void embedding_backward(Precision p, const Tokens& tokens, const Floats& dout, s
                         std::int64_t vocab_rows, std::int64_t dim, Floats& dtable) {
   with_type(p, [&]<class T>() {
     auto dt = upload_tokens(tokens);
-    auto ddout = upload<T>(dout), ddtable = upload<T>(dtable);
+    auto ddout = upload<T>(dout);
+    auto ddtable = upload<float>(dtable);  // gradients are fp32
     Cuda<T>::embedding_backward(dt.data(), static_cast<std::int64_t>(tokens.size()), ddout.data(), vocab_begin,
                                 vocab_rows, dim, ddtable.data());
     download(ddtable, dtable);
@@ -142,7 +143,8 @@ void rmsnorm_backward(Precision p, const Floats& x, const Floats& weight, const 
                       std::int64_t rows, std::int64_t dim, Floats& dx, Floats& dweight) {
   with_type(p, [&]<class T>() {
     auto d_x = upload<T>(x), d_w = upload<T>(weight), d_r = upload<T>(rstd), d_dy = upload<T>(dy);
-    auto d_dx = upload<T>(dx), d_dw = upload<T>(dweight);
+    auto d_dx = upload<T>(dx);
+    auto d_dw = upload<float>(dweight);  // gradients are fp32
     Cuda<T>::rmsnorm_backward(d_x.data(), d_w.data(), d_r.data(), d_dy.data(), rows, dim, d_dx.data(), d_dw.data());
     download(d_dx, dx);
     download(d_dw, dweight);

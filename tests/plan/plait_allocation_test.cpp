@@ -45,11 +45,11 @@ plan::ModelStateBytes allocated(const std::vector<std::int64_t>& sizes, int dp, 
 }
 
 // Backend Host<float> against the planner's fp32 figures (4 + 4 + 8 bytes a parameter unsharded), Host<bf16> against
-// its bf16-mixed ones (2 + 2 + 12: bf16 weights and gradients, fp32 master weights and moments).
+// its bf16 ones (2 + 4 + 12: bf16 weights, fp32 gradients, fp32 master weights and moments).
 template <int K, class Backend = backend::Host<float>>
 void check_stage(const ModelConfig& m, int tp, int pp, int dp) {
   plan::Calibration c;
-  c.precision = std::is_same_v<Backend, backend::Host<float>> ? "fp32" : "bf16-mixed";
+  c.precision = std::is_same_v<Backend, backend::Host<float>> ? "fp32" : "bf16";
   for (int stage = 0; stage < pp; ++stage) {
     const auto units = plan::rank_units(m, tp, pp, stage);
     const auto predicted = plan::sharded_state_bytes(units, K, dp, plan::precision_bytes(c));

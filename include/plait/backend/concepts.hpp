@@ -18,12 +18,14 @@ template <class B>
 concept Backend = requires {
   typename B::value_type;   // activations and weights as the layers see them
   typename B::master_type;  // optimizer master weights and moments
+  typename B::grad_type;    // gradients, accumulated over micro-batches and reduced (fp32 under bf16)
   typename B::template Buffer<typename B::value_type>;
   { B::name } -> std::convertible_to<const char*>;
 } && requires(typename B::value_type* x, const typename B::value_type* cx, typename B::value_type alpha,
               typename B::master_type* moment, std::int64_t n, double s, const std::int32_t* tokens,
               kernels::Trans trans, const kernels::AttentionShape& shape, const kernels::AdamWStep& step,
-              std::int32_t* token_buffer, double* total) {
+              std::int32_t* token_buffer, double* total, typename B::grad_type* g,
+              const typename B::grad_type* cg) {
   // memory, streams and elementwise work
   { B::memory() } -> std::same_as<core::MemoryTracker&>;
   B::synchronize();
@@ -38,13 +40,18 @@ concept Backend = requires {
   B::add(cx, x, n);
   B::scale(x, n, s);
   { B::sum_squares(cx, n) } -> std::convertible_to<double>;
+  // the same on gradients
+  B::fill(g, n, s);
+  B::add(cg, g, n);
+  { B::sum_squares(cg, n) } -> std::convertible_to<double>;
   // Linear: C = alpha op(A) op(B) + beta C, row-major
   B::gemm(trans, trans, n, n, n, alpha, cx, n, cx, n, alpha, x, n);
+  B::gemm(trans, trans, n, n, n, alpha, cx, n, cx, n, alpha, g, n);  // into a weight gradient
   // the layer kernels (kernels/*.hpp are their CPU references); backward passes accumulate into their outputs
   B::embedding_forward(tokens, n, cx, n, n, n, x);
-  B::embedding_backward(tokens, n, cx, n, n, n, x);
+  B::embedding_backward(tokens, n, cx, n, n, n, g);
   B::rmsnorm_forward(cx, cx, n, n, s, x, x);
-  B::rmsnorm_backward(cx, cx, cx, cx, n, n, x, x);
+  B::rmsnorm_backward(cx, cx, cx, cx, n, n, x, g);
   B::rope_forward(x, n, n, n, n, n, s);
   B::rope_backward(x, n, n, n, n, n, s);
   B::attention_forward(shape, cx, cx, cx, x, x);
@@ -60,6 +67,7 @@ concept Backend = requires {
   B::sum_into(cx, n, total);  // the loss, accumulated in fp64 where the data lives
   // the optimizer: parameters in the layers' precision, moments in the master's
   B::adamw_update(x, cx, moment, moment, n, step);
+  B::adamw_update(moment, cg, moment, moment, n, step, x);  // master weights, the layers' copy written
 };
 
 }  // namespace plait::concepts

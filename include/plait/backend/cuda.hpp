@@ -282,6 +282,7 @@ struct Cuda {
                 "Cuda<T> runs in plait::bf16 (training) or float (checking against the CPU references)");
   using value_type = T;
   using master_type = float;  // optimizer moments and master weights
+  using grad_type = float;    // gradients: accumulated and reduced in fp32
   using stat_type = float;    // row statistics worth keeping in fp32 (attention's lse)
   template <class U>
   using Buffer = DeviceBuffer<U>;
@@ -317,9 +318,22 @@ struct Cuda {
   // Row-major C (m x n) is column-major C^T = op(B)^T op(A)^T: B and A swap places and keep their transposes.
   static void gemm(kernels::Trans ta, kernels::Trans tb, std::int64_t m, std::int64_t n, std::int64_t k, T alpha,
                    const T* a, std::int64_t lda, const T* b, std::int64_t ldb, T beta, T* c, std::int64_t ldc) {
+    gemm_into(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  }
+  // The same into fp32 C: a weight gradient of a bf16 model.
+  template <class U>
+    requires(std::is_same_v<U, float> && !std::is_same_v<T, float>)
+  static void gemm(kernels::Trans ta, kernels::Trans tb, std::int64_t m, std::int64_t n, std::int64_t k, T alpha,
+                   const T* a, std::int64_t lda, const T* b, std::int64_t ldb, T beta, U* c, std::int64_t ldc) {
+    gemm_into(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  }
+  template <class C>
+  static void gemm_into(kernels::Trans ta, kernels::Trans tb, std::int64_t m, std::int64_t n, std::int64_t k, T alpha,
+                        const T* a, std::int64_t lda, const T* b, std::int64_t ldb, T beta, C* c, std::int64_t ldc) {
     if (m == 0 || n == 0) return;
     auto& ctx = cuda_detail::context();
     constexpr cudaDataType_t type = std::is_same_v<T, float> ? CUDA_R_32F : CUDA_R_16BF;
+    constexpr cudaDataType_t c_type = std::is_same_v<C, float> ? CUDA_R_32F : CUDA_R_16BF;
     const cublasOperation_t op_a = tb == kernels::Trans::yes ? CUBLAS_OP_T : CUBLAS_OP_N;  // cuBLAS's A is our B
     const cublasOperation_t op_b = ta == kernels::Trans::yes ? CUBLAS_OP_T : CUBLAS_OP_N;
     cublasLtMatmulDesc_t desc = nullptr;
@@ -343,7 +357,7 @@ struct Cuda {
     // Stored (column-major) shapes: our B is (n x k) or, transposed, (k x n); our A is (k x m) or (m x k).
     PLAIT_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&la, type, op_a == CUBLAS_OP_N ? n : k, op_a == CUBLAS_OP_N ? k : n, ldb));
     PLAIT_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&lb, type, op_b == CUBLAS_OP_N ? k : m, op_b == CUBLAS_OP_N ? m : k, lda));
-    PLAIT_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&lc, type, n, m, ldc));
+    PLAIT_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&lc, c_type, n, m, ldc));
     PLAIT_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&preference));
     const std::size_t workspace = cuda_detail::DeviceContext::gemm_workspace_bytes;
     PLAIT_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(preference, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
@@ -380,6 +394,32 @@ struct Cuda {
     return thrust::transform_reduce(thrust::cuda::par.on(stream()), dev(x), dev(x) + n, cuda_detail::Square<D>{}, 0.0,
                                     thrust::plus<double>());
   }
+  // The gradients' (fp32) under bf16 (templates, so that under Cuda<float> they are not the functions above again).
+  template <class U>
+    requires(std::is_same_v<U, float> && !std::is_same_v<T, float>)
+  static void fill(U* x, std::int64_t n, double value) {
+    Cuda<float>::fill(x, n, value);
+  }
+  template <class U>
+    requires(std::is_same_v<U, float> && !std::is_same_v<T, float>)
+  static void copy(const U* from, U* to, std::int64_t n) {
+    Cuda<float>::copy(from, to, n);
+  }
+  template <class U>
+    requires(std::is_same_v<U, float> && !std::is_same_v<T, float>)
+  static void add(const U* from, U* to, std::int64_t n) {
+    Cuda<float>::add(from, to, n);
+  }
+  template <class U>
+    requires(std::is_same_v<U, float> && !std::is_same_v<T, float>)
+  static void scale(U* x, std::int64_t n, double factor) {
+    Cuda<float>::scale(x, n, factor);
+  }
+  template <class U>
+    requires(std::is_same_v<U, float> && !std::is_same_v<T, float>)
+  static double sum_squares(const U* x, std::int64_t n) {
+    return Cuda<float>::sum_squares(x, n);
+  }
 
   // ---- layer operations: the kernels of kernels/*.cuh (backward passes accumulate into their outputs)
   static void embedding_forward(const std::int32_t* tokens, std::int64_t n, const T* table, std::int64_t vocab_begin,
@@ -388,20 +428,20 @@ struct Cuda {
                                                         stream()));
   }
   static void embedding_backward(const std::int32_t* tokens, std::int64_t n, const T* dout, std::int64_t vocab_begin,
-                                 std::int64_t vocab_rows, std::int64_t dim, T* dtable) {
-    PLAIT_CUDA_CHECK(kernels::device::embedding_backward(tokens, n, dev(dout), vocab_begin, vocab_rows, dim,
-                                                         dev(dtable), stream()));
+                                 std::int64_t vocab_rows, std::int64_t dim, float* dtable) {
+    PLAIT_CUDA_CHECK(kernels::device::embedding_backward(tokens, n, dev(dout), vocab_begin, vocab_rows, dim, dtable,
+                                                         stream()));
   }
   static void rmsnorm_forward(const T* x, const T* weight, std::int64_t rows, std::int64_t dim, double eps, T* y,
                               T* rstd) {
     PLAIT_CUDA_CHECK(kernels::device::rmsnorm_forward(dev(x), dev(weight), rows, dim, eps, dev(y), dev(rstd), stream()));
   }
   static void rmsnorm_backward(const T* x, const T* weight, const T* rstd, const T* dy, std::int64_t rows,
-                               std::int64_t dim, T* dx, T* dweight) {
+                               std::int64_t dim, T* dx, float* dweight) {
     DeviceBuffer<float> workspace(kernels::device::rmsnorm_backward_workspace_floats(rows, dim),
                                   core::MemoryKind::workspace);
     PLAIT_CUDA_CHECK(kernels::device::rmsnorm_backward(dev(x), dev(weight), dev(rstd), dev(dy), rows, dim, dev(dx),
-                                                       dev(dweight), workspace.data(), stream()));
+                                                       dweight, workspace.data(), stream()));
   }
   static void rope_forward(T* x, std::int64_t batch, std::int64_t seq, std::int64_t heads, std::int64_t head_dim,
                            std::int64_t position_offset, double theta) {
@@ -481,12 +521,20 @@ struct Cuda {
   static void adamw_update(T* param, const T* grad, float* m, float* v, std::int64_t n, const kernels::AdamWStep& step) {
     PLAIT_CUDA_CHECK(kernels::device::adamw_update(dev(param), dev(grad), m, v, n, step, stream()));
   }
-  // AdamW on fp32 master weights, writing the bf16 copy the layers read (weight may be null).
-  static void adamw_update(float* master, const T* grad, float* m, float* v, std::int64_t n,
-                           const kernels::AdamWStep& step, T* weight)
-    requires(!std::is_same_v<T, float>)
-  {
-    PLAIT_CUDA_CHECK(kernels::device::adamw_update(master, dev(grad), m, v, n, step, stream(), dev(weight)));
+  // AdamW on fp32 master weights, writing the copy the layers read (weight may be null); gradients in T or fp32 (the
+  // Trainer's, under bf16). Under Cuda<float> the masters are updated in place and copied.
+  template <class U>
+    requires(std::is_same_v<U, T> || std::is_same_v<U, float>)
+  static void adamw_update(float* master, const U* grad, float* m, float* v, std::int64_t n,
+                           const kernels::AdamWStep& step, T* weight) {
+    if constexpr (std::is_same_v<T, float>) {
+      adamw_update(master, grad, m, v, n, step);
+      if (weight != nullptr) copy(master, weight, n);
+    } else if constexpr (std::is_same_v<U, float>) {
+      PLAIT_CUDA_CHECK(kernels::device::adamw_update(master, grad, m, v, n, step, stream(), dev(weight)));
+    } else {
+      PLAIT_CUDA_CHECK(kernels::device::adamw_update(master, dev(grad), m, v, n, step, stream(), dev(weight)));
+    }
   }
   // Many tensors in a few launches (each tensor's own weight_decay applies).
   template <class P>

@@ -32,6 +32,7 @@ struct Host {
                 "Host<T> runs in float or double, and in plait::bf16 through host_bf16.hpp");
   using value_type = T;
   using master_type = T;
+  using grad_type = T;  // gradients, accumulated over micro-batches and reduced
   template <class U>
   using Buffer = core::HostBuffer<U>;
   static constexpr const char* name = "host";
@@ -132,6 +133,11 @@ struct Host {
   }
   static void adamw_update(T* param, const T* grad, T* m, T* v, std::int64_t n, const kernels::AdamWStep& step) {
     kernels::adamw_update(param, grad, m, v, n, step);
+  }
+  // With master weights (here of the same type) and the copy the layers read written after the update.
+  static void adamw_update(T* master, const T* grad, T* m, T* v, std::int64_t n, const kernels::AdamWStep& step,
+                           T* weight) {
+    kernels::adamw_update(master, grad, m, v, n, step, weight);
   }
 };
 

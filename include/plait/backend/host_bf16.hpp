@@ -2,7 +2,9 @@
 // fp32, computes as Host<float> does (OpenBLAS's sgemm: Debian's OpenBLAS exports no sbgemm; the CPU references of
 // kernels/ in fp32) and rounds what it writes to bf16, as the GPU kernels compute in fp32 and store bf16. Optimizer
 // moments and master weights are fp32 (master_type). Slow (every call converts its operands): for checking bf16
-// training against Host<double> on a CPU, not for speed.
+// training against Host<double> on a CPU, not for speed. Gradients are fp32 (grad_type): the weight-gradient GEMMs,
+// the norms' and the embedding's weight gradients accumulate into fp32, and the elementwise operations and
+// reductions take fp32 buffers too (Host<float>'s).
 #pragma once
 
 #include <algorithm>
@@ -20,6 +22,7 @@ struct Host<core::bf16> {
   using F = Host<float>;
   using value_type = T;
   using master_type = float;
+  using grad_type = float;
   template <class U>
   using Buffer = core::HostBuffer<U>;
   static constexpr const char* name = "host";
@@ -48,6 +51,16 @@ struct Host<core::bf16> {
             cf.data(), ldc);
     narrow(cf, c);
   }
+  // The same into fp32 C (a weight gradient).
+  static void gemm(kernels::Trans ta, kernels::Trans tb, std::int64_t m, std::int64_t n, std::int64_t k, T alpha,
+                   const T* a, std::int64_t lda, const T* b, std::int64_t ldb, T beta, float* c, std::int64_t ldc) {
+    if (m == 0 || n == 0) return;
+    const std::int64_t a_rows = ta == kernels::Trans::no ? m : k, a_cols = ta == kernels::Trans::no ? k : m;
+    const std::int64_t b_rows = tb == kernels::Trans::no ? k : n, b_cols = tb == kernels::Trans::no ? n : k;
+    std::vector<float> af = wide(a, span(a_rows, a_cols, lda)), bf = wide(b, span(b_rows, b_cols, ldb));
+    F::gemm(ta, tb, m, n, k, static_cast<float>(alpha), af.data(), lda, bf.data(), ldb, static_cast<float>(beta), c,
+            ldc);
+  }
 
   // ---- elementwise and reductions
   static void fill(T* x, std::int64_t n, double value) { std::fill(x, x + n, T(static_cast<float>(value))); }
@@ -64,6 +77,12 @@ struct Host<core::bf16> {
     for (std::int64_t i = 0; i < n; ++i) sum += static_cast<double>(x[i]) * static_cast<double>(x[i]);
     return sum;
   }
+  // The gradients' (fp32)
+  static void fill(float* x, std::int64_t n, double value) { F::fill(x, n, value); }
+  static void copy(const float* from, float* to, std::int64_t n) { F::copy(from, to, n); }
+  static void add(const float* from, float* to, std::int64_t n) { F::add(from, to, n); }
+  static void scale(float* x, std::int64_t n, double factor) { F::scale(x, n, factor); }
+  static double sum_squares(const float* x, std::int64_t n) { return F::sum_squares(x, n); }
 
   // ---- layer operations: Host<float>'s on fp32 copies (backward passes accumulate into their outputs)
   static void embedding_forward(const std::int32_t* tokens, std::int64_t n, const T* table, std::int64_t vocab_begin,
@@ -74,10 +93,9 @@ struct Host<core::bf16> {
     narrow(of, out);
   }
   static void embedding_backward(const std::int32_t* tokens, std::int64_t n, const T* dout, std::int64_t vocab_begin,
-                                 std::int64_t vocab_rows, std::int64_t dim, T* dtable) {
-    auto df = wide(dout, n * dim), tf = wide(dtable, vocab_rows * dim);
-    F::embedding_backward(tokens, n, df.data(), vocab_begin, vocab_rows, dim, tf.data());
-    narrow(tf, dtable);
+                                 std::int64_t vocab_rows, std::int64_t dim, float* dtable) {
+    auto df = wide(dout, n * dim);
+    F::embedding_backward(tokens, n, df.data(), vocab_begin, vocab_rows, dim, dtable);
   }
   static void rmsnorm_forward(const T* x, const T* weight, std::int64_t rows, std::int64_t dim, double eps, T* y,
                               T* rstd) {
@@ -88,12 +106,11 @@ struct Host<core::bf16> {
     narrow(rf, rstd);
   }
   static void rmsnorm_backward(const T* x, const T* weight, const T* rstd, const T* dy, std::int64_t rows,
-                               std::int64_t dim, T* dx, T* dweight) {
+                               std::int64_t dim, T* dx, float* dweight) {
     auto xf = wide(x, rows * dim), wf = wide(weight, dim), rf = wide(rstd, rows), dyf = wide(dy, rows * dim),
-         dxf = wide(dx, rows * dim), dwf = wide(dweight, dim);
-    F::rmsnorm_backward(xf.data(), wf.data(), rf.data(), dyf.data(), rows, dim, dxf.data(), dwf.data());
+         dxf = wide(dx, rows * dim);
+    F::rmsnorm_backward(xf.data(), wf.data(), rf.data(), dyf.data(), rows, dim, dxf.data(), dweight);
     narrow(dxf, dx);
-    narrow(dwf, dweight);
   }
   static void rope_forward(T* x, std::int64_t batch, std::int64_t seq, std::int64_t heads, std::int64_t head_dim,
                            std::int64_t position_offset, double theta) {
@@ -181,7 +198,7 @@ struct Host<core::bf16> {
   static void adamw_update(T* param, const T* grad, float* m, float* v, std::int64_t n, const kernels::AdamWStep& step) {
     kernels::adamw_update(param, grad, m, v, n, step);
   }
-  static void adamw_update(float* master, const T* grad, float* m, float* v, std::int64_t n,
+  static void adamw_update(float* master, const float* grad, float* m, float* v, std::int64_t n,
                            const kernels::AdamWStep& step, T* weight) {
     kernels::adamw_update(master, grad, m, v, n, step, weight);
   }

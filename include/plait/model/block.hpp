@@ -30,6 +30,7 @@ template <concepts::Backend B, class Regions>
 class Block {
  public:
   using T = typename B::value_type;
+  using G = typename B::grad_type;
   using Buffer = typename B::template Buffer<T>;
   using Dims = layers::Dims;
   using Attention = layers::Attention<B, Regions>;
@@ -117,7 +118,7 @@ class Block {
 
   // dx: on entry d(loss)/d(block output), this rank's rows; on exit d(loss)/d(block input). The weight gradients go
   // to the views `dw` of the unit's gradient buffer through `g`, now or deferred (then `a` must outlive the work).
-  void backward(const Weights<const T*>& w, const Weights<T*>& dw, const Activations& a, const Dims& d, T* dx,
+  void backward(const Weights<const T*>& w, const Weights<G*>& dw, const Activations& a, const Dims& d, T* dx,
                 WeightGradients& g) const {
     Buffer dh = activation(d.nl * d.D);
     // out = x' + mlp(rmsnorm(x')): the residual passes dx through, the branch adds to it.

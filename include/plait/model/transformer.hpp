@@ -66,6 +66,7 @@ class Transformer {
   using Layout = L;
   using Comm = C;
   using T = typename B::value_type;
+  using G = typename B::grad_type;
   template <class U>
   using Buffer = typename B::template Buffer<U>;
   using State = parallel::ShardedState<typename L::zero, B, C>;
@@ -298,7 +299,7 @@ class Transformer {
     const int fu = final_unit_;
     const T* final_norm = state_.acquire(fu) + final_norm_offset_;
     const T* head_weight = state_.acquire(head_unit_) + head_offset_;
-    T* head_grad = backward ? state_.grad(head_unit_) + head_offset_ : nullptr;
+    G* head_grad = backward ? state_.grad(head_unit_) + head_offset_ : nullptr;
     auto pass = lm_head_.forward(x_final.data(), final_norm, head_weight, targets, d.batch, d.seq, grad_scale,
                                  head_grad, loss, logits_out_);
     if (head_unit_ != fu) state_.release(head_unit_);  // (the same unit as the final norm when untied: still in use)
@@ -320,11 +321,11 @@ class Transformer {
       const int unit = layer_unit_[static_cast<std::size_t>(l)];
       const Weights<const T*> w(state_.acquire(unit), offsets_);
       Recomputation::restore(block_, w, a, d, l);
-      T* grads = state_.grad(unit);
+      G* grads = state_.grad(unit);
       typename TransformerBlock::WeightGradients g =
           defer ? typename TransformerBlock::WeightGradients(grads, ch.deferred, [this, unit] { return state_.grad(unit); })
                 : typename TransformerBlock::WeightGradients(grads);
-      block_.backward(w, Weights<T*>(grads, offsets_), a, d, dx.data(), g);
+      block_.backward(w, Weights<G*>(grads, offsets_), a, d, dx.data(), g);
       state_.release(unit);
       if (!defer) {
         state_.grad_done(unit);

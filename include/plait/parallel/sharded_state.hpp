@@ -51,6 +51,7 @@ class ShardedState {
  public:
   using T = typename B::value_type;
   using M = typename B::master_type;
+  using G = typename B::grad_type;
   template <class U>
   using Buffer = typename B::template Buffer<U>;
   static constexpr int stage = Zero::stage;
@@ -74,8 +75,8 @@ class ShardedState {
     shard_total_ = shard_offset;
     if constexpr (stage < 3) values_ = Buffer<T>(size_of(total_), core::MemoryKind::parameters);
     else values_ = Buffer<T>(size_of(shard_total_), core::MemoryKind::parameters);
-    if constexpr (stage < 2) grads_ = Buffer<T>(size_of(total_), core::MemoryKind::gradients);
-    else grads_ = Buffer<T>(size_of(shard_total_), core::MemoryKind::gradients);
+    if constexpr (stage < 2) grads_ = Buffer<G>(size_of(total_), core::MemoryKind::gradients);
+    else grads_ = Buffer<G>(size_of(shard_total_), core::MemoryKind::gradients);
     if constexpr (has_master) masters_ = Buffer<M>(size_of(optimizer_elements()), core::MemoryKind::optimizer);
     open_values_.resize(units_.size());
     open_grads_.resize(units_.size());
@@ -121,7 +122,7 @@ class ShardedState {
 
   // This rank's storage: all values below stage 3 (its shards from stage 3), all gradients below stage 2.
   T* local_values() { return values_.data(); }
-  T* local_grads() { return grads_.data(); }
+  G* local_grads() { return grads_.data(); }
   std::int64_t local_values_size() const { return static_cast<std::int64_t>(values_.size()); }
   std::int64_t local_grads_size() const { return static_cast<std::int64_t>(grads_.size()); }
 
@@ -147,30 +148,30 @@ class ShardedState {
   }
 
   // Where unit u's gradient accumulates during backward (stages 2-3: a zeroed buffer held until grad_done).
-  T* grad(int u) {
+  G* grad(int u) {
     if constexpr (stage < 2) {
       return grads_.data() + units_[u].begin;
     } else {
-      Buffer<T>& open = open_grads_[u];
-      if (open.size() == 0) open = Buffer<T>(size_of(shards_[u].size * dp_.size()), core::MemoryKind::gradients);
+      Buffer<G>& open = open_grads_[u];
+      if (open.size() == 0) open = Buffer<G>(size_of(shards_[u].size * dp_.size()), core::MemoryKind::gradients);
       return open.data();
     }
   }
   // Unit u's backward for this micro-batch is over: stages 2-3 reduce-scatter its gradient into this rank's shard.
   void grad_done(int u) {
     if constexpr (stage >= 2) {
-      Buffer<T>& open = open_grads_[u];
+      Buffer<G>& open = open_grads_[u];
       PLAIT_CHECK(open.size() != 0, "grad_done(", u, ") without a gradient");
       reduce_partial_over_tp(open.data(), units_[u]);
       const Shard& s = shards_[u];
       if (dp_.size() > 1) {
-        Buffer<T> mine(size_of(s.size), core::MemoryKind::gradients);
+        Buffer<G> mine(size_of(s.size), core::MemoryKind::gradients);
         dp_.reduce_scatter(open.data(), mine.data(), s.size);
         B::add(mine.data(), grads_.data() + s.offset, s.size);
       } else {
         B::add(open.data(), grads_.data() + s.offset, s.size);
       }
-      open = Buffer<T>();
+      open = Buffer<G>();
     }
   }
 
@@ -191,7 +192,7 @@ class ShardedState {
   // The sum of squares of the whole model's gradient, the same on every rank (each element counted once).
   double grad_sum_squares() {
     double local = 0.0;
-    for_each_owned([&](const Segment& seg, T*, const T* g, std::int64_t, std::int64_t n) {
+    for_each_owned([&](const Segment& seg, T*, const G* g, std::int64_t, std::int64_t n) {
       if (seg.tp_replicated && tp_.rank() != 0) return;
       local += B::sum_squares(g, n);
     });
@@ -205,7 +206,7 @@ class ShardedState {
   template <class Fn>
   void for_each_owned(Fn&& fn) {
     for_each_owned_range([&](const Segment& g, std::int64_t, T* values, std::int64_t at, std::int64_t n) {
-      fn(g, values, static_cast<const T*>(grads_.data() + (stage < 2 ? values - values_.data() : at)), at, n);
+      fn(g, values, static_cast<const G*>(grads_.data() + (stage < 2 ? values - values_.data() : at)), at, n);
     });
   }
 
@@ -255,7 +256,7 @@ class ShardedState {
   static std::size_t size_of(std::int64_t n) { return static_cast<std::size_t>(n); }
 
   // Norm weights under sequence parallelism see only this rank's rows: their gradients are summed over TP.
-  void reduce_partial_over_tp(T* unit_grads, const Unit& unit) {
+  void reduce_partial_over_tp(G* unit_grads, const Unit& unit) {
     if (tp_.size() == 1) return;
     for (const Segment& g : segments_)
       if (g.tp_partial_grad && g.offset >= unit.begin && g.offset + g.size <= unit.end)
@@ -269,9 +270,11 @@ class ShardedState {
   C& tp_;
   C* pp_ = nullptr;
   std::int64_t total_ = 0, shard_total_ = 0;
-  Buffer<T> values_, grads_;
+  Buffer<T> values_;
+  Buffer<G> grads_;
   Buffer<M> masters_;  // has_master only
-  std::vector<Buffer<T>> open_values_, open_grads_;
+  std::vector<Buffer<T>> open_values_;
+  std::vector<Buffer<G>> open_grads_;
 };
 
 }  // namespace plait::parallel

@@ -68,9 +68,11 @@ struct Calibration {
   // 0 for flash attention; not fitted (the previous fit's 2.7 was standing in for the unsplit logits above).
   double attention_mask_bytes = 0.0;
 
-  // Numeric precision of the training stack. "bf16-mixed" (the paper's, and the default): bf16 weights and
-  // activations, `grad_bytes` gradients, fp32 master weights and Adam m, v (12 bytes). "fp32" (plait's Host
-  // backend): the fp32 weights are the master, fp32 gradients, Adam m and v (8 bytes), fp32 activations.
+  // Numeric precision of the training stack. "bf16-mixed" (the paper's, and the default): bf16 weights,
+  // activations and gradients, fp32 master weights and Adam m, v (2 + 2 + 12 bytes a parameter). "bf16" (plait's
+  // Cuda<bf16> and Host<bf16>): the same with fp32 gradients, accumulated and reduced in fp32 (2 + 4 + 12). "fp32"
+  // (plait's Host<float>): the fp32 weights are the master, fp32 gradients, Adam m and v (4 + 4 + 8), fp32
+  // activations.
   std::string precision = "bf16-mixed";
 };
 
@@ -80,7 +82,8 @@ struct PrecisionBytes {
 };
 inline PrecisionBytes precision_bytes(const Calibration& c) {
   if (c.precision == "fp32") return {4.0, 4.0, 8.0, 4.0, 28.0};  // read p, g, m, v; write p, m, v
-  PLAIT_CHECK(c.precision == "bf16-mixed", "unknown precision '", c.precision, "': bf16-mixed or fp32");
+  if (c.precision == "bf16") return {2.0, 4.0, 12.0, 2.0, 34.0};  // read w, g, master, m, v; write them but g
+  PLAIT_CHECK(c.precision == "bf16-mixed", "unknown precision '", c.precision, "': bf16-mixed, bf16 or fp32");
   return {};
 }
 

@@ -76,7 +76,7 @@ class Attention {
   // dh (nl, D) = d(loss)/dh, from d_out (nl, D) = d(loss)/d(residual) (read only); the weight gradients go to
   // `dw` through `g`. h is the forward's input and, when `g` defers, must outlive the deferred work (d_out need not).
   void backward(const T* h, const Weights<const T*>& w, const Activations& a, const Dims& d, const T* d_out, T* dh,
-                const Weights<T*>& dw, WeightGradients<B>& g) const {
+                const Weights<typename B::grad_type*>& dw, WeightGradients<B>& g) const {
     const std::int64_t n = d.n, D = d.D, Q = d.Hl * d.hd, KV = d.KVl * d.hd;
     // The backward of leaving the region: all rows of the output gradient (gathered under SP).
     Buffer d_out_all = activation(sp ? n * D : 0);

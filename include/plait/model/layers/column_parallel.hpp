@@ -52,7 +52,7 @@ class ColumnParallel {
   }
 
   // dW_i += dy_i^T x, x all rows of the input.
-  void weight_grad(std::size_t i, const T* x, const T* dy, std::int64_t n, T* dw) const {
+  void weight_grad(std::size_t i, const T* x, const T* dy, std::int64_t n, typename B::grad_type* dw) const {
     parts_[i].weight_grad(x, dy, n, dw);
   }
 

@@ -47,7 +47,7 @@ class VocabParallelEmbedding {
   }
 
   // dtable += the gradient of out, dout_local (local_rows(n), D): gathered over TP under SP first.
-  void backward(const std::int32_t* tokens, std::int64_t n, const T* dout_local, T* dtable) const {
+  void backward(const std::int32_t* tokens, std::int64_t n, const T* dout_local, typename B::grad_type* dtable) const {
     auto all = backend::activation_buffer<B>(Regions::sequence_parallel ? n * dim_ : 0);
     const T* dout = regions_->leave_backward(dout_local, all.data(), n);
     B::embedding_backward(tokens, n, dout, rank_ * local_vocab(), local_vocab(), dim_, dtable);

@@ -12,6 +12,7 @@ namespace plait::model::layers {
 template <concepts::Backend B>
 struct Linear {
   using T = typename B::value_type;
+  using G = typename B::grad_type;
   std::int64_t in = 0, out = 0;
 
   // y (n, out) = x (n, in) W^T + beta y
@@ -22,8 +23,8 @@ struct Linear {
   void input_grad(const T* w, const T* dy, std::int64_t n, T* dx) const {
     B::gemm(kernels::Trans::no, kernels::Trans::no, n, in, out, T(1), dy, out, w, in, T(1), dx, in);
   }
-  // dW (out, in) += dy^T x
-  void weight_grad(const T* x, const T* dy, std::int64_t n, T* dw) const {
+  // dW (out, in) += dy^T x, in the gradients' type
+  void weight_grad(const T* x, const T* dy, std::int64_t n, G* dw) const {
     B::gemm(kernels::Trans::yes, kernels::Trans::no, out, in, n, T(1), dy, out, x, in, T(1), dw, in);
   }
 };

@@ -39,7 +39,7 @@ class LmHead {
   // are ignored). With head_grad, also the head's weight gradient (accumulated) and what backward needs; with
   // last_logits, the last position's logits of each sequence over the whole vocabulary (batch, vocab), for sampling.
   Pass forward(const T* x, const T* norm_weight, const T* head_weight, const std::int32_t* targets, std::int64_t batch,
-               std::int64_t seq, double grad_scale, T* head_grad, double* loss,
+               std::int64_t seq, double grad_scale, typename B::grad_type* head_grad, double* loss,
                std::vector<double>* last_logits) const {
     const std::int64_t n = batch * seq, nl = Regions::local_rows(n), D = dim_, vl = vocab_ / degree;
     Pass p;
@@ -82,7 +82,8 @@ class LmHead {
   }
 
   // dx (local_rows(n), D) = d(loss)/d(x), from what forward left; norm_grad accumulates the final norm's gradient.
-  void backward(Pass& p, const T* x, const T* norm_weight, std::int64_t n, T* dx, T* norm_grad) const {
+  void backward(Pass& p, const T* x, const T* norm_weight, std::int64_t n, T* dx,
+                typename B::grad_type* norm_grad) const {
     const std::int64_t nl = Regions::local_rows(n);
     Buffer reduced = activation(degree > 1 ? nl * dim_ : 0);
     const T* d = regions_->enter_backward(p.d_normed.data(), reduced.data(), n);

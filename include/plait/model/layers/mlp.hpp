@@ -63,7 +63,7 @@ class MLP {
   // dh (nl, D) = d(loss)/dh, from d_out (nl, D) = d(loss)/d(residual) (read only); the weight gradients go to
   // `dw` through `g`. h is the forward's input and, when `g` defers, must outlive the deferred work (d_out need not).
   void backward(const T* h, const Weights<const T*>& w, const Activations& a, const Dims& d, const T* d_out, T* dh,
-                const Weights<T*>& dw, WeightGradients<B>& g) const {
+                const Weights<typename B::grad_type*>& dw, WeightGradients<B>& g) const {
     const std::int64_t n = d.n, D = d.D, F = d.Fl;
     Buffer d_out_all = activation(sp ? n * D : 0);
     const T* dy = w_down_.output_grad(d_out, d_out_all.data(), n);

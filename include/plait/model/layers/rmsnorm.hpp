@@ -19,8 +19,9 @@ struct RMSNorm {
   void forward(const T* x, const T* w, std::int64_t rows, T* y, T* rstd) const {
     B::rmsnorm_forward(x, w, rows, width, eps, y, rstd);
   }
-  // dx += d(loss)/dx and dw += d(loss)/dw from dy = d(loss)/dy.
-  void backward(const T* x, const T* w, const T* rstd, const T* dy, std::int64_t rows, T* dx, T* dw) const {
+  // dx += d(loss)/dx and dw += d(loss)/dw (in the gradients' type) from dy = d(loss)/dy.
+  void backward(const T* x, const T* w, const T* rstd, const T* dy, std::int64_t rows, T* dx,
+                typename B::grad_type* dw) const {
     B::rmsnorm_backward(x, w, rstd, dy, rows, width, dx, dw);
   }
 };

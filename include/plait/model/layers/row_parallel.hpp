@@ -45,7 +45,9 @@ class RowParallel {
   // dx (n, in/TP) += dy W
   void input_grad(const T* w, const T* dy, std::int64_t n, T* dx) const { linear_.input_grad(w, dy, n, dx); }
   // dW (out, in/TP) += dy^T x
-  void weight_grad(const T* x, const T* dy, std::int64_t n, T* dw) const { linear_.weight_grad(x, dy, n, dw); }
+  void weight_grad(const T* x, const T* dy, std::int64_t n, typename B::grad_type* dw) const {
+    linear_.weight_grad(x, dy, n, dw);
+  }
 
  private:
   const Regions* regions_;

@@ -19,6 +19,7 @@ template <concepts::Backend B>
 class WeightGradients {
  public:
   using T = typename B::value_type;
+  using G = typename B::grad_type;
   using Buffer = typename B::template Buffer<T>;
 
   // The work a backward left for later, and what it reads.
@@ -33,9 +34,9 @@ class WeightGradients {
   };
 
   // Now: the gradients of the unit whose buffer is `grads`.
-  explicit WeightGradients(T* grads) : grads_(grads) {}
+  explicit WeightGradients(G* grads) : grads_(grads) {}
   // Deferred into `later`; `grads_later` gives the unit's gradient buffer when the work runs.
-  WeightGradients(T* grads, Deferred& later, std::function<T*()> grads_later)
+  WeightGradients(G* grads, Deferred& later, std::function<G*()> grads_later)
       : grads_(grads), later_(&later), grads_later_(std::move(grads_later)) {}
 
   bool deferred() const { return later_ != nullptr; }
@@ -57,7 +58,7 @@ class WeightGradients {
 
   // dW += dy^T x for `linear` over n rows; `dw` points into the unit's gradient buffer as it is now. x and dy must
   // live until the work runs (hold them).
-  void add(const Linear<B>& linear, const T* x, const T* dy, std::int64_t n, T* dw) {
+  void add(const Linear<B>& linear, const T* x, const T* dy, std::int64_t n, G* dw) {
     if (later_ == nullptr) {
       linear.weight_grad(x, dy, n, dw);
     } else {
@@ -67,9 +68,9 @@ class WeightGradients {
   }
 
  private:
-  T* grads_;
+  G* grads_;
   Deferred* later_ = nullptr;
-  std::function<T*()> grads_later_;
+  std::function<G*()> grads_later_;
 };
 
 }  // namespace plait::model::layers
