@@ -53,7 +53,7 @@ inline int run_built_on_first_use(const Options& o) {
     if (std::filesystem::is_directory(dir)) code.open(source);
     code << "// Built by plait-train on first use of this layout.\n#include \"run.hpp\"\n"
          << "extern \"C\" int plait_train_layout(const trainer::Options& o) {\n  using L = " << type
-         << ";\n  return o.dtype == \"double\" ? trainer::run<L, double>(o) : trainer::run<L, float>(o);\n}\n";
+         << ";\n  return trainer::run_in_dtype<L>(o);\n}\n";
     code.close();  // sets failbit if the file was not open or did not flush
     if (!code.good()) {
       unusable_cache = "cannot write in the layout cache directory '" + dir.string() + "'" +

@@ -108,7 +108,7 @@ inline std::vector<Flag> flags(Options& o) {
       {"--weight-decay", "X", "AdamW weight decay, not applied to norms (default 0.1)", f64(o.weight_decay)},
       {"--clip", "X", "clip gradients to this global L2 norm; 0 turns clipping off (default 1.0)", f64(o.clip)},
       {"--tied", "", "tie the LM head to the embedding", [&o](const std::string&) { o.tied = true; }},
-      {"--dtype", "float|double", "precision of the Host backend (default float)", str(o.dtype)},
+      {"--dtype", "float|double|bf16", "precision of the Host backend (default float; bf16: bf16 weights and activations, fp32 gradients and master weights)", str(o.dtype)},
       {"--peak-gflops", "X", "peak GFLOP/s per device for MFU (default: the BLAS GEMM rate measured at start)",
        f64(o.peak_gflops)},
       {"--sample-tokens", "N", "bytes to generate at the end (default 200; 0: none)", i64(o.sample_tokens)},
@@ -209,7 +209,8 @@ inline Options parse(int argc, char** argv) {
   PLAIT_CHECK(o.log_every >= 1, "--log-every must be at least 1");
   PLAIT_CHECK(std::isfinite(o.peak_gflops) && o.peak_gflops >= 0.0,
               "--peak-gflops must be a positive number (or 0: measure the GEMM rate)");
-  PLAIT_CHECK(o.dtype == "float" || o.dtype == "double", "--dtype takes float or double, got '", o.dtype, "'");
+  PLAIT_CHECK(o.dtype == "float" || o.dtype == "double" || o.dtype == "bf16", "--dtype takes float, double or bf16, got '",
+              o.dtype, "'");
   if (o.warmup == 0) o.warmup = std::max<std::int64_t>(1, o.steps / 10);
   return o;
 }

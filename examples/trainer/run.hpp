@@ -251,11 +251,20 @@ int run(const Options& o) {
   return 0;
 }
 
+// One layout in the precision --dtype names: Host<float>, Host<double>, or Host<bf16> (bf16 weights and activations,
+// fp32 gradients, fp32 master weights and moments: the CPU twin of Cuda<bf16>).
+template <class Layout>
+int run_in_dtype(const Options& o) {
+  if (o.dtype == "double") return run<Layout, double>(o);
+  if (o.dtype == "bf16") return run<Layout, plait::bf16>(o);
+  return run<Layout, float>(o);
+}
+
 // The layouts of one ZeRO stage that plait-train has compiled in: TP 1, 2, 4, 8, with and without SP.
 template <int Zero>
 int run_zero(const Options& o) {
   using Z = plait::ZeroStage<Zero>;
-  auto with = [&]<class Layout>() { return o.dtype == "double" ? run<Layout, double>(o) : run<Layout, float>(o); };
+  auto with = [&]<class Layout>() { return run_in_dtype<Layout>(o); };
   using plait::Layout;
   using plait::SequenceParallel;
   using plait::TensorParallel;

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "plait/comm/communicator.hpp"
+#include "plait/core/dtype.hpp"
 #include "plait/core/error.hpp"
 
 namespace plait::comm {
@@ -21,6 +22,35 @@ template <> inline MPI_Datatype mpi_type<double>() { return MPI_DOUBLE; }
 template <> inline MPI_Datatype mpi_type<std::int32_t>() { return MPI_INT32_T; }
 template <> inline MPI_Datatype mpi_type<std::int64_t>() { return MPI_INT64_T; }
 template <> inline MPI_Datatype mpi_type<std::uint8_t>() { return MPI_UINT8_T; }
+// bf16 travels as its 16 bits; its sums and maxima are MPI operations of plait's (in fp32, rounded back to bf16).
+template <> inline MPI_Datatype mpi_type<core::bf16>() { return MPI_UINT16_T; }
+
+template <class T>
+MPI_Op mpi_op(ReduceOp op) {
+  return op == ReduceOp::sum ? MPI_SUM : MPI_MAX;
+}
+// Element-wise bf16 sum (Sum) or maximum, in fp32 and rounded back: an MPI user operation.
+template <bool Sum>
+void combine_bf16(void* in, void* inout, int* count, MPI_Datatype*) {
+  const auto* a = static_cast<const core::bf16*>(in);
+  auto* b = static_cast<core::bf16*>(inout);
+  for (int i = 0; i < *count; ++i) {
+    const float x = static_cast<float>(a[i]), y = static_cast<float>(b[i]);
+    b[i] = core::bf16(Sum ? x + y : (x > y ? x : y));
+  }
+}
+template <>
+inline MPI_Op mpi_op<core::bf16>(ReduceOp op) {
+  struct Ops {
+    MPI_Op sum = MPI_OP_NULL, max = MPI_OP_NULL;
+    Ops() {
+      MPI_Op_create(&combine_bf16<true>, 1, &sum);
+      MPI_Op_create(&combine_bf16<false>, 1, &max);
+    }
+  };
+  static const Ops ops;  // made on first use (after MPI_Init), kept for the life of the process
+  return op == ReduceOp::sum ? ops.sum : ops.max;
+}
 
 inline int count(std::int64_t n) {
   PLAIT_CHECK(n >= 0 && n <= INT_MAX, "a message of ", n, " elements is larger than MPI's int count allows");
@@ -88,13 +118,14 @@ class Mpi {
 
   template <class T>
   void all_reduce(T* data, std::int64_t n, ReduceOp op) {
-    detail::check(MPI_Allreduce(MPI_IN_PLACE, data, detail::count(n), detail::mpi_type<T>(),
-                                op == ReduceOp::sum ? MPI_SUM : MPI_MAX, comm_->comm),
+    detail::check(MPI_Allreduce(MPI_IN_PLACE, data, detail::count(n), detail::mpi_type<T>(), detail::mpi_op<T>(op),
+                                comm_->comm),
                   "MPI_Allreduce");
   }
   template <class T>
   void reduce_scatter(const T* send, T* recv, std::int64_t n) {
-    detail::check(MPI_Reduce_scatter_block(send, recv, detail::count(n), detail::mpi_type<T>(), MPI_SUM, comm_->comm),
+    detail::check(MPI_Reduce_scatter_block(send, recv, detail::count(n), detail::mpi_type<T>(),
+                                           detail::mpi_op<T>(ReduceOp::sum), comm_->comm),
                   "MPI_Reduce_scatter_block");
   }
   template <class T>
