@@ -41,22 +41,22 @@ struct MaxSumOp {
   }
 };
 
-template <class T>
+template <class T, class S>
 __global__ void __launch_bounds__(CrossEntropyConfig::threads)
-    cross_entropy_row_max_kernel(const T* logits, std::int64_t cols, T* row_max) {
+    cross_entropy_row_max_kernel(const T* logits, std::int64_t cols, S* row_max) {
   using Reduce = cub::BlockReduce<float, CrossEntropyConfig::threads>;
   __shared__ typename Reduce::TempStorage storage;
   const T* l = logits + blockIdx.x * cols;
   float m = -INFINITY;
   for (std::int64_t c = threadIdx.x; c < cols; c += CrossEntropyConfig::threads) m = fmaxf(m, to_float(l[c]));
   m = Reduce(storage).Reduce(m, MaxOp{});
-  if (threadIdx.x == 0) row_max[blockIdx.x] = from_float<T>(m);
+  if (threadIdx.x == 0) row_max[blockIdx.x] = from_float<S>(m);
 }
 
-template <class T>
+template <class T, class S>
 __global__ void __launch_bounds__(CrossEntropyConfig::threads)
     cross_entropy_sum_exp_kernel(const T* logits, const std::int32_t* targets, std::int64_t cols,
-                                 std::int64_t vocab_begin, const T* row_max, T* sum_exp, T* target_logit) {
+                                 std::int64_t vocab_begin, const S* row_max, S* sum_exp, S* target_logit) {
   using Reduce = cub::BlockReduce<float, CrossEntropyConfig::threads>;
   __shared__ typename Reduce::TempStorage storage;
   const std::int64_t r = blockIdx.x;
@@ -66,16 +66,16 @@ __global__ void __launch_bounds__(CrossEntropyConfig::threads)
   for (std::int64_t c = threadIdx.x; c < cols; c += CrossEntropyConfig::threads) sum += exp_for<T>(to_float(l[c]) - m);
   sum = Reduce(storage).Sum(sum);
   if (threadIdx.x == 0) {
-    sum_exp[r] = from_float<T>(sum);
+    sum_exp[r] = from_float<S>(sum);
     const std::int64_t local = static_cast<std::int64_t>(targets[r]) - vocab_begin;
-    target_logit[r] = (targets[r] >= 0 && local >= 0 && local < cols) ? l[local] : from_float<T>(0.0f);
+    target_logit[r] = from_float<S>((targets[r] >= 0 && local >= 0 && local < cols) ? to_float(l[local]) : 0.0f);
   }
 }
 
-template <class T>
+template <class T, class S>
 __global__ void __launch_bounds__(CrossEntropyConfig::threads)
     cross_entropy_grad_kernel(T* logits, const std::int32_t* targets, std::int64_t cols, std::int64_t vocab_begin,
-                              const T* row_max, const T* sum_exp, float scale) {
+                              const S* row_max, const S* sum_exp, float scale) {
   const std::int64_t r = blockIdx.x;
   T* l = logits + r * cols;
   const bool ignored = targets[r] < 0;
@@ -87,10 +87,10 @@ __global__ void __launch_bounds__(CrossEntropyConfig::threads)
   }
 }
 
-template <class T>
+template <class T, class S>
 __global__ void __launch_bounds__(CrossEntropyConfig::threads)
     cross_entropy_forward_backward_kernel(T* logits, const std::int32_t* targets, std::int64_t vocab, float scale,
-                                          T* row_loss) {
+                                          S* row_loss) {
   using Reduce = cub::BlockReduce<MaxSum, CrossEntropyConfig::threads>;
   __shared__ typename Reduce::TempStorage storage;
   __shared__ float row_logsumexp;
@@ -99,7 +99,7 @@ __global__ void __launch_bounds__(CrossEntropyConfig::threads)
   const std::int64_t target = targets[r];
   if (target < 0) {  // padding: no loss, no gradient (the branch is uniform over the block)
     for (std::int64_t c = threadIdx.x; c < vocab; c += CrossEntropyConfig::threads) l[c] = from_float<T>(0.0f);
-    if (threadIdx.x == 0) row_loss[r] = from_float<T>(0.0f);
+    if (threadIdx.x == 0) row_loss[r] = from_float<S>(0.0f);
     return;
   }
   MaxSum mine{-INFINITY, 0.0f};
@@ -116,7 +116,7 @@ __global__ void __launch_bounds__(CrossEntropyConfig::threads)
   if (threadIdx.x == 0) {
     const float logsumexp = row.max + logf(row.sum);
     row_logsumexp = logsumexp;
-    row_loss[r] = from_float<T>(logsumexp - to_float(l[target]));  // read before anyone overwrites it
+    row_loss[r] = from_float<S>(logsumexp - to_float(l[target]));  // read before anyone overwrites it
   }
   __syncthreads();
   const float logsumexp = row_logsumexp;
@@ -124,13 +124,13 @@ __global__ void __launch_bounds__(CrossEntropyConfig::threads)
     l[c] = from_float<T>(scale * (exp_for<T>(to_float(l[c]) - logsumexp) - (c == target ? 1.0f : 0.0f)));
 }
 
-template <class T>
-__global__ void cross_entropy_row_loss_kernel(const std::int32_t* targets, std::int64_t rows, const T* row_max,
-                                              const T* sum_exp, const T* target_logit, T* row_loss) {
+template <class S>
+__global__ void cross_entropy_row_loss_kernel(const std::int32_t* targets, std::int64_t rows, const S* row_max,
+                                              const S* sum_exp, const S* target_logit, S* row_loss) {
   const std::int64_t r = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (r >= rows) return;
-  row_loss[r] = targets[r] < 0 ? from_float<T>(0.0f)
-                               : from_float<T>(logf(to_float(sum_exp[r])) + to_float(row_max[r]) -
+  row_loss[r] = targets[r] < 0 ? from_float<S>(0.0f)
+                               : from_float<S>(logf(to_float(sum_exp[r])) + to_float(row_max[r]) -
                                                to_float(target_logit[r]));
 }
 
@@ -147,10 +147,11 @@ __global__ void __launch_bounds__(Threads) sum_into_kernel(const T* x, std::int6
 
 }  // namespace detail
 
-template <Storage T>
+// The row statistics (row_max, sum_exp, target_logit, row_loss) are S: T, or fp32 under bf16.
+template <Storage T, Storage S = T>
 cudaError_t cross_entropy_row_max(const T* logits,  // (rows, cols)
                                   std::int64_t rows, std::int64_t cols,
-                                  T* row_max,  // (rows)
+                                  S* row_max,  // (rows)
                                   cudaStream_t stream) {
   if (rows == 0) return cudaSuccess;
   detail::cross_entropy_row_max_kernel<<<static_cast<unsigned>(rows), CrossEntropyConfig::threads, 0, stream>>>(
@@ -159,13 +160,13 @@ cudaError_t cross_entropy_row_max(const T* logits,  // (rows, cols)
 }
 
 // sum_exp = sum exp(l - row_max) over this slice; target_logit = the target's logit if this slice holds it, else 0.
-template <Storage T>
+template <Storage T, Storage S = T>
 cudaError_t cross_entropy_sum_exp(const T* logits,              // (rows, cols)
                                   const std::int32_t* targets,  // (rows)
                                   std::int64_t rows, std::int64_t cols, std::int64_t vocab_begin,
-                                  const T* row_max,   // (rows), global
-                                  T* sum_exp,         // (rows)
-                                  T* target_logit,    // (rows)
+                                  const S* row_max,   // (rows), global
+                                  S* sum_exp,         // (rows)
+                                  S* target_logit,    // (rows)
                                   cudaStream_t stream) {
   if (rows == 0) return cudaSuccess;
   detail::cross_entropy_sum_exp_kernel<<<static_cast<unsigned>(rows), CrossEntropyConfig::threads, 0, stream>>>(
@@ -174,12 +175,12 @@ cudaError_t cross_entropy_sum_exp(const T* logits,              // (rows, cols)
 }
 
 // logits := scale * (softmax - onehot(target)) on this slice, from the global row_max and sum_exp.
-template <Storage T>
+template <Storage T, Storage S = T>
 cudaError_t cross_entropy_grad_inplace(T* logits,                    // (rows, cols)
                                        const std::int32_t* targets,  // (rows)
                                        std::int64_t rows, std::int64_t cols, std::int64_t vocab_begin,
-                                       const T* row_max,  // (rows)
-                                       const T* sum_exp,  // (rows)
+                                       const S* row_max,  // (rows)
+                                       const S* sum_exp,  // (rows)
                                        float scale, cudaStream_t stream) {
   if (rows == 0) return cudaSuccess;
   detail::cross_entropy_grad_kernel<<<static_cast<unsigned>(rows), CrossEntropyConfig::threads, 0, stream>>>(
@@ -188,11 +189,11 @@ cudaError_t cross_entropy_grad_inplace(T* logits,                    // (rows, c
 }
 
 // Single device: row_loss (unscaled, 0 for ignored rows), logits := scale * d row_loss / d logits.
-template <Storage T>
+template <Storage T, Storage S = T>
 cudaError_t cross_entropy_forward_backward(T* logits,                    // (rows, vocab)
                                            const std::int32_t* targets,  // (rows)
                                            std::int64_t rows, std::int64_t vocab, float scale,
-                                           T* row_loss,  // (rows)
+                                           S* row_loss,  // (rows)
                                            cudaStream_t stream) {
   if (rows == 0) return cudaSuccess;
   detail::cross_entropy_forward_backward_kernel<<<static_cast<unsigned>(rows), CrossEntropyConfig::threads, 0,

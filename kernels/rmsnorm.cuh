@@ -29,9 +29,9 @@ inline std::int64_t rmsnorm_backward_workspace_floats(std::int64_t rows, std::in
 
 namespace detail {
 
-template <class T>
+template <class T, class S>
 __global__ void __launch_bounds__(RmsNormConfig::threads)
-    rmsnorm_forward_kernel(const T* x, const T* weight, std::int64_t dim, float eps, T* y, T* rstd) {
+    rmsnorm_forward_kernel(const T* x, const T* weight, std::int64_t dim, float eps, T* y, S* rstd) {
   using Reduce = cub::BlockReduce<float, RmsNormConfig::threads>;
   __shared__ typename Reduce::TempStorage reduce_storage;
   __shared__ float row_rstd;
@@ -47,7 +47,7 @@ __global__ void __launch_bounds__(RmsNormConfig::threads)
   sum_squares = Reduce(reduce_storage).Sum(sum_squares);
   if (threadIdx.x == 0) {
     const float rs = 1.0f / sqrtf(sum_squares / static_cast<float>(dim) + eps);
-    rstd[r] = from_float<T>(rs);
+    rstd[r] = from_float<S>(rs);
     row_rstd = rs;
   }
   __syncthreads();
@@ -57,9 +57,9 @@ __global__ void __launch_bounds__(RmsNormConfig::threads)
     yr[c] = from_float<T>(row[c] * rs * to_float(weight[c]));
 }
 
-template <class T>
+template <class T, class S>
 __global__ void __launch_bounds__(RmsNormConfig::threads)
-    rmsnorm_backward_kernel(const T* x, const T* weight, const T* rstd, const T* dy, std::int64_t rows,
+    rmsnorm_backward_kernel(const T* x, const T* weight, const S* rstd, const T* dy, std::int64_t rows,
                             std::int64_t dim, T* dx, float* partial_dweight) {
   using Reduce = cub::BlockReduce<float, RmsNormConfig::threads>;
   __shared__ typename Reduce::TempStorage reduce_storage;
@@ -115,16 +115,17 @@ cudaError_t allow_dynamic_shared_memory(Kernel kernel, std::size_t bytes) {
 
 }  // namespace detail
 
-template <Storage T>
+// rstd in T, or in fp32 (S = float: the row statistics of a bf16 model).
+template <Storage T, Storage S = T>
 cudaError_t rmsnorm_forward(const T* x,       // (rows, dim)
                             const T* weight,  // (dim)
                             std::int64_t rows, std::int64_t dim, double eps,
                             T* y,     // (rows, dim)
-                            T* rstd,  // (rows)
+                            S* rstd,  // (rows)
                             cudaStream_t stream) {
   if (rows == 0) return cudaSuccess;
   const std::size_t bytes = sizeof(float) * dim;
-  auto kernel = detail::rmsnorm_forward_kernel<T>;
+  auto kernel = detail::rmsnorm_forward_kernel<T, S>;
   if (const cudaError_t e = detail::allow_dynamic_shared_memory(kernel, bytes); e != cudaSuccess) return e;
   kernel<<<static_cast<unsigned>(rows), RmsNormConfig::threads, bytes, stream>>>(x, weight, dim,
                                                                                  static_cast<float>(eps), y, rstd);
@@ -133,10 +134,10 @@ cudaError_t rmsnorm_forward(const T* x,       // (rows, dim)
 
 // dx and dweight +=; dweight in T, or in fp32 (G = float: the gradients of a bf16 model). workspace:
 // rmsnorm_backward_workspace_floats(rows, dim) floats of device memory.
-template <Storage T, Storage G = T>
+template <Storage T, Storage G = T, Storage S = T>
 cudaError_t rmsnorm_backward(const T* x,       // (rows, dim)
                              const T* weight,  // (dim)
-                             const T* rstd,    // (rows)
+                             const S* rstd,    // (rows)
                              const T* dy,      // (rows, dim)
                              std::int64_t rows, std::int64_t dim,
                              T* dx,       // (rows, dim), +=
@@ -145,7 +146,7 @@ cudaError_t rmsnorm_backward(const T* x,       // (rows, dim)
   if (rows == 0) return cudaSuccess;
   const int blocks = static_cast<int>(rows < RmsNormConfig::backward_blocks ? rows : RmsNormConfig::backward_blocks);
   const std::size_t bytes = sizeof(float) * 3 * dim;
-  auto kernel = detail::rmsnorm_backward_kernel<T>;
+  auto kernel = detail::rmsnorm_backward_kernel<T, S>;
   if (const cudaError_t e = detail::allow_dynamic_shared_memory(kernel, bytes); e != cudaSuccess) return e;
   kernel<<<blocks, RmsNormConfig::threads, bytes, stream>>>(x, weight, rstd, dy, rows, dim, dx, workspace);
   detail::rmsnorm_dweight_kernel<<<elementwise_blocks(dim, 256), 256, 0, stream>>>(workspace, blocks, dim, dweight);

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # plait-train --dtype bf16 (Host<bf16>: bf16 weights and activations, fp32 gradients, master weights and moments)
 # trains as fp32 does: 300 steps on the embedded corpus, the same model, data and seed; the final loss must come
-# within 2% of the fp32 run's (reached: 0.9%, 2.681 against 2.657), and the memory report must show 2 + 4 + 12
-# bytes a parameter (parameters, gradients, optimizer).
+# within 2% of the fp32 run's (reached 0.9% and 1.3% on two versions of the corpus, which is plait's own text and
+# changes with it), and the memory report must show 2 + 4 + 12 bytes a parameter (parameters, gradients, optimizer).
 # Usage: trainer_bf16_test.sh PLAIT_TRAIN WORK_DIR
 set -euo pipefail
 train=$1 work=$2

@@ -92,13 +92,15 @@ Work layer_kernels(std::int64_t hidden, std::int64_t heads, std::int64_t kv_head
                    std::int64_t tokens, double rope_theta) {
   const std::int64_t head_dim = hidden / heads;
   struct Buffers {
-    Buffer<bf16> x, weight, y, rstd, dy, dx;
+    Buffer<bf16> x, weight, y;
+    Buffer<float> rstd;  // row statistics are fp32
+    Buffer<bf16> dy, dx;
     Buffer<float> dweight;  // gradients are fp32
     Buffer<bf16> q, k, gate, up, act, dact, dgate, dup;
   };
   auto s = std::make_shared<Buffers>(Buffers{
       filled<bf16>(tokens * hidden, 13), filled<bf16>(hidden, 14), filled<bf16>(tokens * hidden, 15),
-      filled<bf16>(tokens, 16), filled<bf16>(tokens * hidden, 17), filled<bf16>(tokens * hidden, 18),
+      filled<float>(tokens, 16), filled<bf16>(tokens * hidden, 17), filled<bf16>(tokens * hidden, 18),
       filled<float>(hidden, 19), filled<bf16>(tokens * hidden, 20), filled<bf16>(tokens * kv_heads * head_dim, 21),
       filled<bf16>(tokens * ffn, 22), filled<bf16>(tokens * ffn, 23), filled<bf16>(tokens * ffn, 24),
       filled<bf16>(tokens * ffn, 25), filled<bf16>(tokens * ffn, 26), filled<bf16>(tokens * ffn, 27)});

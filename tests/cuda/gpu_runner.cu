@@ -132,7 +132,8 @@ void embedding_backward(Precision p, const Tokens& tokens, const Floats& dout, s
 void rmsnorm_forward(Precision p, const Floats& x, const Floats& weight, std::int64_t rows, std::int64_t dim,
                      double eps, Floats& y, Floats& rstd) {
   with_type(p, [&]<class T>() {
-    auto dx = upload<T>(x), dw = upload<T>(weight), dy = upload<T>(y), dr = upload<T>(rstd);
+    auto dx = upload<T>(x), dw = upload<T>(weight), dy = upload<T>(y);
+    auto dr = upload<float>(rstd);  // row statistics are fp32
     Cuda<T>::rmsnorm_forward(dx.data(), dw.data(), rows, dim, eps, dy.data(), dr.data());
     download(dy, y);
     download(dr, rstd);
@@ -142,7 +143,8 @@ void rmsnorm_forward(Precision p, const Floats& x, const Floats& weight, std::in
 void rmsnorm_backward(Precision p, const Floats& x, const Floats& weight, const Floats& rstd, const Floats& dy,
                       std::int64_t rows, std::int64_t dim, Floats& dx, Floats& dweight) {
   with_type(p, [&]<class T>() {
-    auto d_x = upload<T>(x), d_w = upload<T>(weight), d_r = upload<T>(rstd), d_dy = upload<T>(dy);
+    auto d_x = upload<T>(x), d_w = upload<T>(weight), d_dy = upload<T>(dy);
+    auto d_r = upload<float>(rstd);
     auto d_dx = upload<T>(dx);
     auto d_dw = upload<float>(dweight);  // gradients are fp32
     Cuda<T>::rmsnorm_backward(d_x.data(), d_w.data(), d_r.data(), d_dy.data(), rows, dim, d_dx.data(), d_dw.data());
@@ -211,7 +213,8 @@ void swiglu_backward(Precision p, const Floats& gate, const Floats& up, const Fl
 
 void cross_entropy_row_max(Precision p, const Floats& logits, std::int64_t rows, std::int64_t cols, Floats& row_max) {
   with_type(p, [&]<class T>() {
-    auto dl = upload<T>(logits), dm = upload<T>(row_max);
+    auto dl = upload<T>(logits);
+    auto dm = upload<float>(row_max);
     Cuda<T>::cross_entropy_row_max(dl.data(), rows, cols, dm.data());
     download(dm, row_max);
   });
@@ -221,7 +224,8 @@ void cross_entropy_sum_exp(Precision p, const Floats& logits, const Tokens& targ
                            std::int64_t cols, std::int64_t vocab_begin, const Floats& row_max, Floats& sum_exp,
                            Floats& target_logit) {
   with_type(p, [&]<class T>() {
-    auto dl = upload<T>(logits), dm = upload<T>(row_max), ds = upload<T>(sum_exp), dtl = upload<T>(target_logit);
+    auto dl = upload<T>(logits);
+    auto dm = upload<float>(row_max), ds = upload<float>(sum_exp), dtl = upload<float>(target_logit);
     auto dt = upload_tokens(targets);
     Cuda<T>::cross_entropy_sum_exp(dl.data(), dt.data(), rows, cols, vocab_begin, dm.data(), ds.data(), dtl.data());
     download(ds, sum_exp);
@@ -233,7 +237,8 @@ void cross_entropy_grad_inplace(Precision p, Floats& logits, const Tokens& targe
                                 std::int64_t cols, std::int64_t vocab_begin, const Floats& row_max,
                                 const Floats& sum_exp, double scale) {
   with_type(p, [&]<class T>() {
-    auto dl = upload<T>(logits), dm = upload<T>(row_max), ds = upload<T>(sum_exp);
+    auto dl = upload<T>(logits);
+    auto dm = upload<float>(row_max), ds = upload<float>(sum_exp);
     auto dt = upload_tokens(targets);
     Cuda<T>::cross_entropy_grad_inplace(dl.data(), dt.data(), rows, cols, vocab_begin, dm.data(), ds.data(), scale);
     download(dl, logits);
@@ -243,7 +248,8 @@ void cross_entropy_grad_inplace(Precision p, Floats& logits, const Tokens& targe
 void cross_entropy_row_loss(Precision p, const Tokens& targets, std::int64_t rows, const Floats& row_max,
                             const Floats& sum_exp, const Floats& target_logit, Floats& row_loss) {
   with_type(p, [&]<class T>() {
-    auto dm = upload<T>(row_max), ds = upload<T>(sum_exp), dtl = upload<T>(target_logit), dl = upload<T>(row_loss);
+    auto dm = upload<float>(row_max), ds = upload<float>(sum_exp), dtl = upload<float>(target_logit),
+         dl = upload<float>(row_loss);
     auto dt = upload_tokens(targets);
     Cuda<T>::cross_entropy_row_loss(dt.data(), rows, dm.data(), ds.data(), dtl.data(), dl.data());
     download(dl, row_loss);
@@ -263,7 +269,8 @@ void sum_into(Precision p, const Floats& x, double& total) {
 void cross_entropy_forward_backward(Precision p, Floats& logits, const Tokens& targets, std::int64_t rows,
                                     std::int64_t vocab, double scale, Floats& row_loss) {
   with_type(p, [&]<class T>() {
-    auto dl = upload<T>(logits), dloss = upload<T>(row_loss);
+    auto dl = upload<T>(logits);
+    auto dloss = upload<float>(row_loss);
     auto dt = upload_tokens(targets);
     Cuda<T>::cross_entropy_forward_backward(dl.data(), dt.data(), rows, vocab, scale, dloss.data());
     download(dl, logits);

@@ -17,4 +17,11 @@ typename B::template Buffer<typename B::value_type> activation_buffer(std::int64
                                                              core::MemoryKind::activations);
 }
 
+// stat_buffer<B>(count): the same for row statistics (rstd, lse), in the backend's stat_type.
+template <concepts::Backend B>
+typename B::template Buffer<typename B::stat_type> stat_buffer(std::int64_t count) {
+  return typename B::template Buffer<typename B::stat_type>(static_cast<std::size_t>(count),
+                                                            core::MemoryKind::activations);
+}
+
 }  // namespace plait::backend

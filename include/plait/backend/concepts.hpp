@@ -19,13 +19,14 @@ concept Backend = requires {
   typename B::value_type;   // activations and weights as the layers see them
   typename B::master_type;  // optimizer master weights and moments
   typename B::grad_type;    // gradients, accumulated over micro-batches and reduced (fp32 under bf16)
+  typename B::stat_type;    // row statistics: rstd, lse, cross-entropy's max and sums (fp32 under bf16)
   typename B::template Buffer<typename B::value_type>;
   { B::name } -> std::convertible_to<const char*>;
 } && requires(typename B::value_type* x, const typename B::value_type* cx, typename B::value_type alpha,
               typename B::master_type* moment, std::int64_t n, double s, const std::int32_t* tokens,
               kernels::Trans trans, const kernels::AttentionShape& shape, const kernels::AdamWStep& step,
               std::int32_t* token_buffer, double* total, typename B::grad_type* g,
-              const typename B::grad_type* cg) {
+              const typename B::grad_type* cg, typename B::stat_type* st, const typename B::stat_type* cst) {
   // memory, streams and elementwise work
   { B::memory() } -> std::same_as<core::MemoryTracker&>;
   B::synchronize();
@@ -50,21 +51,21 @@ concept Backend = requires {
   // the layer kernels (kernels/*.hpp are their CPU references); backward passes accumulate into their outputs
   B::embedding_forward(tokens, n, cx, n, n, n, x);
   B::embedding_backward(tokens, n, cx, n, n, n, g);
-  B::rmsnorm_forward(cx, cx, n, n, s, x, x);
-  B::rmsnorm_backward(cx, cx, cx, cx, n, n, x, g);
+  B::rmsnorm_forward(cx, cx, n, n, s, x, st);
+  B::rmsnorm_backward(cx, cx, cst, cx, n, n, x, g);
   B::rope_forward(x, n, n, n, n, n, s);
   B::rope_backward(x, n, n, n, n, n, s);
-  B::attention_forward(shape, cx, cx, cx, x, x);
-  B::attention_backward(shape, cx, cx, cx, cx, cx, cx, x, x, x);
+  B::attention_forward(shape, cx, cx, cx, x, st);
+  B::attention_backward(shape, cx, cx, cx, cx, cst, cx, x, x, x);
   B::swiglu_forward(cx, cx, n, x);
   B::swiglu_backward(cx, cx, cx, n, x, x);
   // the loss: whole rows on one rank, or vocab-parallel in three pieces with reductions between them
-  B::cross_entropy_forward_backward(x, tokens, n, n, s, x);
-  B::cross_entropy_row_max(cx, n, n, x);
-  B::cross_entropy_sum_exp(cx, tokens, n, n, n, cx, x, x);
-  B::cross_entropy_grad_inplace(x, tokens, n, n, n, cx, cx, s);
-  B::cross_entropy_row_loss(tokens, n, cx, cx, cx, x);
-  B::sum_into(cx, n, total);  // the loss, accumulated in fp64 where the data lives
+  B::cross_entropy_forward_backward(x, tokens, n, n, s, st);
+  B::cross_entropy_row_max(cx, n, n, st);
+  B::cross_entropy_sum_exp(cx, tokens, n, n, n, cst, st, st);
+  B::cross_entropy_grad_inplace(x, tokens, n, n, n, cst, cst, s);
+  B::cross_entropy_row_loss(tokens, n, cst, cst, cst, st);
+  B::sum_into(cst, n, total);  // the loss, accumulated in fp64 where the data lives
   // the optimizer: parameters in the layers' precision, moments in the master's
   B::adamw_update(x, cx, moment, moment, n, step);
   B::adamw_update(moment, cg, moment, moment, n, step, x);  // master weights, the layers' copy written

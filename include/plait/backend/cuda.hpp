@@ -283,7 +283,7 @@ struct Cuda {
   using value_type = T;
   using master_type = float;  // optimizer moments and master weights
   using grad_type = float;    // gradients: accumulated and reduced in fp32
-  using stat_type = float;    // row statistics worth keeping in fp32 (attention's lse)
+  using stat_type = float;    // row statistics, in fp32: RMSNorm's rstd, attention's lse, cross-entropy's max and sums
   template <class U>
   using Buffer = DeviceBuffer<U>;
   static constexpr const char* name = "cuda";
@@ -433,14 +433,14 @@ struct Cuda {
                                                          stream()));
   }
   static void rmsnorm_forward(const T* x, const T* weight, std::int64_t rows, std::int64_t dim, double eps, T* y,
-                              T* rstd) {
-    PLAIT_CUDA_CHECK(kernels::device::rmsnorm_forward(dev(x), dev(weight), rows, dim, eps, dev(y), dev(rstd), stream()));
+                              float* rstd) {
+    PLAIT_CUDA_CHECK(kernels::device::rmsnorm_forward(dev(x), dev(weight), rows, dim, eps, dev(y), rstd, stream()));
   }
-  static void rmsnorm_backward(const T* x, const T* weight, const T* rstd, const T* dy, std::int64_t rows,
+  static void rmsnorm_backward(const T* x, const T* weight, const float* rstd, const T* dy, std::int64_t rows,
                                std::int64_t dim, T* dx, float* dweight) {
     DeviceBuffer<float> workspace(kernels::device::rmsnorm_backward_workspace_floats(rows, dim),
                                   core::MemoryKind::workspace);
-    PLAIT_CUDA_CHECK(kernels::device::rmsnorm_backward(dev(x), dev(weight), dev(rstd), dev(dy), rows, dim, dev(dx),
+    PLAIT_CUDA_CHECK(kernels::device::rmsnorm_backward(dev(x), dev(weight), rstd, dev(dy), rows, dim, dev(dx),
                                                        dweight, workspace.data(), stream()));
   }
   static void rope_forward(T* x, std::int64_t batch, std::int64_t seq, std::int64_t heads, std::int64_t head_dim,
@@ -489,32 +489,39 @@ struct Cuda {
   static void swiglu_backward(const T* gate, const T* up, const T* dout, std::int64_t n, T* dgate, T* dup) {
     PLAIT_CUDA_CHECK(kernels::device::swiglu_backward(dev(gate), dev(up), dev(dout), n, dev(dgate), dev(dup), stream()));
   }
-  static void cross_entropy_row_max(const T* logits, std::int64_t rows, std::int64_t cols, T* row_max) {
-    PLAIT_CUDA_CHECK(kernels::device::cross_entropy_row_max(dev(logits), rows, cols, dev(row_max), stream()));
+  // The loss: row statistics and row losses in fp32 (stat_type).
+  static void cross_entropy_row_max(const T* logits, std::int64_t rows, std::int64_t cols, float* row_max) {
+    PLAIT_CUDA_CHECK(kernels::device::cross_entropy_row_max(dev(logits), rows, cols, row_max, stream()));
   }
   static void cross_entropy_sum_exp(const T* logits, const std::int32_t* targets, std::int64_t rows, std::int64_t cols,
-                                    std::int64_t vocab_begin, const T* row_max, T* sum_exp, T* target_logit) {
-    PLAIT_CUDA_CHECK(kernels::device::cross_entropy_sum_exp(dev(logits), targets, rows, cols, vocab_begin, dev(row_max),
-                                                            dev(sum_exp), dev(target_logit), stream()));
+                                    std::int64_t vocab_begin, const float* row_max, float* sum_exp,
+                                    float* target_logit) {
+    PLAIT_CUDA_CHECK(kernels::device::cross_entropy_sum_exp(dev(logits), targets, rows, cols, vocab_begin, row_max,
+                                                            sum_exp, target_logit, stream()));
   }
   static void cross_entropy_grad_inplace(T* logits, const std::int32_t* targets, std::int64_t rows, std::int64_t cols,
-                                         std::int64_t vocab_begin, const T* row_max, const T* sum_exp, double scale) {
-    PLAIT_CUDA_CHECK(kernels::device::cross_entropy_grad_inplace(dev(logits), targets, rows, cols, vocab_begin,
-                                                                 dev(row_max), dev(sum_exp), static_cast<float>(scale),
-                                                                 stream()));
+                                         std::int64_t vocab_begin, const float* row_max, const float* sum_exp,
+                                         double scale) {
+    PLAIT_CUDA_CHECK(kernels::device::cross_entropy_grad_inplace(dev(logits), targets, rows, cols, vocab_begin, row_max,
+                                                                 sum_exp, static_cast<float>(scale), stream()));
   }
-  static void cross_entropy_row_loss(const std::int32_t* targets, std::int64_t rows, const T* row_max,
-                                     const T* sum_exp, const T* target_logit, T* row_loss) {
-    PLAIT_CUDA_CHECK(kernels::device::cross_entropy_row_loss(targets, rows, dev(row_max), dev(sum_exp),
-                                                             dev(target_logit), dev(row_loss), stream()));
+  static void cross_entropy_row_loss(const std::int32_t* targets, std::int64_t rows, const float* row_max,
+                                     const float* sum_exp, const float* target_logit, float* row_loss) {
+    PLAIT_CUDA_CHECK(
+        kernels::device::cross_entropy_row_loss(targets, rows, row_max, sum_exp, target_logit, row_loss, stream()));
   }
   static void sum_into(const T* x, std::int64_t n, double* total) {
     PLAIT_CUDA_CHECK(kernels::device::sum_into(dev(x), n, total, stream()));
   }
+  template <class U>
+    requires(std::is_same_v<U, float> && !std::is_same_v<T, float>)
+  static void sum_into(const U* x, std::int64_t n, double* total) {
+    PLAIT_CUDA_CHECK(kernels::device::sum_into(x, n, total, stream()));
+  }
   static void cross_entropy_forward_backward(T* logits, const std::int32_t* targets, std::int64_t rows,
-                                             std::int64_t vocab, double scale, T* row_loss) {
+                                             std::int64_t vocab, double scale, float* row_loss) {
     PLAIT_CUDA_CHECK(kernels::device::cross_entropy_forward_backward(dev(logits), targets, rows, vocab,
-                                                                     static_cast<float>(scale), dev(row_loss), stream()));
+                                                                     static_cast<float>(scale), row_loss, stream()));
   }
 
   // AdamW in place on the weights (T), fp32 moments: Host<T>'s signature with master_type = float.

@@ -33,6 +33,7 @@ struct Host {
   using value_type = T;
   using master_type = T;
   using grad_type = T;  // gradients, accumulated over micro-batches and reduced
+  using stat_type = T;  // row statistics: RMSNorm's rstd, attention's lse, cross-entropy's max and sums
   template <class U>
   using Buffer = core::HostBuffer<U>;
   static constexpr const char* name = "host";

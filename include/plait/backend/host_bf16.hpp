@@ -23,6 +23,7 @@ struct Host<core::bf16> {
   using value_type = T;
   using master_type = float;
   using grad_type = float;
+  using stat_type = float;  // rstd, lse, cross-entropy's statistics
   template <class U>
   using Buffer = core::HostBuffer<U>;
   static constexpr const char* name = "host";
@@ -98,18 +99,16 @@ struct Host<core::bf16> {
     F::embedding_backward(tokens, n, df.data(), vocab_begin, vocab_rows, dim, dtable);
   }
   static void rmsnorm_forward(const T* x, const T* weight, std::int64_t rows, std::int64_t dim, double eps, T* y,
-                              T* rstd) {
+                              float* rstd) {
     auto xf = wide(x, rows * dim), wf = wide(weight, dim);
-    std::vector<float> yf(xf.size()), rf(static_cast<std::size_t>(rows));
-    F::rmsnorm_forward(xf.data(), wf.data(), rows, dim, eps, yf.data(), rf.data());
+    std::vector<float> yf(xf.size());
+    F::rmsnorm_forward(xf.data(), wf.data(), rows, dim, eps, yf.data(), rstd);
     narrow(yf, y);
-    narrow(rf, rstd);
   }
-  static void rmsnorm_backward(const T* x, const T* weight, const T* rstd, const T* dy, std::int64_t rows,
+  static void rmsnorm_backward(const T* x, const T* weight, const float* rstd, const T* dy, std::int64_t rows,
                                std::int64_t dim, T* dx, float* dweight) {
-    auto xf = wide(x, rows * dim), wf = wide(weight, dim), rf = wide(rstd, rows), dyf = wide(dy, rows * dim),
-         dxf = wide(dx, rows * dim);
-    F::rmsnorm_backward(xf.data(), wf.data(), rf.data(), dyf.data(), rows, dim, dxf.data(), dweight);
+    auto xf = wide(x, rows * dim), wf = wide(weight, dim), dyf = wide(dy, rows * dim), dxf = wide(dx, rows * dim);
+    F::rmsnorm_backward(xf.data(), wf.data(), rstd, dyf.data(), rows, dim, dxf.data(), dweight);
     narrow(dxf, dx);
   }
   static void rope_forward(T* x, std::int64_t batch, std::int64_t seq, std::int64_t heads, std::int64_t head_dim,
@@ -124,21 +123,20 @@ struct Host<core::bf16> {
     F::rope_backward(xf.data(), batch, seq, heads, head_dim, position_offset, theta);
     narrow(xf, dx);
   }
-  static void attention_forward(const kernels::AttentionShape& s, const T* q, const T* k, const T* v, T* out, T* lse) {
+  static void attention_forward(const kernels::AttentionShape& s, const T* q, const T* k, const T* v, T* out,
+                                float* lse) {
     const std::int64_t nq = s.batch * s.seq * s.heads * s.head_dim, nkv = s.batch * s.seq * s.kv_heads * s.head_dim;
     auto qf = wide(q, nq), kf = wide(k, nkv), vf = wide(v, nkv);
-    std::vector<float> of(static_cast<std::size_t>(nq)), lf(static_cast<std::size_t>(s.batch * s.heads * s.seq));
-    F::attention_forward(s, qf.data(), kf.data(), vf.data(), of.data(), lf.data());
+    std::vector<float> of(static_cast<std::size_t>(nq));
+    F::attention_forward(s, qf.data(), kf.data(), vf.data(), of.data(), lse);
     narrow(of, out);
-    narrow(lf, lse);
   }
   static void attention_backward(const kernels::AttentionShape& s, const T* q, const T* k, const T* v, const T* out,
-                                 const T* lse, const T* dout, T* dq, T* dk, T* dv) {
+                                 const float* lse, const T* dout, T* dq, T* dk, T* dv) {
     const std::int64_t nq = s.batch * s.seq * s.heads * s.head_dim, nkv = s.batch * s.seq * s.kv_heads * s.head_dim;
-    auto qf = wide(q, nq), kf = wide(k, nkv), vf = wide(v, nkv), of = wide(out, nq),
-         lf = wide(lse, s.batch * s.heads * s.seq), dof = wide(dout, nq), dqf = wide(dq, nq), dkf = wide(dk, nkv),
-         dvf = wide(dv, nkv);
-    F::attention_backward(s, qf.data(), kf.data(), vf.data(), of.data(), lf.data(), dof.data(), dqf.data(), dkf.data(),
+    auto qf = wide(q, nq), kf = wide(k, nkv), vf = wide(v, nkv), of = wide(out, nq), dof = wide(dout, nq),
+         dqf = wide(dq, nq), dkf = wide(dk, nkv), dvf = wide(dv, nkv);
+    F::attention_backward(s, qf.data(), kf.data(), vf.data(), of.data(), lse, dof.data(), dqf.data(), dkf.data(),
                           dvf.data());
     narrow(dqf, dq);
     narrow(dkf, dk);
@@ -156,41 +154,35 @@ struct Host<core::bf16> {
     narrow(dgf, dgate);
     narrow(duf, dup);
   }
-  static void cross_entropy_row_max(const T* logits, std::int64_t rows, std::int64_t cols, T* row_max) {
+  // The loss: row statistics and row losses in fp32 (stat_type), as on the GPU.
+  static void cross_entropy_row_max(const T* logits, std::int64_t rows, std::int64_t cols, float* row_max) {
     auto lf = wide(logits, rows * cols);
-    std::vector<float> mf(static_cast<std::size_t>(rows));
-    F::cross_entropy_row_max(lf.data(), rows, cols, mf.data());
-    narrow(mf, row_max);
+    F::cross_entropy_row_max(lf.data(), rows, cols, row_max);
   }
   static void cross_entropy_sum_exp(const T* logits, const std::int32_t* targets, std::int64_t rows, std::int64_t cols,
-                                    std::int64_t vocab_begin, const T* row_max, T* sum_exp, T* target_logit) {
-    auto lf = wide(logits, rows * cols), mf = wide(row_max, rows);
-    std::vector<float> sf(static_cast<std::size_t>(rows)), tf(static_cast<std::size_t>(rows));
-    F::cross_entropy_sum_exp(lf.data(), targets, rows, cols, vocab_begin, mf.data(), sf.data(), tf.data());
-    narrow(sf, sum_exp);
-    narrow(tf, target_logit);
+                                    std::int64_t vocab_begin, const float* row_max, float* sum_exp,
+                                    float* target_logit) {
+    auto lf = wide(logits, rows * cols);
+    F::cross_entropy_sum_exp(lf.data(), targets, rows, cols, vocab_begin, row_max, sum_exp, target_logit);
   }
   static void cross_entropy_grad_inplace(T* logits, const std::int32_t* targets, std::int64_t rows, std::int64_t cols,
-                                         std::int64_t vocab_begin, const T* row_max, const T* sum_exp, double scale) {
-    auto lf = wide(logits, rows * cols), mf = wide(row_max, rows), sf = wide(sum_exp, rows);
-    F::cross_entropy_grad_inplace(lf.data(), targets, rows, cols, vocab_begin, mf.data(), sf.data(), scale);
+                                         std::int64_t vocab_begin, const float* row_max, const float* sum_exp,
+                                         double scale) {
+    auto lf = wide(logits, rows * cols);
+    F::cross_entropy_grad_inplace(lf.data(), targets, rows, cols, vocab_begin, row_max, sum_exp, scale);
     narrow(lf, logits);
   }
-  static void cross_entropy_row_loss(const std::int32_t* targets, std::int64_t rows, const T* row_max,
-                                     const T* sum_exp, const T* target_logit, T* row_loss) {
-    auto mf = wide(row_max, rows), sf = wide(sum_exp, rows), tf = wide(target_logit, rows);
-    std::vector<float> lf(static_cast<std::size_t>(rows));
-    F::cross_entropy_row_loss(targets, rows, mf.data(), sf.data(), tf.data(), lf.data());
-    narrow(lf, row_loss);
+  static void cross_entropy_row_loss(const std::int32_t* targets, std::int64_t rows, const float* row_max,
+                                     const float* sum_exp, const float* target_logit, float* row_loss) {
+    F::cross_entropy_row_loss(targets, rows, row_max, sum_exp, target_logit, row_loss);
   }
   static void sum_into(const T* x, std::int64_t n, double* total) { kernels::sum_into(x, n, total); }
+  static void sum_into(const float* x, std::int64_t n, double* total) { kernels::sum_into(x, n, total); }
   static void cross_entropy_forward_backward(T* logits, const std::int32_t* targets, std::int64_t rows,
-                                             std::int64_t vocab, double scale, T* row_loss) {
+                                             std::int64_t vocab, double scale, float* row_loss) {
     auto lf = wide(logits, rows * vocab);
-    std::vector<float> rf(static_cast<std::size_t>(rows));
-    F::cross_entropy_forward_backward(lf.data(), targets, rows, vocab, scale, rf.data());
+    F::cross_entropy_forward_backward(lf.data(), targets, rows, vocab, scale, row_loss);
     narrow(lf, logits);
-    narrow(rf, row_loss);
   }
 
   // ---- the optimizer: bf16 weights updated in place with fp32 moments, or fp32 master weights updated and the bf16

@@ -54,16 +54,17 @@ class Block {
 
   // A layer's activations, allocated whole for its forward; the recompute wrapper drops and restores parts.
   struct Activations {
-    Buffer x, rstd1, h1, x_mid, rstd2, h2;
+    Buffer x, h1, x_mid, h2;
+    typename B::template Buffer<typename B::stat_type> rstd1, rstd2;
     typename Attention::Activations attention;
     typename MLP::Activations mlp;
     void allocate_all(const Dims& d) {
       if (x.size() == 0) x = activation(d.nl * d.D);
-      rstd1 = activation(d.nl);
+      rstd1 = backend::stat_buffer<B>(d.nl);
       h1 = activation(d.nl * d.D);
       attention.allocate(d);
       x_mid = activation(d.nl * d.D);
-      rstd2 = activation(d.nl);
+      rstd2 = backend::stat_buffer<B>(d.nl);
       h2 = activation(d.nl * d.D);
       mlp.allocate(d);
     }
@@ -79,7 +80,8 @@ class Block {
     void drop_all_but_input() {
       attention.drop();
       mlp.drop();
-      for (Buffer* b : {&rstd1, &h1, &x_mid, &rstd2, &h2}) *b = Buffer();
+      for (Buffer* b : {&h1, &x_mid, &h2}) *b = Buffer();
+      rstd1 = {}, rstd2 = {};
     }
   };
 

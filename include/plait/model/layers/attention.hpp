@@ -35,7 +35,8 @@ class Attention {
 
   // What the forward keeps for backward: the rotated q and k, v, and the core's output o and row statistics lse.
   struct Activations {
-    Buffer q, k, v, o, lse;
+    Buffer q, k, v, o;
+    typename B::template Buffer<typename B::stat_type> lse;  // fp32 under bf16
     void allocate(const Dims& d) {
       q = activation(d.n * d.Hl * d.hd);
       k = activation(d.n * d.KVl * d.hd);
@@ -44,9 +45,9 @@ class Attention {
     }
     void allocate_core(const Dims& d) {
       o = activation(d.n * d.Hl * d.hd);
-      lse = activation(d.batch * d.Hl * d.seq);
+      lse = backend::stat_buffer<B>(d.batch * d.Hl * d.seq);
     }
-    void drop_core() { o = Buffer(), lse = Buffer(); }
+    void drop_core() { o = Buffer(), lse = {}; }
     void drop() { drop_core(), q = Buffer(), k = Buffer(), v = Buffer(); }
   };
 

@@ -19,7 +19,9 @@ template <concepts::Backend B, class Regions>
 class LmHead {
  public:
   using T = typename B::value_type;
+  using S = typename B::stat_type;
   using Buffer = typename B::template Buffer<T>;
+  using Stats = typename B::template Buffer<S>;
   static constexpr int degree = Regions::degree;
   static constexpr std::int64_t chunk_rows = 256;  // rows of logits computed at once
 
@@ -31,7 +33,8 @@ class LmHead {
 
   // What the forward leaves for the backward.
   struct Pass {
-    Buffer rstd, d_normed;  // (nl), (n, D) the gradient of the normalized rows, all of them
+    Stats rstd;       // (nl)
+    Buffer d_normed;  // (n, D) the gradient of the normalized rows, all of them
   };
 
   // Rows x (local_rows(n), D), of `batch` sequences of `seq`: normalized, through the head, and with targets (the
@@ -44,7 +47,7 @@ class LmHead {
     const std::int64_t n = batch * seq, nl = Regions::local_rows(n), D = dim_, vl = vocab_ / degree;
     Pass p;
     Buffer normed = activation(nl * D);
-    p.rstd = activation(nl);
+    p.rstd = backend::stat_buffer<B>(nl);
     B::rmsnorm_forward(x, norm_weight, nl, D, eps_, normed.data(), p.rstd.data());
     Buffer all_rows = activation(Regions::sequence_parallel ? n * D : 0);
     const T* h = head_.enter(normed.data(), all_rows.data(), n);
@@ -65,8 +68,8 @@ class LmHead {
     if (targets != nullptr) {
       const std::int64_t chunk = std::min(n, chunk_rows);
       Buffer logits(static_cast<std::size_t>(chunk * vl), core::MemoryKind::workspace);
-      Buffer row_loss(static_cast<std::size_t>(chunk), core::MemoryKind::workspace);
-      Buffer stats(static_cast<std::size_t>(3 * chunk), core::MemoryKind::workspace);
+      Stats row_loss(static_cast<std::size_t>(chunk), core::MemoryKind::workspace);
+      Stats stats(static_cast<std::size_t>(3 * chunk), core::MemoryKind::workspace);
       for (std::int64_t r0 = 0; r0 < n; r0 += chunk) {
         const std::int64_t rows = std::min(chunk, n - r0);
         head_.part(0).forward(h + r0 * D, head_weight, rows, logits.data());
@@ -95,12 +98,12 @@ class LmHead {
 
   // Loss over a chunk of rows of vocab-parallel logits (rows, vl); the logits become their gradient.
   void chunk_loss(T* logits, const std::int32_t* targets, std::int64_t rows, std::int64_t vl, double grad_scale,
-                  T* row_loss, Buffer& stats) const {
+                  S* row_loss, Stats& stats) const {
     if constexpr (degree == 1) {
       B::cross_entropy_forward_backward(logits, targets, rows, vl, grad_scale, row_loss);
     } else {
-      T* row_max = stats.data();
-      T* sums = stats.data() + rows;  // sum_exp (rows) then target_logit (rows): one all-reduce for both
+      S* row_max = stats.data();
+      S* sums = stats.data() + rows;  // sum_exp (rows) then target_logit (rows): one all-reduce for both
       B::cross_entropy_row_max(logits, rows, vl, row_max);
       regions_->group()->all_reduce(row_max, rows, comm::ReduceOp::max);
       B::cross_entropy_sum_exp(logits, targets, rows, vl, rank_ * vl, row_max, sums, sums + rows);

@@ -12,15 +12,16 @@ namespace plait::model::layers {
 template <concepts::Backend B>
 struct RMSNorm {
   using T = typename B::value_type;
+  using S = typename B::stat_type;
   std::int64_t width = 0;
   double eps = 1e-5;
 
   // y (rows, width) = x / rms(x) * w; rstd (rows) = 1 / rms(x), what backward reads.
-  void forward(const T* x, const T* w, std::int64_t rows, T* y, T* rstd) const {
+  void forward(const T* x, const T* w, std::int64_t rows, T* y, S* rstd) const {
     B::rmsnorm_forward(x, w, rows, width, eps, y, rstd);
   }
   // dx += d(loss)/dx and dw += d(loss)/dw (in the gradients' type) from dy = d(loss)/dy.
-  void backward(const T* x, const T* w, const T* rstd, const T* dy, std::int64_t rows, T* dx,
+  void backward(const T* x, const T* w, const S* rstd, const T* dy, std::int64_t rows, T* dx,
                 typename B::grad_type* dw) const {
     B::rmsnorm_backward(x, w, rstd, dy, rows, width, dx, dw);
   }
