@@ -31,6 +31,7 @@
 #include <mutex>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 #include "plait/backend/concepts.hpp"
 #include "plait/core/dtype.hpp"
@@ -544,10 +545,31 @@ struct Cuda {
     }
   }
   // Many tensors in a few launches (each tensor's own weight_decay applies).
-  template <class P>
-  static void adamw_update(const kernels::device::AdamWTensor<P, D>* tensors, int count,
+  template <class P, class G>
+  static void adamw_update(const kernels::device::AdamWTensor<P, G>* tensors, int count,
                            const kernels::AdamWStep& step) {
     PLAIT_CUDA_CHECK(kernels::device::adamw_update(tensors, count, step, stream()));
+  }
+  // The Trainer's mixed-precision step, every piece of every tensor in a few launches of the multi-tensor kernel:
+  // fp32 masters and gradients, fp32 moments, the bf16 copy written. AdamWStep::weight_decay is not read (each piece
+  // has its own).
+  struct MasterUpdate {
+    float* master;
+    const float* grad;
+    float* m;
+    float* v;
+    T* weight;
+    std::int64_t n;
+    double weight_decay;
+  };
+  static void adamw_update(const std::vector<MasterUpdate>& pieces, const kernels::AdamWStep& step)
+    requires(!std::is_same_v<T, float>)
+  {
+    std::vector<kernels::device::AdamWTensor<float, float>> list;
+    list.reserve(pieces.size());
+    for (const MasterUpdate& u : pieces)
+      list.push_back({u.master, u.grad, u.m, u.v, dev(u.weight), u.n, static_cast<float>(u.weight_decay)});
+    if (!list.empty()) adamw_update(list.data(), static_cast<int>(list.size()), step);
   }
 
   // plait::bf16* <-> __nv_bfloat16* (same bits); float* stays float*.

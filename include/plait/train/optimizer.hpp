@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <vector>
 
 #include "plait/backend/concepts.hpp"
 #include "plait/core/memory.hpp"
@@ -40,6 +41,17 @@ class AdamW {
   template <class State>
   void step(State& state, double lr, double grad_scale) {
     ++steps_;
+    if constexpr (State::has_master && requires { typename B::MasterUpdate; }) {
+      // Cuda<bf16>: every piece in a few launches of the multi-tensor kernel.
+      std::vector<typename B::MasterUpdate> pieces;
+      state.for_each_owned([&](const parallel::Segment& seg, auto* values, const auto* grads, std::int64_t at,
+                               std::int64_t n) {
+        pieces.push_back({state.masters() + at, grads, m_.data() + at, v_.data() + at, values, n,
+                          seg.weight_decay ? config_.weight_decay : 0.0});
+      });
+      B::adamw_update(pieces, kernels::AdamWStep{lr, config_.beta1, config_.beta2, config_.eps, 0.0, grad_scale, steps_});
+      return;
+    }
     state.for_each_owned([&](const parallel::Segment& seg, auto* values, const auto* grads, std::int64_t at, std::int64_t n) {
       const kernels::AdamWStep s{lr, config_.beta1, config_.beta2, config_.eps,
                                  seg.weight_decay ? config_.weight_decay : 0.0, grad_scale, steps_};
