@@ -1,8 +1,9 @@
 // Host<bf16> (bf16 weights and activations, fp32 gradients and masters) split as TP 2 x PP 2 x ZeRO-1 against
-// Host<double> on one rank, on the same weights (the bf16 model's, gathered): the loss of two micro-batches and the
-// global gradient norm, within bf16's rounding (tests/model/bf16_test.cpp checks every gradient on one rank; here
-// the split model's reductions, the pipeline's messages and the bf16 MPI sums are in the path). At np=8 the two
-// data-parallel replicas take one micro-batch each, as the Trainer splits a batch.
+// Host<double> on one rank, on the same weights (the bf16 model's, gathered): the loss of two micro-batches, the
+// global gradient norm, every tensor's gradient on the slice this rank holds, and after one AdamW step the fp32
+// master weights this rank owns, within bf16's rounding (the tolerances of tests/model/bf16_test.cpp; here the
+// split model's reductions, the pipeline's messages and the bf16 MPI sums are in the path too). At np=8 the two
+// data-parallel replicas take one micro-batch each, as the Trainer splits a batch, and ZeRO-1 shards the masters.
 #include <catch2/catch.hpp>
 
 #include <cmath>
@@ -13,8 +14,21 @@
 #include "plait/backend/host.hpp"
 #include "plait/comm/mpi.hpp"
 #include "plait/model/transformer.hpp"
+#include "plait/train/optimizer.hpp"
 
 namespace {
+
+double norm(const std::vector<double>& x) {
+  double s = 0.0;
+  for (double v : x) s += v * v;
+  return std::sqrt(s);
+}
+
+// Where element i of this rank's tensor p sits in the full tensor.
+std::int64_t full_index(const plait::model::ParameterInfo& p, std::int64_t i) {
+  const std::int64_t r = i / p.cols(), c = i % p.cols();
+  return (p.slice.row_begin + r) * p.slice.full_cols + p.slice.col_begin + c;
+}
 
 plait::ModelConfig config() {
   return plait::ModelConfig{.vocab = 64, .hidden = 32, .layers = 4, .heads = 4, .kv_heads = 2, .ffn = 64,
@@ -63,5 +77,46 @@ TEST_CASE("Host bf16 at TP 2 x PP 2 x ZeRO-1 matches Host double on one rank on 
              << "; gradient norm bf16 " << norm_low << ", fp64 " << norm_high);
   CHECK(std::abs(loss_low - loss_high) <= 2e-3 * std::abs(loss_high));
   CHECK(std::abs(norm_low - norm_high) <= 2e-2 * norm_high);
+
+  // Every tensor's gradient on this rank's slice (ZeRO-1 keeps the whole reduced gradient on every DP rank).
+  const auto& full = high.parameters();
+  const double* g_high = high.state().local_grads();
+  for (const auto& p : low.parameters().infos()) {
+    const auto& q = full.info(p.name);
+    std::vector<double> got, want, diff;
+    for (std::int64_t i = 0; i < p.numel(); ++i) {
+      got.push_back(static_cast<double>(low.state().local_grads()[p.offset + i]));
+      want.push_back(g_high[q.offset + full_index(p, i)]);
+      diff.push_back(got.back() - want.back());
+    }
+    INFO(p.name << ": |bf16 - fp64| / |fp64| = " << norm(diff) / norm(want));
+    CHECK(norm(diff) <= 2e-2 * norm(want));
+  }
+
+  // One AdamW step (eps = 1: the update follows the gradient, see bf16_test.cpp): the masters this rank owns.
+  std::vector<double> before(static_cast<std::size_t>(full.size()));
+  for (std::int64_t i = 0; i < full.size(); ++i) before[static_cast<std::size_t>(i)] = high.state().local_values()[i];
+  const plait::train::AdamWConfig adam{.eps = 1.0, .weight_decay = 0.0};
+  plait::train::AdamW<plait::Host<plait::bf16>> opt_low(low.state().optimizer_elements(), adam);
+  plait::train::AdamW<plait::Host<double>> opt_high(high.state().optimizer_elements(), adam);
+  opt_low.step(low.state(), 1e-3, 1.0);
+  opt_high.step(high.state(), 1e-3, 1.0);
+  const auto& infos = low.parameters().infos();
+  std::vector<double> d_low, d_high;
+  low.state().for_each_owned_range([&](const auto&, std::int64_t flat, auto*, std::int64_t at, std::int64_t n) {
+    for (std::int64_t i = 0; i < n; ++i) {
+      std::size_t k = 0;
+      while (infos[k].offset + infos[k].numel() <= flat + i) ++k;
+      const auto& p = infos[k];
+      const std::int64_t to = full.info(p.name).offset + full_index(p, flat + i - p.offset);
+      d_low.push_back(static_cast<double>(low.state().masters()[at + i]) - before[static_cast<std::size_t>(to)]);
+      d_high.push_back(high.state().local_values()[to] - before[static_cast<std::size_t>(to)]);
+    }
+  });
+  REQUIRE(!d_low.empty());
+  std::vector<double> diff(d_low.size());
+  for (std::size_t i = 0; i < diff.size(); ++i) diff[i] = d_low[i] - d_high[i];
+  INFO("update of the " << d_low.size() << " owned masters: |bf16 - fp64| / |fp64| = " << norm(diff) / norm(d_high));
+  CHECK(norm(diff) <= 2e-2 * norm(d_high));
   world.barrier();
 }
