@@ -26,22 +26,15 @@
 
 namespace plait::backend {
 
-template <class T>
-struct Host {
-  static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>,
-                "Host<T> runs in float or double, and in plait::bf16 through host_bf16.hpp");
-  using value_type = T;
-  using master_type = T;
-  using grad_type = T;  // gradients, accumulated over micro-batches and reduced
-  using stat_type = T;  // row statistics: RMSNorm's rstd, attention's lse, cross-entropy's max and sums
+// What every Host backend shares: host buffers, the host memory tracker, nothing to wait for, and transfers that are
+// copies (host data and the backend's buffers are both host memory).
+struct HostMemory {
   template <class U>
   using Buffer = core::HostBuffer<U>;
   static constexpr const char* name = "host";
 
   static core::MemoryTracker& memory() { return core::host_memory(); }
   static void synchronize() {}
-
-  // ---- transfers between host data and the backend's buffers (here both are host memory)
   template <class U>
   static void upload(const U* host, U* to, std::int64_t n) {
     std::copy(host, host + n, to);
@@ -50,6 +43,16 @@ struct Host {
   static void download(const U* from, U* host, std::int64_t n) {
     std::copy(from, from + n, host);
   }
+};
+
+template <class T>
+struct Host : HostMemory {
+  static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>,
+                "Host<T> runs in float or double, and in plait::bf16 through host_bf16.hpp");
+  using value_type = T;
+  using master_type = T;
+  using grad_type = T;  // gradients, accumulated over micro-batches and reduced
+  using stat_type = T;  // row statistics: RMSNorm's rstd, attention's lse, cross-entropy's max and sums
 
   // ---- dense algebra: C = alpha op(A) op(B) + beta C, row-major
   static void gemm(kernels::Trans ta, kernels::Trans tb, std::int64_t m, std::int64_t n, std::int64_t k, T alpha,

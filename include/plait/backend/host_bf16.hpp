@@ -17,28 +17,13 @@
 namespace plait::backend {
 
 template <>
-struct Host<core::bf16> {
+struct Host<core::bf16> : HostMemory {
   using T = core::bf16;
   using F = Host<float>;
   using value_type = T;
   using master_type = float;
   using grad_type = float;
   using stat_type = float;  // rstd, lse, cross-entropy's statistics
-  template <class U>
-  using Buffer = core::HostBuffer<U>;
-  static constexpr const char* name = "host";
-
-  static core::MemoryTracker& memory() { return core::host_memory(); }
-  static void synchronize() {}
-
-  template <class U>
-  static void upload(const U* host, U* to, std::int64_t n) {
-    std::copy(host, host + n, to);
-  }
-  template <class U>
-  static void download(const U* from, U* host, std::int64_t n) {
-    std::copy(from, from + n, host);
-  }
 
   // ---- dense algebra: C = alpha op(A) op(B) + beta C in fp32, C rounded to bf16
   static void gemm(kernels::Trans ta, kernels::Trans tb, std::int64_t m, std::int64_t n, std::int64_t k, T alpha,

@@ -91,10 +91,7 @@ class Attention {
     B::rope_backward(d_q.data(), d.batch, d.seq, d.Hl, d.hd, 0, rope_theta_);
     B::rope_backward(d_k.data(), d.batch, d.seq, d.KVl, d.hd, 0, rope_theta_);
     // The backward of entering the region: this rank's rows of the summed input gradient.
-    Buffer partial = activation(Regions::degree > 1 ? n * D : 0);
-    T* sum = Regions::degree > 1 ? partial.data() : dh;
-    B::fill(sum, n * D, 0.0);
-    qkv_.input_grad({w.wq, w.wk, w.wv}, {d_q.data(), d_k.data(), d_v.data()}, n, sum, dh);
+    qkv_.input_grad({w.wq, w.wk, w.wv}, {d_q.data(), d_k.data(), d_v.data()}, n, dh);
     Buffer h_gathered = activation(sp ? n * D : 0);
     const T* h_all = qkv_.enter(h, h_gathered.data(), n);
     if constexpr (sp) h_all = g.hold(h_gathered);

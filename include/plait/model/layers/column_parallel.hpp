@@ -11,6 +11,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "plait/backend/activation.hpp"
 #include "plait/model/layers/linear.hpp"
 #include "plait/model/parameters.hpp"
 
@@ -49,6 +50,16 @@ class ColumnParallel {
                       T* partial, T* out) const {
     for (std::size_t i = 0; i < Parts; ++i) parts_[i].input_grad(w[i], dy[i], n, partial);
     return regions_->enter_backward(partial, out, n);
+  }
+
+  // dx (local_rows(n), in) = d(input), this rank's rows, from every part's output gradient: the partial sum over
+  // this rank's parts goes into a buffer of the layer's own (dx itself at TP 1) and is reduced over TP into dx.
+  void input_grad(const std::array<const T*, Parts>& w, const std::array<const T*, Parts>& dy, std::int64_t n,
+                  T* dx) const {
+    auto partial = backend::activation_buffer<B>(degree > 1 ? n * parts_[0].in : 0);
+    T* sum = degree > 1 ? partial.data() : dx;
+    B::fill(sum, n * parts_[0].in, 0.0);
+    input_grad(w, dy, n, sum, dx);
   }
 
   // dW_i += dy_i^T x, x all rows of the input.

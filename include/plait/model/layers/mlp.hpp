@@ -74,10 +74,7 @@ class MLP {
     B::swiglu_backward(a.gate.data(), a.up.data(), d_act.data(), n * F, d_gate.data(), d_up.data());
     Buffer h_gathered = activation(sp ? n * D : 0);
     const T* h_all = gate_up_.enter(h, h_gathered.data(), n);
-    Buffer partial = activation(Regions::degree > 1 ? n * D : 0);
-    T* sum = Regions::degree > 1 ? partial.data() : dh;
-    B::fill(sum, n * D, 0.0);
-    gate_up_.input_grad({w.w_gate, w.w_up}, {d_gate.data(), d_up.data()}, n, sum, dh);
+    gate_up_.input_grad({w.w_gate, w.w_up}, {d_gate.data(), d_up.data()}, n, dh);
     if constexpr (sp) h_all = g.hold(h_gathered);
     const T* dg = g.hold(d_gate);
     const T* du = g.hold(d_up);
