@@ -93,7 +93,7 @@ __global__ void __launch_bounds__(CrossEntropyConfig::threads)
                                           S* row_loss) {
   using Reduce = cub::BlockReduce<MaxSum, CrossEntropyConfig::threads>;
   __shared__ typename Reduce::TempStorage storage;
-  __shared__ float row_logsumexp;
+  __shared__ float row_max_s, row_inv_sum;
   const std::int64_t r = blockIdx.x;
   T* l = logits + r * vocab;
   const std::int64_t target = targets[r];
@@ -114,14 +114,17 @@ __global__ void __launch_bounds__(CrossEntropyConfig::threads)
   }
   const MaxSum row = Reduce(storage).Reduce(mine, MaxSumOp{});
   if (threadIdx.x == 0) {
-    const float logsumexp = row.max + logf(row.sum);
-    row_logsumexp = logsumexp;
-    row_loss[r] = from_float<S>(logsumexp - to_float(l[target]));  // read before anyone overwrites it
+    // log(sum) + (max - l[target]), as the reference: with logits in the thousands an fp32 logsumexp has lost the
+    // loss's digits already (its spacing at 1000 is 6e-5), while max - l[target] subtracts exactly. For the same
+    // reason the probabilities are exp(l - max) / sum, not exp(l - logsumexp).
+    row_loss[r] = from_float<S>(logf(row.sum) + (row.max - to_float(l[target])));  // read before anyone overwrites it
+    row_max_s = row.max;
+    row_inv_sum = 1.0f / row.sum;
   }
   __syncthreads();
-  const float logsumexp = row_logsumexp;
+  const float m = row_max_s, inv_sum = row_inv_sum;
   for (std::int64_t c = threadIdx.x; c < vocab; c += CrossEntropyConfig::threads)
-    l[c] = from_float<T>(scale * (exp_for<T>(to_float(l[c]) - logsumexp) - (c == target ? 1.0f : 0.0f)));
+    l[c] = from_float<T>(scale * (exp_for<T>(to_float(l[c]) - m) * inv_sum - (c == target ? 1.0f : 0.0f)));
 }
 
 template <class S>

@@ -6,6 +6,7 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
+#include <cstddef>
 #include <cstdint>
 #include <type_traits>
 
@@ -41,6 +42,11 @@ __device__ __forceinline__ float exp_for(float x) {
 
 constexpr std::int64_t ceil_div(std::int64_t a, std::int64_t b) { return (a + b - 1) / b; }
 
+// Shared memory a block may hold (static + dynamic) once its kernel opts in: sm_80 (A100) and sm_90 (H100, H200).
+// Kernels whose layout is fixed at compile time check it against both with static_asserts.
+inline constexpr std::size_t sm80_max_shared_bytes = 163 * 1024;
+inline constexpr std::size_t sm90_max_shared_bytes = 227 * 1024;
+
 // Blocks for a grid-stride elementwise loop: enough to fill any GPU (132 SMs x 16 blocks of 256), never more than the
 // work needs.
 inline unsigned elementwise_blocks(std::int64_t n, int threads) {
@@ -68,6 +74,31 @@ cudaError_t convert(const From* from, To* to, std::int64_t n, cudaStream_t strea
   if (n == 0) return cudaSuccess;
   detail::convert_kernel<<<elementwise_blocks(n, 256), 256, 0, stream>>>(from, to, n);
   return cudaGetLastError();
+}
+
+}  // namespace plait::kernels::device
+
+namespace plait::kernels::device {
+
+// Lets `kernel` launch on the current device with `dynamic_bytes` of dynamic shared memory. Without opting in, a
+// block may hold 48 KiB of shared memory, static and dynamic together; with it, up to the device's per-block limit
+// (163 KiB on sm_80, 227 KiB on sm_90). Returns cudaErrorInvalidValue when static + dynamic is beyond that limit, so
+// that the caller can name the launch that cannot fit.
+// Pitfalls: the 48 KiB counts the static __shared__ variables too (CUB's TempStorage, say): a kernel with 48 KiB of
+// dynamic memory and a few bytes of static memory must opt in, or its launch fails.
+template <class Kernel>
+cudaError_t allow_shared_memory(Kernel* kernel, std::size_t dynamic_bytes) {
+  cudaFuncAttributes attributes{};
+  if (const cudaError_t e = cudaFuncGetAttributes(&attributes, kernel); e != cudaSuccess) return e;
+  int device = 0, limit = 0;
+  if (const cudaError_t e = cudaGetDevice(&device); e != cudaSuccess) return e;
+  if (const cudaError_t e = cudaDeviceGetAttribute(&limit, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
+      e != cudaSuccess)
+    return e;
+  const std::size_t total = attributes.sharedSizeBytes + dynamic_bytes;
+  if (total > static_cast<std::size_t>(limit)) return cudaErrorInvalidValue;
+  if (total <= 48 * 1024) return cudaSuccess;
+  return cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(dynamic_bytes));
 }
 
 }  // namespace plait::kernels::device

@@ -29,6 +29,10 @@ refused 1 "(--min-lr-ratio), got 2" --min-lr-ratio 2
 refused 1 "(--clip), got -0.5" --clip -0.5
 refused 1 "(--weight-decay), got -1" --weight-decay -1
 refused 1 "sample-tokens must be 0" --sample-tokens -3
+refused 1 "--device takes host or cuda, got 'gpu'" --device gpu
+refused 1 "--device cuda trains in bf16" --device cuda --dtype float
+# Here no GPU: a plait-train built with CUDA says none is visible (on every rank), one built without says so.
+refused 2 "no CUDA device is visible\|built without CUDA" --device cuda
 refused 1 "Pipeline<8> with 1 chunk(s) per stage needs at least 8 layers, the model has 4" --pp 8 --layers 4
 refused 2 "Interleaved<2> over 2 stages needs the layers (6) divisible" --pp 2 --layers 6 --schedule interleaved:2
 refused 2 "micro-batches to be a multiple of the pipeline stages (2), got 3" --pp 2 --layers 4 --schedule interleaved:2 \

@@ -1,12 +1,15 @@
-// Attention forward + backward on the GPU (kernels/attention.cuh), causal, head dim 128, bf16, at sequence 2048 and
-// 8192: TFLOP/s next to the H100 SXM roofline (989 TFLOP/s dense bf16), and the ratio against PyTorch's
-// scaled_dot_product_attention (flash backend) when its figures are given, measured in the same run:
-//   python3 bench/cuda/sdpa_baseline.py > sdpa.txt && plait-bench-cuda-attention sdpa.txt
+// Attention forward + backward on the GPU (kernels/attention.cuh), causal, bf16, at sequence 2048 and 8192, hidden
+// 2048 (16 heads of 128 by default; --head-dim=32 or 64 gives 64 or 32 heads): TFLOP/s next to the H100 SXM roofline
+// (989 TFLOP/s dense bf16), and the ratio against PyTorch's scaled_dot_product_attention (flash backend) when its
+// figures are given, measured in the same run (its script times head dim 128 only):
+//   python3 bench/cuda/sdpa_baseline.py > sdpa.txt && plait-bench-cuda-attention sdpa.txt [--head-dim=128]
 // FLOPs as FlashAttention-2 counts them: forward 4 B H T^2 hd / 2 (causal), backward 2.5x forward.
 #include "plait/kernels/attention.cuh"
 
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <map>
 #include <random>
@@ -60,7 +63,20 @@ int main(int argc, char** argv) {
     std::printf("SKIPPED: no CUDA device\n");
     return 0;
   }
-  const auto baseline = argc > 1 ? read_baseline(argv[1]) : std::map<std::int64_t, std::pair<double, double>>{};
+  std::int64_t head_dim = 128;
+  std::map<std::int64_t, std::pair<double, double>> baseline;
+  for (int i = 1; i < argc; ++i) {
+    if (std::strncmp(argv[i], "--head-dim=", 11) == 0) {
+      head_dim = std::atol(argv[i] + 11);
+    } else {
+      baseline = read_baseline(argv[i]);
+    }
+  }
+  if (head_dim != 32 && head_dim != 64 && head_dim != 128) {
+    std::printf("--head-dim must be 32, 64 or 128 (the instantiated kernels), not %ld\n", static_cast<long>(head_dim));
+    return 1;
+  }
+  if (head_dim != 128) baseline.clear();  // sdpa_baseline.py measures 16 heads of 128
   cudaDeviceProp prop{};
   PLAIT_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
   std::printf("device: %s; roofline %.0f TFLOP/s (H100 SXM dense bf16)\n", prop.name, roofline_tflops);
@@ -69,7 +85,7 @@ int main(int argc, char** argv) {
   const cudaStream_t stream = plait::Cuda<float>::stream();
   std::mt19937 rng(std::random_device{}());
   for (const std::int64_t seq : {std::int64_t{2048}, std::int64_t{8192}}) {
-    const std::int64_t batch = 16384 / seq, heads = 16, head_dim = 128;  // 16k tokens per step, hidden 2048
+    const std::int64_t batch = 16384 / seq, heads = 2048 / head_dim;  // 16k tokens per step, hidden 2048
     const AttentionShape s{batch, seq, heads, heads, head_dim, 1.0 / std::sqrt(double(head_dim))};
     const std::size_t q_size = batch * seq * heads * head_dim;
     auto q = random_buffer(q_size, rng), k = random_buffer(q_size, rng), v = random_buffer(q_size, rng);

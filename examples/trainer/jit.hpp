@@ -31,15 +31,20 @@ inline std::string jit_cache_dir(const Options& o) {
 inline int run_built_on_first_use(const Options& o) {
   plait::comm::Mpi world;
   const std::string type = layout_type(o);
+  const bool cuda = o.device == "cuda";  // built by nvcc with run_cuda.hpp, else by the C++ compiler
+  const std::string compile = cuda ? jit_cuda_compile_command : jit_compile_command;
+  const std::string link = cuda ? jit_cuda_link_flags : jit_link_flags;
+  PLAIT_CHECK(!compile.empty(), "--device cuda: this plait-train was built without CUDA; build it where the CUDA "
+              "toolkit is, or use --device host");
   // The key changes with the layout, the compile command and the plait-train binary (a rebuild invalidates it).
   struct stat self {};
   stat("/proc/self/exe", &self);
   const std::size_t key =
-      std::hash<std::string>{}(type + "|" + jit_compile_command + "|" + std::to_string(self.st_mtime) + "|" + std::to_string(self.st_size));
+      std::hash<std::string>{}(type + "|" + compile + "|" + std::to_string(self.st_mtime) + "|" + std::to_string(self.st_size));
   const std::filesystem::path dir = jit_cache_dir(o);
   char name[32];
   std::snprintf(name, sizeof name, "layout-%016zx", key);
-  const std::filesystem::path source = dir / (std::string(name) + ".cpp"), library = dir / (std::string(name) + ".so"),
+  const std::filesystem::path source = dir / (std::string(name) + (cuda ? ".cu" : ".cpp")), library = dir / (std::string(name) + ".so"),
                               log = dir / (std::string(name) + ".log");
 
   plait::comm::Mpi node = world.node();
@@ -51,9 +56,9 @@ inline int run_built_on_first_use(const Options& o) {
     std::filesystem::create_directories(dir, ec);
     std::ofstream code;
     if (std::filesystem::is_directory(dir)) code.open(source);
-    code << "// Built by plait-train on first use of this layout.\n#include \"run.hpp\"\n"
-         << "extern \"C\" int plait_train_layout(const trainer::Options& o) {\n  using L = " << type
-         << ";\n  return trainer::run_in_dtype<L>(o);\n}\n";
+    code << "// Built by plait-train on first use of this layout.\n#include \"" << (cuda ? "run_cuda.hpp" : "run_host.hpp")
+         << "\"\nextern \"C\" int plait_train_layout(const trainer::Options& o) {\n  using L = " << type
+         << ";\n  return trainer::" << (cuda ? "run_on_cuda" : "run_in_dtype") << "<L>(o);\n}\n";
     code.close();  // sets failbit if the file was not open or did not flush
     if (!code.good()) {
       unusable_cache = "cannot write in the layout cache directory '" + dir.string() + "'" +
@@ -68,13 +73,13 @@ inline int run_built_on_first_use(const Options& o) {
                                              : unusable_cache);
   if (builds) {
     if (world.rank() == 0)
-      std::printf("plait-train: building the layout %s on first use (about half a minute; kept in %s)\n", type.c_str(),
-                  dir.c_str());
+      std::printf("plait-train: building the layout %s%s on first use (%s; kept in %s)\n", type.c_str(),
+                  cuda ? " for CUDA" : "", cuda ? "a few minutes with nvcc" : "about half a minute", dir.c_str());
     std::fflush(stdout);
     std::error_code ec;
     const std::string temporary = library.string() + ".tmp" + std::to_string(world.rank());
-    const std::string command = std::string(jit_compile_command) + " -o '" + temporary + "' '" + source.string() +
-                                "' " + jit_link_flags + " > '" + log.string() + "' 2>&1";
+    const std::string command = compile + " -o '" + temporary + "' '" + source.string() + "' " + link + " > '" +
+                                log.string() + "' 2>&1";
     failed = std::system(command.c_str()) != 0 || !std::filesystem::exists(temporary);
     if (!failed) std::filesystem::rename(temporary, library, ec);
     failed = failed || ec;

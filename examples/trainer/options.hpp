@@ -32,8 +32,9 @@ struct Options {
   double weight_decay = 0.1;
   double clip = 1.0;
   bool tied = false;
-  std::string dtype = "float";
-  double peak_gflops = 0.0;  // 0: measure the BLAS GEMM rate at start
+  std::string device = "host";  // host | cuda
+  std::string dtype;             // float | double | bf16; empty: float on the host, bf16 on GPUs
+  double peak_gflops = 0.0;  // 0: the GPU's known peak, or the GEMM rate measured at start
   std::int64_t sample_tokens = 200;
   std::string prompt = "plait ";
   int log_every = 1;
@@ -108,9 +109,13 @@ inline std::vector<Flag> flags(Options& o) {
       {"--weight-decay", "X", "AdamW weight decay, not applied to norms (default 0.1)", f64(o.weight_decay)},
       {"--clip", "X", "clip gradients to this global L2 norm; 0 turns clipping off (default 1.0)", f64(o.clip)},
       {"--tied", "", "tie the LM head to the embedding", [&o](const std::string&) { o.tied = true; }},
-      {"--dtype", "float|double|bf16", "precision of the Host backend (default float; bf16: bf16 weights and activations, fp32 gradients and master weights)", str(o.dtype)},
-      {"--peak-gflops", "X", "peak GFLOP/s per device for MFU (default: the BLAS GEMM rate measured at start)",
-       f64(o.peak_gflops)},
+      {"--device", "host|cuda", "train on the CPU (Host backend, MPI ranks) or on GPUs (Cuda<bf16> over NCCL, one rank "
+       "per GPU) (default host)", str(o.device)},
+      {"--dtype", "float|double|bf16", "precision (default float on the host; bf16 on GPUs, the only one there; bf16: "
+       "bf16 weights and activations, fp32 gradients and master weights)", str(o.dtype)},
+      {"--peak-gflops", "X", "peak GFLOP/s per device for MFU (default: on GPUs their dense bf16 peak, 989 TFLOP/s "
+       "for H100/H200; on the CPU the BLAS GEMM rate measured at start)", f64(o.peak_gflops)},
+      {"--peak-tflops", "X", "the same in TFLOP/s", [&o](const std::string& v) { o.peak_gflops = 1000.0 * std::stod(v); }},
       {"--sample-tokens", "N", "bytes to generate at the end (default 200; 0: none)", i64(o.sample_tokens)},
       {"--prompt", "TEXT", "start of the generated sample (default \"plait \")", str(o.prompt)},
       {"--log-every", "N", "print a progress line every N steps (default 1)",
@@ -209,8 +214,12 @@ inline Options parse(int argc, char** argv) {
   PLAIT_CHECK(o.log_every >= 1, "--log-every must be at least 1");
   PLAIT_CHECK(std::isfinite(o.peak_gflops) && o.peak_gflops >= 0.0,
               "--peak-gflops must be a positive number (or 0: measure the GEMM rate)");
+  PLAIT_CHECK(o.device == "host" || o.device == "cuda", "--device takes host or cuda, got '", o.device, "'");
+  if (o.dtype.empty()) o.dtype = o.device == "cuda" ? "bf16" : "float";
   PLAIT_CHECK(o.dtype == "float" || o.dtype == "double" || o.dtype == "bf16", "--dtype takes float, double or bf16, got '",
               o.dtype, "'");
+  PLAIT_CHECK(o.device == "host" || o.dtype == "bf16", "--device cuda trains in bf16 (fp32 gradients, master weights "
+              "and moments); --dtype ", o.dtype, " runs on --device host");
   if (o.warmup == 0) o.warmup = std::max<std::int64_t>(1, o.steps / 10);
   return o;
 }

@@ -8,8 +8,15 @@
 #include "jit.hpp"
 #include "options.hpp"
 #include "plait/comm/mpi.hpp"
-#include "run.hpp"
+#include "run_host.hpp"
 #include "setup.hpp"
+
+#if PLAIT_TRAIN_CUDA
+namespace trainer {
+bool compiled_in_cuda(const Options& o);  // layouts_cuda.cu
+int run_cuda(const Options& o);
+}  // namespace trainer
+#endif
 
 int main(int argc, char** argv) {
   plait::comm::MpiSession mpi(&argc, &argv);
@@ -18,6 +25,15 @@ int main(int argc, char** argv) {
     rank = plait::comm::Mpi::world().rank();
     const trainer::Options o = trainer::parse(argc, argv);
     trainer::check_before_building(o, plait::comm::Mpi::world().size());
+    if (o.device == "cuda") {
+#if PLAIT_TRAIN_CUDA
+      if (!trainer::compiled_in_cuda(o)) return trainer::run_built_on_first_use(o);
+      return trainer::run_cuda(o);
+#else
+      plait::core::fail("--device cuda: this plait-train was built without CUDA (no nvcc was found when it was "
+                        "configured); build it where the CUDA toolkit is (PLAIT_CUDA=ON), or use --device host");
+#endif
+    }
     if (!trainer::compiled_in(o)) return trainer::run_built_on_first_use(o);
     switch (o.zero) {
       case 0: return trainer::run_zero0(o);

@@ -1,9 +1,8 @@
-// plait-train's training loop for one layout: the model on the Host backend over MPI ranks, the data split over
-// data-parallel ranks, progress and metrics from rank 0, per-rank memory at the end, and a generated sample.
-// Each ZeRO stage's layouts are instantiated in a translation unit of their own (layouts_zero*.cpp).
+// plait-train's training loop for one layout on any backend: the model over the ranks of a world communicator, the
+// data split over data-parallel ranks, progress and metrics from rank 0, per-rank memory at the end, and a generated
+// sample. What differs between devices (how the world is built, the peak for MFU) is in run_host.hpp (the Host
+// backend over MPI) and run_cuda.hpp (Cuda<bf16> over NCCL, one GPU per rank); this file names no backend.
 #pragma once
-
-#include <omp.h>
 
 #include <algorithm>
 #include <chrono>
@@ -17,9 +16,7 @@
 
 #include "options.hpp"
 #include "setup.hpp"
-#include "plait/backend/gemm_rate.hpp"
-#include "plait/backend/host.hpp"
-#include "plait/comm/mpi.hpp"
+#include "plait/comm/process_grid.hpp"
 #include "plait/model/transformer.hpp"
 #include "plait/parallel/schedule_timeline.hpp"
 #include "plait/train/checkpoint.hpp"
@@ -90,18 +87,20 @@ inline void append_run(std::ofstream& out, const Options& o, const plait::ModelC
   out << row << std::flush;
 }
 
-template <class Layout, class T>
-int run(const Options& o) {
-  using Backend = plait::Host<T>;
-  using Comm = plait::comm::Mpi;
-  using Model = plait::Transformer<Layout, Backend, Comm>;
+// What the device part tells the loop: the peak FLOP/s per rank for MFU and where it came from, and a phrase for the
+// layout line (threads per rank, or the GPU).
+struct Device {
+  double peak_flops = 0;
+  std::string peak_source;  // e.g. "BLAS GEMM rate measured now"
+  std::string per_rank;     // e.g. "2 OpenMP threads per rank"
+};
 
-  Comm world;
+// Trains `Layout` on `Backend` over the ranks of `world` (its control communicator carries the host scalars).
+template <class Layout, class Backend, class Comm>
+int train(const Options& o, Comm world, const Device& device) {
+  using Model = plait::Transformer<Layout, Backend, Comm>;
   const bool lead = world.rank() == 0;
   plait::ProcessGrid<Comm> grid(world, Layout::tp::degree, Layout::pp::stages);
-  // Ranks sharing a node share its cores (unless OMP_NUM_THREADS says otherwise).
-  if (std::getenv("OMP_NUM_THREADS") == nullptr)
-    omp_set_num_threads(std::max(1, omp_get_num_procs() / world.node_local_size()));
 
   const std::string text = o.data.empty()
                                ? std::string(reinterpret_cast<const char*>(plait_corpus), plait_corpus_size)
@@ -129,12 +128,7 @@ int run(const Options& o) {
       PLAIT_CHECK(trace.good(), "cannot write the trace file '", o.trace, "' (--trace); nothing was trained");
     });
 
-  double peak = o.peak_gflops * 1e9;
-  if (peak <= 0) {
-    peak = plait::backend::measure_gemm_flops<Backend>();
-    world.all_reduce(&peak, 1, plait::comm::ReduceOp::sum);  // every rank's share of the cores, measured together
-    peak /= world.size();
-  }
+  const double peak = device.peak_flops;
   const plait::train::TrainConfig tc = train_config(o, grid.dp_size(), peak);
   plait::train::Trainer<Model> trainer(model, tc);
   std::int64_t first_step = 1;
@@ -151,15 +145,15 @@ int run(const Options& o) {
                 o.data.empty() ? "embedded corpus" : o.data.c_str(), static_cast<long long>(config.parameters()),
                 static_cast<long long>(o.layers), static_cast<long long>(o.hidden), static_cast<long long>(o.heads),
                 static_cast<long long>(o.kv_heads), static_cast<long long>(o.ffn), o.dtype.c_str());
-    std::printf("layout: %d ranks = TP %d%s x PP %d (%s) x DP %d, ZeRO-%d, checkpoint %s; %d OpenMP threads per rank\n",
+    std::printf("layout: %d ranks = TP %d%s x PP %d (%s) x DP %d, ZeRO-%d, checkpoint %s; %s\n",
                 world.size(), grid.tp_size(), Layout::tp::sequence_parallel ? " (sequence parallel)" : "",
                 grid.pp_size(), o.schedule.c_str(), grid.dp_size(), Layout::zero::stage, o.checkpoint.c_str(),
-                omp_get_max_threads());
+                device.per_rank.c_str());
     std::printf("data: %lld tokens (bytes); %lld sequences of %lld per step (micro-batch %lld x %lld per rank); "
-                "MFU against %.1f GFLOP/s per rank%s\n",
+                "MFU against %.1f GFLOP/s per rank (%s)\n",
                 static_cast<long long>(data.size()), static_cast<long long>(tc.global_batch), static_cast<long long>(o.seq_len),
                 static_cast<long long>(tc.micro_batch), static_cast<long long>(trainer.grad_accum()), peak / 1e9,
-                o.peak_gflops > 0 ? "" : " (BLAS GEMM rate measured now)");
+                device.peak_source.c_str());
     if (Layout::pp::stages > 1 && trainer.grad_accum() < Layout::pp::stages)
       std::printf("warning: %lld micro-batches per step for %d pipeline stages: the pipe never fills, and the bubble "
                   "is (p-1)/m = %.2f of the compute; give --grad-accum %d or more\n",
@@ -224,7 +218,7 @@ int run(const Options& o) {
   // Memory per rank, gathered to every rank and printed by rank 0.
   const std::int64_t mine[5] = {m.param_bytes, m.grad_bytes, m.optimizer_bytes, m.activation_peak_bytes, m.peak_bytes};
   std::vector<std::int64_t> all(static_cast<std::size_t>(5 * world.size()));
-  world.all_gather(mine, all.data(), 5);
+  world.control().all_gather(mine, all.data(), 5);
   if (lead) {
     std::printf("done: %lld steps in %s, loss %.4f -> %.4f, %.0f tokens/s\n", static_cast<long long>(last_step - first_step + 1),
                 format_duration(elapsed).c_str(), first_loss, last_loss, avg_tps);
@@ -250,39 +244,5 @@ int run(const Options& o) {
   }
   return 0;
 }
-
-// One layout in the precision --dtype names: Host<float>, Host<double>, or Host<bf16> (bf16 weights and activations,
-// fp32 gradients, fp32 master weights and moments: the CPU twin of Cuda<bf16>).
-template <class Layout>
-int run_in_dtype(const Options& o) {
-  if (o.dtype == "double") return run<Layout, double>(o);
-  if (o.dtype == "bf16") return run<Layout, plait::bf16>(o);
-  return run<Layout, float>(o);
-}
-
-// The layouts of one ZeRO stage that plait-train has compiled in: TP 1, 2, 4, 8, with and without SP.
-template <int Zero>
-int run_zero(const Options& o) {
-  using Z = plait::ZeroStage<Zero>;
-  auto with = [&]<class Layout>() { return run_in_dtype<Layout>(o); };
-  using plait::Layout;
-  using plait::SequenceParallel;
-  using plait::TensorParallel;
-  switch (o.tp * 2 + (o.sp ? 1 : 0)) {
-    case 2: return with.template operator()<Layout<Z>>();
-    case 4: return with.template operator()<Layout<TensorParallel<2>, Z>>();
-    case 5: return with.template operator()<Layout<TensorParallel<2, SequenceParallel>, Z>>();
-    case 8: return with.template operator()<Layout<TensorParallel<4>, Z>>();
-    case 9: return with.template operator()<Layout<TensorParallel<4, SequenceParallel>, Z>>();
-    case 16: return with.template operator()<Layout<TensorParallel<8>, Z>>();
-    case 17: return with.template operator()<Layout<TensorParallel<8, SequenceParallel>, Z>>();
-  }
-  plait::core::fail("no compiled-in layout for --tp ", o.tp, o.sp ? " --sp" : "");
-}
-
-int run_zero0(const Options& o);
-int run_zero1(const Options& o);
-int run_zero2(const Options& o);
-int run_zero3(const Options& o);
 
 }  // namespace trainer

@@ -1,13 +1,15 @@
 // Tests kernels/*.cuh and include/plait/backend/cuda.hpp: each operation of Cuda<float> and Cuda<bf16> against the
 // CPU reference of kernels/*.hpp on random inputs (a fresh seed each run, printed on failure), forward and backward.
 // Passes when ||gpu - reference|| / ||reference|| < 1e-5 (fp32) or 1e-2 (bf16). bf16 inputs are rounded to bf16
-// before the reference sees them, so both sides compute on the same numbers.
+// before the reference sees them, so both sides compute on the same numbers. The backward passes that promise
+// determinism (attention, embedding, RMSNorm) also run twice on the same inputs and must give the same bits.
 // Without a CUDA device every GPU test prints "SKIPPED: no CUDA device (why)" and returns.
 #include <catch2/catch.hpp>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <random>
 #include <string>
 #include <vector>
@@ -104,6 +106,46 @@ double worst_bf16_ulps(const Floats& out, const Floats& expected, const Floats& 
   return worst;
 }
 
+// The same bits, element for element: what a deterministic kernel gives on a second run with the same inputs.
+bool bitwise_equal(const Floats& a, const Floats& b) {
+  if (a.size() != b.size()) return false;
+  return a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+std::string describe(const ref::AttentionShape& s) {
+  return "B " + std::to_string(s.batch) + " T " + std::to_string(s.seq) + " H " + std::to_string(s.heads) + " Hkv " +
+         std::to_string(s.kv_heads) + " hd " + std::to_string(s.head_dim);
+}
+
+// Attention forward against the reference, then backward from the reference's forward (rounded to the test's
+// precision, as the GPU would hold it), on fresh random inputs; scale 1 / sqrt(hd).
+void check_attention(Precision p, ref::AttentionShape s, Random& rng) {
+  s.scale = 1.0 / std::sqrt(static_cast<double>(s.head_dim));
+  INFO(name(p) << " " << describe(s));
+  const std::int64_t q_size = s.batch * s.seq * s.heads * s.head_dim;
+  const std::int64_t kv_size = s.batch * s.seq * s.kv_heads * s.head_dim;
+  const std::int64_t rows = s.batch * s.heads * s.seq;
+  const Floats q = rng.normal(q_size, p), k = rng.normal(kv_size, p), v = rng.normal(kv_size, p);
+  Floats out_expected(q_size), lse_expected(rows), out = rng.normal(q_size, p), lse = rng.normal(rows, p);
+  ref::attention_forward(s, q.data(), k.data(), v.data(), out_expected.data(), lse_expected.data());
+  gpu::attention_forward(p, s, q, k, v, out, lse);
+  CHECK_CLOSE(p, out, out_expected);
+  CHECK_CLOSE(p, lse, lse_expected);
+
+  Floats out_held = out_expected;
+  for (auto& x : out_held) x = Random::round(x, p);
+  const Floats dout = rng.normal(q_size, p);
+  Floats dq_expected = rng.normal(q_size, p), dk_expected = rng.normal(kv_size, p),
+         dv_expected = rng.normal(kv_size, p);
+  Floats dq = dq_expected, dk = dk_expected, dv = dv_expected;
+  ref::attention_backward(s, q.data(), k.data(), v.data(), out_held.data(), lse_expected.data(), dout.data(),
+                          dq_expected.data(), dk_expected.data(), dv_expected.data());
+  gpu::attention_backward(p, s, q, k, v, out_held, lse_expected, dout, dq, dk, dv);
+  CHECK_CLOSE(p, dq, dq_expected);
+  CHECK_CLOSE(p, dk, dk_expected);
+  CHECK_CLOSE(p, dv, dv_expected);
+}
+
 }  // namespace
 
 TEST_CASE("PLAIT_CUDA_CHECK turns a failing CUDA call into plait::Error naming it", "[cuda]") {
@@ -178,12 +220,38 @@ TEST_CASE("Cuda embedding forward and backward match the reference", "[cuda]") {
   }
 }
 
+TEST_CASE("Cuda embedding backward with many repeated tokens matches the reference and is deterministic", "[cuda]") {
+  if (skip_without_gpu()) return;
+  Random rng;
+  INFO("seed " << rng.seed);
+  // 13 token ids over 4099 positions: runs of ~300 positions that cross many 64-position segments; ids 0, 1 and 10-12
+  // fall outside the slice [2, 10). dim 300: a full and a partial chunk of 256 columns.
+  const std::int64_t n = 4099, dim = 300, vocab_begin = 2, vocab_rows = 8;
+  for (Precision p : precisions) {
+    INFO(name(p));
+    Tokens tokens = rng.tokens(n, 0, 12);
+    tokens[0] = tokens[n - 1] = 5;  // a run that spans the first and the last segment
+    const Floats dout = rng.normal(n * dim, p);
+    const Floats dtable0 = rng.normal(vocab_rows * dim, p);
+    Floats expected = dtable0, first = dtable0, second = dtable0;
+    ref::embedding_backward(tokens.data(), n, dout.data(), vocab_begin, vocab_rows, dim, expected.data());
+    gpu::embedding_backward(p, tokens, dout, vocab_begin, vocab_rows, dim, first);
+    gpu::embedding_backward(p, tokens, dout, vocab_begin, vocab_rows, dim, second);
+    CHECK_CLOSE(Precision::fp32, first, expected);  // the table's gradient is fp32 in both precisions
+    // Each row's positions are added in the reference's order onto the old value, in fp32: the same bits.
+    CHECK(bitwise_equal(first, expected));
+    CHECK(bitwise_equal(first, second));
+  }
+}
+
 TEST_CASE("Cuda RMSNorm forward and backward match the reference", "[cuda]") {
   if (skip_without_gpu()) return;
   Random rng;
   INFO("seed " << rng.seed);
+  // Hidden 4096 backward and 12288 forward hold 48 KiB or more of dynamic shared memory beside CUB's static storage:
+  // the launches that need the opt-in to more than 48 KiB.
   for (Precision p : precisions) {
-    for (std::int64_t dim : {std::int64_t{1000}, std::int64_t{4096}}) {
+    for (std::int64_t dim : {std::int64_t{1000}, std::int64_t{4096}, std::int64_t{8192}, std::int64_t{12288}}) {
       const std::int64_t rows = 300;  // more than backward's 264 blocks: some blocks take two rows
       const double eps = 1e-5;
       const Floats x = rng.normal(rows * dim, p, 2.0), weight = rng.normal(dim, p, 0.2, 1.0);
@@ -203,6 +271,43 @@ TEST_CASE("Cuda RMSNorm forward and backward match the reference", "[cuda]") {
       CHECK_CLOSE(p, dx, dx_expected);
       CHECK_CLOSE(p, dw, dw_expected);
     }
+  }
+}
+
+TEST_CASE("Cuda RMSNorm backward is deterministic", "[cuda]") {
+  if (skip_without_gpu()) return;
+  Random rng;
+  INFO("seed " << rng.seed);
+  const std::int64_t rows = 600, dim = 4096;  // several rows per backward block, summed into dweight in block order
+  for (Precision p : precisions) {
+    INFO(name(p));
+    const Floats x = rng.normal(rows * dim, p, 2.0), weight = rng.normal(dim, p, 0.2, 1.0);
+    const Floats dy = rng.normal(rows * dim, p);
+    Floats y(rows * dim), rstd(rows);
+    gpu::rmsnorm_forward(p, x, weight, rows, dim, 1e-5, y, rstd);
+    const Floats dx0 = rng.normal(rows * dim, p), dw0 = rng.normal(dim, p);
+    Floats dx_first = dx0, dw_first = dw0, dx_second = dx0, dw_second = dw0;
+    gpu::rmsnorm_backward(p, x, weight, rstd, dy, rows, dim, dx_first, dw_first);
+    gpu::rmsnorm_backward(p, x, weight, rstd, dy, rows, dim, dx_second, dw_second);
+    CHECK(bitwise_equal(dx_first, dx_second));
+    CHECK(bitwise_equal(dw_first, dw_second));
+  }
+}
+
+TEST_CASE("Cuda RMSNorm beyond the device's shared memory reports cudaErrorInvalidValue", "[cuda]") {
+  if (skip_without_gpu()) return;
+  // Forward caches 4 * dim bytes, backward 12 * dim: dim 60000 and 20000 exceed 227 KiB (and sm_80's 163 KiB).
+  for (Precision p : precisions) {
+    INFO(name(p));
+    const std::int64_t forward_dim = 60000, backward_dim = 20000;
+    Floats y(forward_dim), rstd(1);
+    CHECK_THROWS_WITH(gpu::rmsnorm_forward(p, Floats(forward_dim, 1.0f), Floats(forward_dim, 1.0f), 1, forward_dim,
+                                           1e-5, y, rstd),
+                      Catch::Contains("cudaErrorInvalidValue"));
+    Floats dx(backward_dim), dw(backward_dim);
+    const Floats ones(backward_dim, 1.0f);
+    CHECK_THROWS_WITH(gpu::rmsnorm_backward(p, ones, ones, Floats(1, 1.0f), ones, 1, backward_dim, dx, dw),
+                      Catch::Contains("cudaErrorInvalidValue"));
   }
 }
 
@@ -254,37 +359,73 @@ TEST_CASE("Cuda causal GQA attention forward and backward match the reference", 
   if (skip_without_gpu()) return;
   Random rng;
   INFO("seed " << rng.seed);
-  // Sequences that are not multiples of the tiles, GQA groups of 1, 2 and 4, both head dims.
+  // Sequences that are not multiples of the tiles, GQA groups of 1, 2 and 4, head dims 64 and 128.
   const std::vector<ref::AttentionShape> shapes = {
       {2, 200, 4, 2, 64, 0.0}, {1, 130, 4, 1, 128, 0.0}, {1, 64, 2, 2, 128, 0.0}, {1, 333, 2, 2, 64, 0.0}};
+  for (Precision p : precisions)
+    for (const ref::AttentionShape& s : shapes) check_attention(p, s, rng);
+}
+
+TEST_CASE("Cuda attention at head dims 32 64 and 128 and GQA groups 1 to 8 matches the reference", "[cuda]") {
+  if (skip_without_gpu()) return;
+  Random rng;
+  INFO("seed " << rng.seed);
+  // Every (head dim, group) pair, 8 query heads; each head dim meets every sequence length: a single token, one
+  // short of a tile, one past a tile (64 is the bf16 tile; fp32's is 32), and several tiles with a partial last one.
+  const std::int64_t seqs[] = {1, 63, 65, 200};
+  const std::int64_t head_dims[] = {32, 64, 128};
+  const std::int64_t groups[] = {1, 2, 4, 8};
   for (Precision p : precisions) {
-    for (ref::AttentionShape s : shapes) {
-      s.scale = 1.0 / std::sqrt(static_cast<double>(s.head_dim));
-      INFO(name(p) << " B " << s.batch << " T " << s.seq << " H " << s.heads << " Hkv " << s.kv_heads << " hd "
-                   << s.head_dim);
+    for (int d = 0; d < 3; ++d) {
+      for (int g = 0; g < 4; ++g) {
+        const std::int64_t seq = seqs[(d + g) % 4];
+        check_attention(p, {seq < 100 ? 2 : 1, seq, 8, 8 / groups[g], head_dims[d], 0.0}, rng);
+      }
+    }
+  }
+}
+
+TEST_CASE("Cuda attention rejects a head dim it has no kernel for", "[cuda]") {
+  if (skip_without_gpu()) return;
+  const ref::AttentionShape s{1, 16, 2, 2, 96, 0.1};
+  const std::int64_t size = s.batch * s.seq * s.heads * s.head_dim;
+  Floats out(size), lse(s.batch * s.heads * s.seq);
+  const Floats x(size, 0.5f);
+  CHECK_THROWS_WITH(gpu::attention_forward(Precision::bf16, s, x, x, x, out, lse),
+                    Catch::Contains("cudaErrorInvalidValue"));
+}
+
+TEST_CASE("Cuda attention at sequence 8192 matches the reference", "[cuda][long]") {
+  if (skip_without_gpu()) return;
+  Random rng;
+  INFO("seed " << rng.seed);
+  // One long sequence, two query heads sharing one kv head (the group sum runs), head dim 128. The fp32 reference
+  // costs ~150 GFLOP here (a few seconds on 16 cores), the GPU's fp32 path well under a second.
+  for (Precision p : precisions) check_attention(p, {1, 8192, 2, 1, 128, 0.0}, rng);
+}
+
+TEST_CASE("Cuda attention backward is deterministic", "[cuda]") {
+  if (skip_without_gpu()) return;
+  Random rng;
+  INFO("seed " << rng.seed);
+  // GQA groups of 4 (dK, dV through the group sum) and of 1 (added directly), partial last tiles.
+  const std::vector<ref::AttentionShape> shapes = {{2, 200, 8, 2, 64, 0.125}, {1, 130, 4, 4, 32, 0.17}};
+  for (Precision p : precisions) {
+    for (const ref::AttentionShape& s : shapes) {
+      INFO(name(p) << " " << describe(s));
       const std::int64_t q_size = s.batch * s.seq * s.heads * s.head_dim;
       const std::int64_t kv_size = s.batch * s.seq * s.kv_heads * s.head_dim;
-      const std::int64_t rows = s.batch * s.heads * s.seq;
       const Floats q = rng.normal(q_size, p), k = rng.normal(kv_size, p), v = rng.normal(kv_size, p);
-      Floats out_expected(q_size), lse_expected(rows), out = rng.normal(q_size, p), lse = rng.normal(rows, p);
-      ref::attention_forward(s, q.data(), k.data(), v.data(), out_expected.data(), lse_expected.data());
-      gpu::attention_forward(p, s, q, k, v, out, lse);
-      CHECK_CLOSE(p, out, out_expected);
-      CHECK_CLOSE(p, lse, lse_expected);
-
-      // Backward from the reference's forward (rounded to the test's precision, as the GPU would hold it).
-      Floats out_held = out_expected;
-      for (auto& x : out_held) x = Random::round(x, p);
       const Floats dout = rng.normal(q_size, p);
-      Floats dq_expected = rng.normal(q_size, p), dk_expected = rng.normal(kv_size, p),
-             dv_expected = rng.normal(kv_size, p);
-      Floats dq = dq_expected, dk = dk_expected, dv = dv_expected;
-      ref::attention_backward(s, q.data(), k.data(), v.data(), out_held.data(), lse_expected.data(), dout.data(),
-                              dq_expected.data(), dk_expected.data(), dv_expected.data());
-      gpu::attention_backward(p, s, q, k, v, out_held, lse_expected, dout, dq, dk, dv);
-      CHECK_CLOSE(p, dq, dq_expected);
-      CHECK_CLOSE(p, dk, dk_expected);
-      CHECK_CLOSE(p, dv, dv_expected);
+      Floats out(q_size), lse(s.batch * s.heads * s.seq);
+      gpu::attention_forward(p, s, q, k, v, out, lse);
+      const Floats dq0 = rng.normal(q_size, p), dk0 = rng.normal(kv_size, p), dv0 = rng.normal(kv_size, p);
+      Floats dq_first = dq0, dk_first = dk0, dv_first = dv0, dq_second = dq0, dk_second = dk0, dv_second = dv0;
+      gpu::attention_backward(p, s, q, k, v, out, lse, dout, dq_first, dk_first, dv_first);
+      gpu::attention_backward(p, s, q, k, v, out, lse, dout, dq_second, dk_second, dv_second);
+      CHECK(bitwise_equal(dq_first, dq_second));
+      CHECK(bitwise_equal(dk_first, dk_second));
+      CHECK(bitwise_equal(dv_first, dv_second));
     }
   }
 }

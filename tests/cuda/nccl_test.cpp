@@ -182,3 +182,27 @@ TEST_CASE("Nccl send and recv and isend between pairs of ranks and split like Mp
   REQUIRE(x.host() == std::vector<float>(8, sum));
   nccl.barrier();
 }
+
+TEST_CASE("Nccl neighbour channels carry crossing sends around a ring as a pipeline's schedules make them", "[nccl]") {
+  Mpi world;
+  if (skip(world)) return;
+  Nccl ring(world);
+  ring.open_neighbour_channels();
+  const int size = world.size(), rank = world.rank();
+  if (size < 2) return;  // one rank has no neighbours
+  const std::uint64_t seed = shared_seed(world);
+  INFO("seed " << seed << ", rank " << rank << " of " << size);
+  const std::size_t n = 1 << 16;
+  const int next = (rank + 1) % size, prev = (rank + size - 1) % size;
+  // Every rank sends to both neighbours before it receives anything: on one queue per communicator each send would
+  // wait for a receive its peer queues only after its own send.
+  Device to_next(values(rank, n, seed)), to_prev(values(rank + size, n, seed)), from_prev(n), from_next(n);
+  std::vector<Nccl::Request> sends{ring.isend(to_next.p, static_cast<std::int64_t>(n), next, 0)};
+  if (prev != next) sends.push_back(ring.isend(to_prev.p, static_cast<std::int64_t>(n), prev, 0));
+  ring.recv(from_prev.p, static_cast<std::int64_t>(n), prev, 0);
+  if (prev != next) ring.recv(from_next.p, static_cast<std::int64_t>(n), next, 0);
+  ring.wait_all(sends);
+  REQUIRE(from_prev.host() == values(prev, n, seed));
+  if (prev != next) REQUIRE(from_next.host() == values(next + size, n, seed));
+  ring.barrier();
+}

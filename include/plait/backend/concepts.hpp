@@ -45,6 +45,7 @@ concept Backend = requires {
   B::fill(g, n, s);
   B::add(cg, g, n);
   { B::sum_squares(cg, n) } -> std::convertible_to<double>;
+  B::sum_squares_into(cg, n, total);  // the gradient norm, accumulated in fp64 where the data lives
   // Linear: C = alpha op(A) op(B) + beta C, row-major
   B::gemm(trans, trans, n, n, n, alpha, cx, n, cx, n, alpha, x, n);
   B::gemm(trans, trans, n, n, n, alpha, cx, n, cx, n, alpha, g, n);  // into a weight gradient

@@ -14,6 +14,7 @@
 #error "plait/backend/cuda.hpp is compiled by nvcc only (a .cu unit linking plait::cuda)"
 #endif
 
+#include <cub/device/device_reduce.cuh>
 #include <cublasLt.h>
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -29,7 +30,9 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <initializer_list>
 #include <type_traits>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -162,7 +165,50 @@ class CachingAllocator {
   core::MemoryTracker tracker_;
 };
 
-// Per device: the stream all of the backend's work goes to, the cuBLASLt handle and workspace, the allocator.
+// A GEMM's cuBLASLt descriptors and the algorithm its heuristic chose, built once per shape and kept: a training
+// step runs the same few dozen shapes thousands of times, and building descriptors and asking the heuristic costs
+// tens of microseconds each time. The key holds everything the choice depends on: transposes, sizes, leading
+// dimensions, types and the pointers' alignment (told to the heuristic, so the algorithm never needs more).
+struct GemmKey {
+  int ta, tb;
+  std::int64_t m, n, k, lda, ldb, ldc;
+  int type, c_type, alignment;
+  bool operator==(const GemmKey&) const = default;
+};
+struct GemmKeyHash {
+  std::size_t operator()(const GemmKey& key) const {
+    std::size_t h = 1469598103934665603ull;
+    for (const std::int64_t v : {std::int64_t(key.ta), std::int64_t(key.tb), key.m, key.n, key.k, key.lda, key.ldb,
+                                 key.ldc, std::int64_t(key.type), std::int64_t(key.c_type), std::int64_t(key.alignment)})
+      h = (h ^ static_cast<std::size_t>(v)) * 1099511628211ull;
+    return h;
+  }
+};
+struct GemmPlan {
+  cublasLtMatmulDesc_t desc = nullptr;
+  cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
+  cublasLtMatmulAlgo_t algo{};
+  GemmPlan() = default;
+  GemmPlan(const GemmPlan&) = delete;
+  GemmPlan& operator=(const GemmPlan&) = delete;
+  ~GemmPlan() {
+    if (c) cublasLtMatrixLayoutDestroy(c);
+    if (b) cublasLtMatrixLayoutDestroy(b);
+    if (a) cublasLtMatrixLayoutDestroy(a);
+    if (desc) cublasLtMatmulDescDestroy(desc);
+  }
+};
+
+// The largest power of two (at most 256) that divides every pointer: what cuBLASLt may assume of them.
+inline int common_alignment(std::initializer_list<const void*> pointers) {
+  int alignment = 256;
+  for (const void* p : pointers)
+    while (alignment > 1 && reinterpret_cast<std::uintptr_t>(p) % static_cast<std::uintptr_t>(alignment) != 0)
+      alignment /= 2;
+  return alignment;
+}
+
+// Per device: the stream all of the backend's work goes to, the cuBLASLt handle, workspace and plans, the allocator.
 struct DeviceContext {
   static constexpr std::size_t gemm_workspace_bytes = std::size_t(32) << 20;  // cuBLASLt's advice for sm_90
 
@@ -182,6 +228,8 @@ struct DeviceContext {
   cudaStream_t stream = nullptr;
   cublasLtHandle_t blas = nullptr;
   void* gemm_workspace = nullptr;
+  std::mutex gemm_mutex;
+  std::unordered_map<GemmKey, std::unique_ptr<GemmPlan>, GemmKeyHash> gemm_plans;
   CachingAllocator allocator;
 };
 
@@ -335,41 +383,56 @@ struct Cuda {
     auto& ctx = cuda_detail::context();
     constexpr cudaDataType_t type = std::is_same_v<T, float> ? CUDA_R_32F : CUDA_R_16BF;
     constexpr cudaDataType_t c_type = std::is_same_v<C, float> ? CUDA_R_32F : CUDA_R_16BF;
-    const cublasOperation_t op_a = tb == kernels::Trans::yes ? CUBLAS_OP_T : CUBLAS_OP_N;  // cuBLAS's A is our B
-    const cublasOperation_t op_b = ta == kernels::Trans::yes ? CUBLAS_OP_T : CUBLAS_OP_N;
-    cublasLtMatmulDesc_t desc = nullptr;
-    cublasLtMatrixLayout_t la = nullptr, lb = nullptr, lc = nullptr;
-    cublasLtMatmulPreference_t preference = nullptr;
-    struct Release {  // descriptors go back whatever happens
-      cublasLtMatmulDesc_t& d;
-      cublasLtMatrixLayout_t &a, &b, &c;
-      cublasLtMatmulPreference_t& p;
-      ~Release() {
-        if (p) cublasLtMatmulPreferenceDestroy(p);
-        if (c) cublasLtMatrixLayoutDestroy(c);
-        if (b) cublasLtMatrixLayoutDestroy(b);
-        if (a) cublasLtMatrixLayoutDestroy(a);
-        if (d) cublasLtMatmulDescDestroy(d);
-      }
-    } release{desc, la, lb, lc, preference};
-    PLAIT_CUBLAS_CHECK(cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
-    PLAIT_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &op_a, sizeof(op_a)));
-    PLAIT_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, &op_b, sizeof(op_b)));
+    const cuda_detail::GemmKey key{ta == kernels::Trans::yes, tb == kernels::Trans::yes, m, n, k, lda, ldb, ldc,
+                                   type, c_type, cuda_detail::common_alignment({a, b, c})};
+    const cuda_detail::GemmPlan& plan = gemm_plan(ctx, key);
+    const float alpha_f = static_cast<float>(alpha), beta_f = static_cast<float>(beta);
+    PLAIT_CUBLAS_CHECK(cublasLtMatmul(ctx.blas, plan.desc, &alpha_f, b, plan.a, a, plan.b, &beta_f, c, plan.c, c,
+                                      plan.c, &plan.algo, ctx.gemm_workspace,
+                                      cuda_detail::DeviceContext::gemm_workspace_bytes, ctx.stream));
+  }
+  // The plan of `key`, built on first use: descriptors for row-major C = op(A) op(B) as column-major
+  // C^T = op(B)^T op(A)^T, and the heuristic's first algorithm for them.
+  static const cuda_detail::GemmPlan& gemm_plan(cuda_detail::DeviceContext& ctx, const cuda_detail::GemmKey& key) {
+    std::lock_guard lock(ctx.gemm_mutex);
+    auto& slot = ctx.gemm_plans[key];
+    if (slot) return *slot;
+    auto plan = std::make_unique<cuda_detail::GemmPlan>();
+    const auto type = static_cast<cudaDataType_t>(key.type), c_type = static_cast<cudaDataType_t>(key.c_type);
+    const cublasOperation_t op_a = key.tb ? CUBLAS_OP_T : CUBLAS_OP_N;  // cuBLAS's A is our B
+    const cublasOperation_t op_b = key.ta ? CUBLAS_OP_T : CUBLAS_OP_N;
+    const std::int64_t m = key.m, n = key.n, k = key.k;
+    PLAIT_CUBLAS_CHECK(cublasLtMatmulDescCreate(&plan->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    PLAIT_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_TRANSA, &op_a, sizeof(op_a)));
+    PLAIT_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_TRANSB, &op_b, sizeof(op_b)));
     // Stored (column-major) shapes: our B is (n x k) or, transposed, (k x n); our A is (k x m) or (m x k).
-    PLAIT_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&la, type, op_a == CUBLAS_OP_N ? n : k, op_a == CUBLAS_OP_N ? k : n, ldb));
-    PLAIT_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&lb, type, op_b == CUBLAS_OP_N ? k : m, op_b == CUBLAS_OP_N ? m : k, lda));
-    PLAIT_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&lc, c_type, n, m, ldc));
+    PLAIT_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan->a, type, op_a == CUBLAS_OP_N ? n : k,
+                                                  op_a == CUBLAS_OP_N ? k : n, key.ldb));
+    PLAIT_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan->b, type, op_b == CUBLAS_OP_N ? k : m,
+                                                  op_b == CUBLAS_OP_N ? m : k, key.lda));
+    PLAIT_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan->c, c_type, n, m, key.ldc));
+    cublasLtMatmulPreference_t preference = nullptr;
     PLAIT_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&preference));
+    struct Release {
+      cublasLtMatmulPreference_t p;
+      ~Release() { cublasLtMatmulPreferenceDestroy(p); }
+    } release{preference};
     const std::size_t workspace = cuda_detail::DeviceContext::gemm_workspace_bytes;
+    const auto alignment = static_cast<std::uint32_t>(key.alignment);
     PLAIT_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(preference, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
                                                             &workspace, sizeof(workspace)));
+    for (const auto attribute : {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+                                 CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES})
+      PLAIT_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(preference, attribute, &alignment, sizeof(alignment)));
     cublasLtMatmulHeuristicResult_t heuristic{};
     int found = 0;
-    PLAIT_CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(ctx.blas, desc, la, lb, lc, lc, preference, 1, &heuristic, &found));
-    PLAIT_CHECK(found > 0, "cuBLASLt has no algorithm for a ", m, " x ", n, " x ", k, " GEMM");
-    const float alpha_f = static_cast<float>(alpha), beta_f = static_cast<float>(beta);
-    PLAIT_CUBLAS_CHECK(cublasLtMatmul(ctx.blas, desc, &alpha_f, b, la, a, lb, &beta_f, c, lc, c, lc,
-                                      &heuristic.algo, ctx.gemm_workspace, workspace, ctx.stream));
+    PLAIT_CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(ctx.blas, plan->desc, plan->a, plan->b, plan->c, plan->c,
+                                                      preference, 1, &heuristic, &found));
+    PLAIT_CHECK(found > 0, "cuBLASLt has no algorithm for a ", m, " x ", n, " x ", k, " GEMM (alignment ",
+                key.alignment, " bytes)");
+    plan->algo = heuristic.algo;
+    slot = std::move(plan);
+    return *slot;
   }
 
   // ---- elementwise and reductions (Thrust, CUDA system, on the backend's stream)
@@ -430,8 +493,11 @@ struct Cuda {
   }
   static void embedding_backward(const std::int32_t* tokens, std::int64_t n, const T* dout, std::int64_t vocab_begin,
                                  std::int64_t vocab_rows, std::int64_t dim, float* dtable) {
+    std::size_t bytes = 0;
+    PLAIT_CUDA_CHECK(kernels::device::embedding_backward_workspace_bytes(n, vocab_rows, &bytes));
+    DeviceBuffer<unsigned char> workspace(bytes, core::MemoryKind::workspace);
     PLAIT_CUDA_CHECK(kernels::device::embedding_backward(tokens, n, dev(dout), vocab_begin, vocab_rows, dim, dtable,
-                                                         stream()));
+                                                         workspace.data(), bytes, stream()));
   }
   static void rmsnorm_forward(const T* x, const T* weight, std::int64_t rows, std::int64_t dim, double eps, T* y,
                               float* rstd) {
@@ -518,6 +584,24 @@ struct Cuda {
     requires(std::is_same_v<U, float> && !std::is_same_v<T, float>)
   static void sum_into(const U* x, std::int64_t n, double* total) {
     PLAIT_CUDA_CHECK(kernels::device::sum_into(x, n, total, stream()));
+  }
+  // total (fp64, device memory) += the sum of squares of x (the gradients, fp32), with no host wait: CUB's device
+  // reduction into a scratch value, then one add (deterministic run to run).
+  template <class U>
+    requires(std::is_same_v<U, float>)
+  static void sum_squares_into(const U* x, std::int64_t n, double* total) {
+    if (n == 0) return;
+    DeviceBuffer<double> partial(1, core::MemoryKind::workspace);
+    std::size_t bytes = 0;
+    PLAIT_CUDA_CHECK(cub::DeviceReduce::TransformReduce(nullptr, bytes, x, partial.data(), n, cuda::std::plus<double>{},
+                                                        cuda_detail::Square<float>{}, 0.0, stream()));
+    DeviceBuffer<unsigned char> scratch(bytes, core::MemoryKind::workspace);
+    PLAIT_CUDA_CHECK(cub::DeviceReduce::TransformReduce(scratch.data(), bytes, x, partial.data(), n,
+                                                        cuda::std::plus<double>{}, cuda_detail::Square<float>{}, 0.0,
+                                                        stream()));
+    thrust::transform(thrust::cuda::par_nosync.on(stream()), partial.data(), partial.data() + 1, total, total,
+                      thrust::plus<double>());
+    PLAIT_CUDA_CHECK(cudaGetLastError());
   }
   static void cross_entropy_forward_backward(T* logits, const std::int32_t* targets, std::int64_t rows,
                                              std::int64_t vocab, double scale, float* row_loss) {

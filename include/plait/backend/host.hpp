@@ -131,6 +131,7 @@ struct Host : HostMemory {
     kernels::cross_entropy_row_loss(targets, rows, row_max, sum_exp, target_logit, row_loss);
   }
   static void sum_into(const T* x, std::int64_t n, double* total) { kernels::sum_into(x, n, total); }
+  static void sum_squares_into(const T* x, std::int64_t n, double* total) { *total += sum_squares(x, n); }
   static void cross_entropy_forward_backward(T* logits, const std::int32_t* targets, std::int64_t rows,
                                              std::int64_t vocab, double scale, T* row_loss) {
     kernels::cross_entropy_forward_backward(logits, targets, rows, vocab, static_cast<T>(scale), row_loss);

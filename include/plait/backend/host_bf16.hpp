@@ -163,6 +163,7 @@ struct Host<core::bf16> : HostMemory {
   }
   static void sum_into(const T* x, std::int64_t n, double* total) { kernels::sum_into(x, n, total); }
   static void sum_into(const float* x, std::int64_t n, double* total) { kernels::sum_into(x, n, total); }
+  static void sum_squares_into(const float* x, std::int64_t n, double* total) { *total += F::sum_squares(x, n); }
   static void cross_entropy_forward_backward(T* logits, const std::int32_t* targets, std::int64_t rows,
                                              std::int64_t vocab, double scale, float* row_loss) {
     auto lf = wide(logits, rows * vocab);

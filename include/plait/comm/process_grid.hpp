@@ -58,7 +58,12 @@ class ProcessGrid {
         dp_(world_.split(p.pp_rank * p.tp_size + p.tp_rank, p.dp_rank)),
         pp_(world_.split(p.dp_rank * p.tp_size + p.tp_rank, p.pp_rank)),
         tp_size_(p.tp_size), dp_size_(p.dp_size), pp_size_(p.pp_size),
-        tp_rank_(p.tp_rank), dp_rank_(p.dp_rank), pp_rank_(p.pp_rank) {}
+        tp_rank_(p.tp_rank), dp_rank_(p.dp_rank), pp_rank_(p.pp_rank) {
+    // A communicator whose point-to-point messages share one queue per group (Nccl) opens a channel per directed
+    // pair of neighbouring stages, so that every pipeline schedule runs on it (comm/nccl.hpp); Mpi needs none.
+    if constexpr (requires(C& c) { c.open_neighbour_channels(); })
+      if (pp_size_ > 1) pp_.open_neighbour_channels();
+  }
 
   C world_, tp_, dp_, pp_;
   int tp_size_ = 1, dp_size_ = 1, pp_size_ = 1;

@@ -191,11 +191,13 @@ class ShardedState {
 
   // The sum of squares of the whole model's gradient, the same on every rank (each element counted once).
   double grad_sum_squares() {
-    double local = 0.0;
+    Buffer<double> sum(1, core::MemoryKind::workspace);  // accumulated where the gradients are: one download
     for_each_owned([&](const Segment& seg, T*, const G* g, std::int64_t, std::int64_t n) {
       if (seg.tp_replicated && tp_.rank() != 0) return;
-      local += B::sum_squares(g, n);
+      B::sum_squares_into(g, n, sum.data());
     });
+    double local = 0.0;
+    B::download(sum.data(), &local, 1);
     if (stage >= 1) dp_.control().all_reduce(&local, 1, comm::ReduceOp::sum);  // shards are disjoint over DP
     tp_.control().all_reduce(&local, 1, comm::ReduceOp::sum);
     if (pp_ != nullptr) pp_->control().all_reduce(&local, 1, comm::ReduceOp::sum);  // stages hold different layers
