@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds, on a machine without a GPU, everything scripts/gpu-check.sh runs on an H100/H200, and gathers it into one
-# folder small enough to copy to the GPU machine (under 64 MiB): gpu-bundle/ at the repository's root (git ignores it).
+# folder, gpu-bundle/ at the repository's root, packed as gpu-bundle.tar.xz (about 14 MiB: what travels to the GPU
+# machine, whose copies are limited to 64 MiB; git ignores both).
 #   bin/   the GPU binaries, built for sm_90 (cmake preset gpu, build/gpu), stripped
 #   lib/   the shared libraries they need that a GPU machine may lack (Open MPI, OpenBLAS, hwloc, ...); not the CUDA
 #          libraries (cuBLASLt and NCCL are hundreds of MB: gpu-check.sh finds the GPU machine's own)
@@ -52,7 +53,8 @@ done | sort -u | while read -r name path; do
 done
 
 git rev-parse HEAD > "$bundle/COMMIT"
-size=$(du -sm "$bundle" | cut -f1)
-echo "plait: $bundle/ holds $(ls "$bundle/bin" | wc -l) binaries and $(ls "$bundle/lib" | wc -l) libraries, ${size} MiB" \
-     "(built at $(cat "$bundle/COMMIT"))"
-((size < 60)) || { echo "plait: $bundle/ is over 60 MiB: it will not travel to the GPU machine" >&2; exit 1; }
+tar -cJf "$bundle.tar.xz" "$bundle"
+size=$(du -sm "$bundle.tar.xz" | cut -f1)
+echo "plait: $bundle/ holds $(ls "$bundle/bin" | wc -l) binaries and $(ls "$bundle/lib" | wc -l) libraries" \
+     "($(du -sm "$bundle" | cut -f1) MiB; $bundle.tar.xz ${size} MiB), built at $(cat "$bundle/COMMIT")"
+((size < 60)) || { echo "plait: $bundle.tar.xz is over 60 MiB: it will not travel to the GPU machine" >&2; exit 1; }

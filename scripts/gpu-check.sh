@@ -15,11 +15,15 @@
 #   8. compute-sanitizer racecheck on the attention and RMSNorm tests
 # Each check has a time limit; one that would not fit in what is left of the budget (GPU_CHECK_BUDGET_S, default 540 s)
 # is reported as not run. The report is ${OUT:-gpu-out}/gpu-report.md, the full logs ${OUT:-gpu-out}/gpu-logs.tar.gz.
-# Usage: scripts/gpu-check.sh [BUNDLE_DIR]   (default gpu-bundle)
+# Usage: scripts/gpu-check.sh [BUNDLE_DIR]   (default gpu-bundle, or gpu-bundle.tar.xz unpacked)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
-bundle=$(cd "${1:-gpu-bundle}" 2>/dev/null && pwd) || { echo "gpu-check: no bundle at ${1:-gpu-bundle}: run scripts/gpu-build.sh first (on any machine with the CUDA toolkit)" >&2; exit 2; }
+given=${1:-gpu-bundle}
+if [[ ! -d $given && -f $given.tar.xz ]]; then  # what travels is the archive: unpack it beside itself
+  tar -xJf "$given.tar.xz" -C "$(dirname "$given")" || { echo "gpu-check: cannot unpack $given.tar.xz" >&2; exit 2; }
+fi
+bundle=$(cd "$given" 2>/dev/null && pwd) || { echo "gpu-check: no bundle at $given: run scripts/gpu-build.sh first (on any machine with the CUDA toolkit)" >&2; exit 2; }
 out=${OUT:-$root/gpu-out}
 mkdir -p "$out"
 logs=$(mktemp -d)
@@ -65,7 +69,6 @@ still_missing=$(missing | tr '\n' ' ')
   echo "| --- | --- | --- | --- |"
 } > "$report"
 
-rows=()
 # check NAME LIMIT_S COMMAND...: runs COMMAND with output in $logs/NAME.log unless the budget is short; records a row.
 check() {
   local name=$1 limit=$2
@@ -83,6 +86,7 @@ check() {
   local took=$((SECONDS - begin)) result=PASS
   ((status == 0)) || result="FAIL (exit $status)"
   ((status == 137)) && result="FAIL (killed at the ${limit} s limit)"
+  grep -q "SKIPPED: no CUDA device" "$logs/$name.log" && result="SKIPPED (no CUDA device: nothing was checked)"
   echo "| $name | $result | $took | $(figures "$name") |" >> "$report"
 }
 # The lines of a log that carry its figures, joined.

@@ -6,7 +6,7 @@
 # Usage: trainer_resume_test.sh PLAIT_TRAIN MPIEXEC WORK_DIR
 set -euo pipefail
 train=$1 mpiexec=$2 work=$3
-mkdir -p "$work" && cd "$work" && rm -f ./*.jsonl ./*.bin ./*.log
+mkdir -p "$work" && cd "$work" && rm -rf ./*.jsonl ./*.bin ./*.log
 root=(); [[ $(id -u) == 0 ]] && root=(--allow-run-as-root)
 prefix=()  # what run() puts before mpiexec (a timeout below; `timeout 120 run` cannot run a shell function)
 run() { "${prefix[@]}" "$mpiexec" "${root[@]}" -np 2 --oversubscribe --mca mpi_yield_when_idle 1 --bind-to none "$train" \
@@ -30,13 +30,13 @@ paste <(losses straight.jsonl | tr ' ' '\n' | sed -n 3,4p) <(losses other.jsonl 
   { echo "FAIL: another layout resumed to other losses"; exit 1; }
 
 # A truncated file: every rank stops with the same message, nothing hangs.
-head -c 5000 state.bin > cut.bin
+rm -rf cut.bin && cp -r state.bin cut.bin && truncate -s 5000 cut.bin/rank-00000.bin
 if run --tp 2 --zero 1 --resume cut.bin > cut.log 2>&1; then echo "FAIL: a truncated checkpoint was accepted"; exit 1; fi
 grep -q "is truncated" cut.log
 cat cut.log | grep error
 
 # Resumed and saved over the same file: the start-up check of --save leaves the state it resumes from intact.
-cp state.bin again.bin
+rm -rf again.bin && cp -r state.bin again.bin
 run --tp 2 --zero 1 --resume again.bin --save again.bin > again.log
 grep -q "resumed: again.bin at step 2" again.log && grep -q "saved: again.bin (step 4)" again.log ||
   { cat again.log; echo "FAIL: resuming and saving over the same file"; exit 1; }

@@ -14,7 +14,7 @@
 
 namespace {
 
-const std::string path = (std::filesystem::temp_directory_path() / "plait_parallel_checkpoint.bin").string();
+const std::string path = (std::filesystem::temp_directory_path() / "plait_parallel_checkpoint").string();
 
 template <class Layout>
 using Model = plait::Transformer<Layout, plait::Host<float>, plait::comm::Mpi>;
@@ -93,9 +93,10 @@ TEST_CASE("a truncated checkpoint makes every rank throw the same error", "[para
   Model<L> model(sweep::model_config(), 5, plait::ProcessGrid<plait::comm::Mpi>(world, 1, 1));
   plait::train::Trainer<Model<L>> trainer(model, sweep::train_config());
   plait::train::save_checkpoint(path, model, trainer.optimizer(), 0);
-  if (world.rank() == 0) std::filesystem::resize_file(path, std::filesystem::file_size(path) - 100);
+  const std::string part = path + "/rank-00000.bin";
+  if (world.rank() == 0) std::filesystem::resize_file(part, std::filesystem::file_size(part) - 100);
   world.barrier();
   CHECK_THROWS_WITH(plait::train::load_checkpoint(path, model, trainer.optimizer()), Catch::Contains("is truncated"));
   world.barrier();
-  if (world.rank() == 0) std::filesystem::remove(path);
+  if (world.rank() == 0) std::filesystem::remove_all(path);
 }

@@ -1,11 +1,14 @@
-// Checkpoints on one rank: a resumed run is bit-identical to one that never stopped, and a damaged, truncated,
-// foreign or mismatched file is refused with a message that says what is wrong, before the model is touched.
+// Checkpoints on one rank: a resumed run is bit-identical to one that never stopped; a damaged, truncated, foreign
+// or mismatched checkpoint is refused with a message that says what is wrong, before the model is touched; a failed
+// save keeps the previous checkpoint; and a file of plait's first (single-file) format still loads.
 #include <catch2/catch.hpp>
 
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
+#include <cstring>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -62,7 +65,7 @@ std::vector<double> train(plait::train::Trainer<Model>& trainer, std::int64_t fi
 }  // namespace
 
 TEST_CASE("a resumed run is bit-identical to one that never stopped", "[train][checkpoint]") {
-  const std::string path = temp_path("resume.bin");
+  const std::string path = temp_path("resume");
   Model straight_model(config(), 11);
   plait::train::Trainer<Model> straight(straight_model, train_config());
   const auto want = train(straight, 1, 6);
@@ -87,20 +90,24 @@ TEST_CASE("a resumed run is bit-identical to one that never stopped", "[train][c
     CHECK(a[i].second == b[i].second);  // exact
   }
   CHECK_FALSE(std::filesystem::exists(path + ".tmp"));
-  std::filesystem::remove(path);
+  std::filesystem::remove_all(path);
 }
 
 TEST_CASE("a bad checkpoint is refused with a message that says what is wrong", "[train][checkpoint]") {
-  const std::string path = temp_path("good.bin"), bad = temp_path("bad.bin");
+  const std::string path = temp_path("good"), bad = temp_path("bad");
   Model model(config(), 5);
   plait::train::Trainer<Model> trainer(model, train_config());
   train(trainer, 1, 1);
   plait::train::save_checkpoint(path, model, trainer.optimizer(), 1);
-  const auto bytes = read_all(path);
+  REQUIRE(std::filesystem::is_regular_file(path + "/metadata.json"));
+  const auto bytes = read_all(path + "/rank-00000.bin");
   const auto before = model.gather_parameters();
 
+  // A copy of the good checkpoint whose rank file holds `contents`.
   auto refused = [&](const std::vector<char>& contents, const char* says) {
-    write_all(bad, contents);
+    std::filesystem::remove_all(bad);
+    std::filesystem::copy(path, bad);
+    write_all(bad + "/rank-00000.bin", contents);
     Model other(config(), 5);
     plait::train::Trainer<Model> t(other, train_config());
     CHECK_THROWS_WITH(plait::train::load_checkpoint(bad, other, t.optimizer()), Catch::Contains(says));
@@ -114,14 +121,29 @@ TEST_CASE("a bad checkpoint is refused with a message that says what is wrong", 
     refused(std::vector<char>(bytes.begin(), bytes.begin() + static_cast<std::ptrdiff_t>(bytes.size() * 2 / 3)),
             "is truncated");
   }
-  SECTION("not a checkpoint at all") {
-    refused(std::vector<char>{'h', 'e', 'l', 'l', 'o', ',', ' ', 'w', 'o', 'r', 'l', 'd', '!', '!', '!', '!', '!'},
-            "is not a plait checkpoint");
-  }
-  SECTION("a missing file") {
+  SECTION("not a checkpoint at all: a file, or a directory without metadata") {
+    std::filesystem::remove_all(bad);
+    write_all(bad, {'h', 'e', 'l', 'l', 'o', ',', ' ', 'w', 'o', 'r', 'l', 'd', '!', '!', '!', '!', '!'});
     Model other(config(), 5);
     plait::train::Trainer<Model> t(other, train_config());
-    CHECK_THROWS_WITH(plait::train::load_checkpoint(temp_path("missing.bin"), other, t.optimizer()),
+    CHECK_THROWS_WITH(plait::train::load_checkpoint(bad, other, t.optimizer()), Catch::Contains("is not a plait checkpoint"));
+    std::filesystem::remove_all(bad);
+    std::filesystem::create_directory(bad);
+    CHECK_THROWS_WITH(plait::train::load_checkpoint(bad, other, t.optimizer()),
+                      Catch::Contains("is not a plait checkpoint: it has no metadata.json"));
+  }
+  SECTION("a rank file missing") {
+    std::filesystem::remove_all(bad);
+    std::filesystem::copy(path, bad);
+    std::filesystem::remove(bad + "/rank-00000.bin");
+    Model other(config(), 5);
+    plait::train::Trainer<Model> t(other, train_config());
+    CHECK_THROWS_WITH(plait::train::load_checkpoint(bad, other, t.optimizer()), Catch::Contains("lacks its file rank-00000.bin"));
+  }
+  SECTION("a missing checkpoint") {
+    Model other(config(), 5);
+    plait::train::Trainer<Model> t(other, train_config());
+    CHECK_THROWS_WITH(plait::train::load_checkpoint(temp_path("missing"), other, t.optimizer()),
                       Catch::Contains("cannot open the checkpoint"));
   }
   SECTION("another model's checkpoint: names the field") {
@@ -136,22 +158,70 @@ TEST_CASE("a bad checkpoint is refused with a message that says what is wrong", 
     CHECK(other.gather_parameters() == fresh.gather_parameters());
   }
   CHECK(model.gather_parameters() == before);
-  std::filesystem::remove(path);
-  std::filesystem::remove(bad);
+  std::filesystem::remove_all(path);
+  std::filesystem::remove_all(bad);
 }
 
 TEST_CASE("a failed save keeps the previous checkpoint", "[train][checkpoint]") {
-  const std::string path = temp_path("keep.bin");
+  const std::string path = temp_path("keep");
+  std::filesystem::remove_all(path);
   Model model(config(), 3);
   plait::train::Trainer<Model> trainer(model, train_config());
   plait::train::save_checkpoint(path, model, trainer.optimizer(), 0);
-  const auto first = read_all(path);
-  // A directory where the temporary file should go makes the write fail.
-  std::filesystem::create_directory(path + ".tmp");
+  const auto first = read_all(path + "/rank-00000.bin");
+  // Something that is not a directory where the temporary directory should go makes the save fail.
+  write_all(path + ".tmp", {'x'});
   train(trainer, 1, 1);
   CHECK_THROWS_WITH(plait::train::save_checkpoint(path, model, trainer.optimizer(), 1),
                     Catch::Contains("cannot write the checkpoint"));
-  CHECK(read_all(path) == first);
+  CHECK(read_all(path + "/rank-00000.bin") == first);
   std::filesystem::remove(path + ".tmp");
+  // And a save over an existing checkpoint replaces it whole.
+  plait::train::save_checkpoint(path, model, trainer.optimizer(), 1);
+  CHECK(read_all(path + "/rank-00000.bin") != first);
+  CHECK_FALSE(std::filesystem::exists(path + ".old"));
+  std::filesystem::remove_all(path);
+}
+
+TEST_CASE("a checkpoint of plait's first format (one float64 file) still loads", "[train][checkpoint]") {
+  // Written here as that format was: "PLAITCKP", the header length, the JSON header, parameters, m and v as float64
+  // over the canonical order, and the FNV-1a hash of everything after the magic.
+  const std::string path = temp_path("first-format.bin");
+  Model model(config(), 21);
+  std::vector<double> values;
+  nlohmann::json tensors = nlohmann::json::array();
+  for (const auto& [name, v] : model.gather_parameters()) {
+    tensors.push_back({{"name", name}, {"elements", v.size()}});
+    values.insert(values.end(), v.begin(), v.end());
+  }
+  std::vector<double> m(values.size()), v(values.size());
+  for (std::size_t i = 0; i < values.size(); ++i) m[i] = 1e-3 * static_cast<double>(i % 7), v[i] = 1e-6 * static_cast<double>(i % 5);
+  const auto& c = model.config();
+  const std::string header = nlohmann::json{
+      {"format", "plait checkpoint"}, {"version", 1},
+      {"model", {{"vocab", c.vocab}, {"hidden", c.hidden}, {"layers", c.layers}, {"heads", c.heads},
+                 {"kv_heads", c.kv_heads}, {"ffn", c.ffn}, {"tied_embedding", c.tied_embedding}}},
+      {"step", 7}, {"optimizer_steps", 7}, {"elements", values.size()}, {"tensors", tensors}}.dump();
+  const std::uint64_t length = header.size();
+  std::uint64_t hash = plait::train::fnv1a(&length, 8);
+  hash = plait::train::fnv1a(header.data(), header.size(), hash);
+  std::vector<char> bytes(plait::train::checkpoint_magic, plait::train::checkpoint_magic + 8);
+  auto append = [&](const void* p, std::size_t n) {
+    bytes.insert(bytes.end(), static_cast<const char*>(p), static_cast<const char*>(p) + n);
+  };
+  append(&length, 8);
+  append(header.data(), header.size());
+  for (const auto* x : {&values, &m, &v}) {
+    append(x->data(), x->size() * 8);
+    hash = plait::train::fnv1a(x->data(), x->size() * 8, hash);
+  }
+  append(&hash, 8);
+  write_all(path, bytes);
+
+  Model loaded(config(), 99);
+  plait::train::Trainer<Model> trainer(loaded, train_config());
+  REQUIRE(plait::train::load_checkpoint(path, loaded, trainer.optimizer()) == 7);
+  CHECK(loaded.gather_parameters() == model.gather_parameters());
+  CHECK(trainer.optimizer().steps() == 7);
   std::filesystem::remove(path);
 }

@@ -1,24 +1,33 @@
-// Checkpoints: the whole training state (parameters, AdamW moments, the step) in one file that does not depend on
-// the layout. Every tensor is stored whole, in the single-rank model's order, so a run saved under one layout
-// resumes under any other (TP, PP, ZeRO, DP); under the same layout the resumed run is bit-identical to one that
-// never stopped (the data and the learning rate depend on the step number alone).
+// Checkpoints: the whole training state (parameters, AdamW moments, the step), written by every rank at once and
+// readable under any layout. Each tensor is addressed by its place in the single-rank model's canonical order, so a
+// run saved under one layout resumes under any other (TP, PP, ZeRO, DP, world size); under the same layout the
+// resumed run is bit-identical to one that never stopped (the data and the learning rate depend on the step alone).
 //
-// File: "PLAITCKP", a little-endian u64 header length, the header (JSON: format version, the model's shape, the
-// step, the element count and the tensor table), then parameters, Adam m and Adam v as float64 arrays of that many
-// elements each, and last the FNV-1a 64-bit hash of everything after the magic. A save writes FILE.tmp and renames
-// it over FILE, so an interrupted save never destroys the previous checkpoint. A load checks the magic, the
-// length, the hash and the model's shape before it touches the model, on every rank, and every rank throws the
-// same error if any rank cannot read the file.
+// A checkpoint is a directory:
+//   metadata.json     format and version, the model's shape, the step, the dtype, the tensor table (canonical code,
+//                     name, elements, first canonical element) and per rank file its runs, elements, bytes and hash
+//   rank-NNNNN.bin    "PLAITRNK", u64 runs, u64 elements, the runs (u64 first canonical element, u64 count each),
+//                     then the rank's parameters, Adam m and Adam v over those elements in the optimizer's precision
+//                     (fp32 for Host<float> and the bf16 backends' masters and moments, fp64 for Host<double>)
+// Each element is written by exactly one rank (its owner: TP rank 0 for replicated tensors, DP rank 0 under ZeRO-0,
+// the shard's rank under ZeRO 1-3). A save writes DIR.tmp, then renames it to DIR (an older DIR is moved aside first
+// and removed after), so an interrupted save never destroys the previous checkpoint. A load reads metadata.json on
+// every rank, checks the model's shape field by field, and then reads from each rank file only the runs that overlap
+// the elements it holds (checking each file it reads against the size and hash in the metadata); every rank throws
+// the same error if any rank cannot, before the model is touched.
 //
-// Host backends (memory the CPU reads); the whole state passes through every rank's memory in float64, which suits
-// the models the Host backend trains.
+// Memory: beside the host copy of its own state (its values, moments and masters: what it owns), a rank holds the
+// run tables and one staging buffer of checkpoint_staging_bytes (4 MiB); never the whole model. A single-file
+// checkpoint of plait's first format (PLAITCKP) is still read (each rank reads all of it, in float64).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <stdexcept>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -212,69 +221,369 @@ inline CheckpointData read_checkpoint(const std::string& path) {
   return d;
 }
 
-// Where a save writes before renaming over `path`, so that `path` itself is never half-written.
+// Where a save writes before renaming to `path`, so that `path` itself is never half-written.
 inline std::string checkpoint_temporary(const std::string& path) { return path + ".tmp"; }
 
-// Throws unless a save to `path` could write its temporary file: a check before training, not after it. Makes and
-// removes the temporary only, so a checkpoint already at `path` (perhaps the one being resumed) is untouched.
+inline constexpr char rank_file_magic[8] = {'P', 'L', 'A', 'I', 'T', 'R', 'N', 'K'};
+inline constexpr int checkpoint_directory_version = 2;
+inline constexpr std::size_t checkpoint_staging_bytes = std::size_t(4) << 20;
+
+// Throws unless a save to `path` could make its temporary directory: a check before training, not after it. Makes
+// and removes a probe only, so a checkpoint already at `path` (perhaps the one being resumed) is untouched.
 inline void check_checkpoint_writable(const std::string& path) {
-  const std::string tmp = checkpoint_temporary(path);
-  const bool writable = std::ofstream(tmp, std::ios::binary | std::ios::app).good();
-  std::remove(tmp.c_str());
-  PLAIT_CHECK(writable, "cannot write the checkpoint '", path, "': its directory is missing or not writable");
+  const std::filesystem::path probe = checkpoint_temporary(path) + ".probe";
+  std::error_code ec;
+  std::filesystem::remove_all(probe, ec);
+  const bool made = std::filesystem::create_directory(probe, ec);
+  if (made) std::filesystem::remove(probe, ec);
+  PLAIT_CHECK(made, "cannot write the checkpoint '", path, "': its directory is missing or not writable");
 }
 
-// Writes the training state of `model` and `optimizer` after optimizer step `step` to `path` (atomically: a
-// temporary file renamed over it). A collective over the model's world: every rank calls it.
+namespace detail {
+
+inline std::string rank_file_name(int rank) {
+  char name[32];
+  std::snprintf(name, sizeof name, "rank-%05d.bin", rank);
+  return name;
+}
+
+// A run of consecutive canonical elements that this rank holds at consecutive local and optimizer offsets.
+struct Run {
+  std::int64_t canonical, local, opt, count;
+};
+
+template <class Model>
+std::vector<Run> owned_runs(Model& model, const CanonicalLayout& canon, bool unique) {
+  std::vector<Run> runs;
+  for_each_owned_element(model, canon, unique, [&](std::int64_t i, std::int64_t local, std::int64_t opt) {
+    if (!runs.empty()) {
+      Run& r = runs.back();
+      if (r.canonical + r.count == i && r.local + r.count == local && r.opt + r.count == opt) {
+        ++r.count;
+        return;
+      }
+    }
+    runs.push_back({i, local, opt, 1});
+  });
+  return runs;
+}
+
+inline std::string hex(std::uint64_t x) {
+  char text[24];
+  std::snprintf(text, sizeof text, "%016llx", static_cast<unsigned long long>(x));
+  return text;
+}
+
+// Writes, hashing as it goes; remembers the first failure.
+struct HashedWriter {
+  std::ofstream out;
+  std::uint64_t hash = 14695981039346656037ull;
+  std::int64_t bytes = 0;
+  explicit HashedWriter(const std::string& file) : out(file, std::ios::binary | std::ios::trunc) {}
+  void write(const void* data, std::size_t n) {
+    hash = fnv1a(data, n, hash);
+    out.write(static_cast<const char*>(data), static_cast<std::streamsize>(n));
+    bytes += static_cast<std::int64_t>(n);
+  }
+};
+
+// Writes this rank's file: its runs, then parameters, m and v over them in M, through one staging buffer.
+template <class M, class Model, class B>
+std::string write_rank_file(const std::string& file, const std::vector<Run>& runs, const HostState<Model, B>& here,
+                            std::int64_t elements, std::uint64_t* hash, std::int64_t* bytes) {
+  HashedWriter w(file);
+  if (!w.out.good()) return "cannot write the checkpoint file '" + file + "' (directory missing or not writable?)";
+  w.write(rank_file_magic, 8);
+  const std::uint64_t counts[2] = {runs.size(), static_cast<std::uint64_t>(elements)};
+  w.write(counts, sizeof counts);
+  for (const Run& r : runs) {
+    const std::uint64_t pair[2] = {static_cast<std::uint64_t>(r.canonical), static_cast<std::uint64_t>(r.count)};
+    w.write(pair, sizeof pair);
+  }
+  std::vector<M> staging(checkpoint_staging_bytes / sizeof(M));
+  for (int array = 0; array < 3; ++array) {
+    std::size_t filled = 0;
+    for (const Run& r : runs)
+      for (std::int64_t i = 0; i < r.count; ++i) {
+        const auto opt = static_cast<std::size_t>(r.opt + i);
+        staging[filled++] = array == 0 ? static_cast<M>(here.parameter(r.local + i, r.opt + i))
+                            : array == 1 ? static_cast<M>(here.m[opt])
+                                         : static_cast<M>(here.v[opt]);
+        if (filled == staging.size()) w.write(staging.data(), filled * sizeof(M)), filled = 0;
+      }
+    w.write(staging.data(), filled * sizeof(M));
+  }
+  w.out.flush();
+  if (!w.out.good()) return "cannot write the checkpoint file '" + file + "' (disk full?)";
+  *hash = w.hash;
+  *bytes = w.bytes;
+  return "";
+}
+
+template <class M>
+constexpr const char* dtype_name() {
+  return sizeof(M) == 8 ? "float64" : "float32";
+}
+
+// The fields of a directory checkpoint's metadata that a load checks and uses.
+struct RankFile {
+  std::string name;
+  std::int64_t runs = 0, elements = 0, bytes = 0;
+  std::uint64_t hash = 0;
+};
+struct Metadata {
+  ModelConfig model;
+  std::int64_t step = 0, optimizer_steps = 0, elements = 0;
+  int dtype_bytes = 4;
+  std::vector<RankFile> files;
+};
+
+inline Metadata read_metadata(const std::string& dir) {
+  const std::string file = (std::filesystem::path(dir) / "metadata.json").string();
+  std::ifstream in(file);
+  PLAIT_CHECK(in.good(), "'", dir, "' is not a plait checkpoint: it has no metadata.json (an interrupted save leaves ",
+              dir, ".tmp, never a half-written ", dir, ")");
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(in);
+  } catch (const nlohmann::json::exception& e) {
+    core::fail("checkpoint '", dir, "' is corrupt: its metadata.json is not valid JSON (", e.what(), ")");
+  }
+  Metadata d;
+  try {
+    PLAIT_CHECK(j.at("format").get<std::string>() == "plait checkpoint", "'", dir, "' is not a plait checkpoint");
+    PLAIT_CHECK(j.at("version").get<int>() == checkpoint_directory_version, "checkpoint '", dir, "' has format version ",
+                j.at("version").get<int>(), "; this plait reads version ", checkpoint_directory_version);
+    const auto& m = j.at("model");
+    d.model.vocab = m.at("vocab");
+    d.model.hidden = m.at("hidden");
+    d.model.layers = m.at("layers");
+    d.model.heads = m.at("heads");
+    d.model.kv_heads = m.at("kv_heads");
+    d.model.ffn = m.at("ffn");
+    d.model.tied_embedding = m.at("tied_embedding");
+    d.step = j.at("step");
+    d.optimizer_steps = j.at("optimizer_steps");
+    d.elements = j.at("elements");
+    const std::string dtype = j.at("dtype");
+    PLAIT_CHECK(dtype == "float32" || dtype == "float64", "checkpoint '", dir, "' holds ", dtype,
+                " arrays; this plait reads float32 and float64");
+    d.dtype_bytes = dtype == "float64" ? 8 : 4;
+    for (const auto& r : j.at("ranks")) {
+      RankFile f;
+      f.name = r.at("file");
+      f.runs = r.at("runs");
+      f.elements = r.at("elements");
+      f.bytes = r.at("bytes");
+      f.hash = std::stoull(r.at("hash").get<std::string>(), nullptr, 16);
+      PLAIT_CHECK(f.name.find('/') == std::string::npos && f.runs >= 0 && f.elements >= 0 &&
+                      f.bytes == 24 + 16 * f.runs + 3 * d.dtype_bytes * f.elements,
+                  "checkpoint '", dir, "' is corrupt: its metadata describes the file '", f.name, "' inconsistently");
+      d.files.push_back(f);
+    }
+  } catch (const nlohmann::json::exception& e) {
+    core::fail("checkpoint '", dir, "' is corrupt: its metadata lacks a field (", e.what(), ")");
+  } catch (const std::logic_error& e) {
+    core::fail("checkpoint '", dir, "' is corrupt: its metadata holds a bad hash (", e.what(), ")");
+  }
+  return d;
+}
+
+inline void check_same_model(const std::string& path, const ModelConfig& saved, const ModelConfig& c) {
+  const std::pair<const char*, std::pair<std::int64_t, std::int64_t>> fields[] = {
+      {"vocab", {saved.vocab, c.vocab}},    {"hidden", {saved.hidden, c.hidden}},
+      {"layers", {saved.layers, c.layers}}, {"heads", {saved.heads, c.heads}},
+      {"kv-heads", {saved.kv_heads, c.kv_heads}}, {"ffn", {saved.ffn, c.ffn}},
+      {"tied", {saved.tied_embedding, c.tied_embedding}}};
+  for (const auto& [name, pair] : fields)
+    PLAIT_CHECK(pair.first == pair.second, "checkpoint '", path, "' is of another model: its ", name, " is ",
+                pair.first, ", this run's is ", pair.second, "; give the checkpoint's shape (--", name, ")");
+}
+
+// Reads `n` values of the file's dtype at element `at` of array `array` into doubles.
+class RankFileReader {
+ public:
+  RankFileReader(const std::string& dir, const RankFile& f, int dtype_bytes)
+      : path_((std::filesystem::path(dir) / f.name).string()), file_(f), dtype_bytes_(dtype_bytes),
+        in_(path_, std::ios::binary) {
+    PLAIT_CHECK(in_.good(), "checkpoint '", dir, "' lacks its file ", f.name, " (copied in part?)");
+    in_.seekg(0, std::ios::end);
+    const auto size = static_cast<std::int64_t>(in_.tellg());
+    PLAIT_CHECK(size == f.bytes, "checkpoint file '", path_, "' is ", size < f.bytes ? "truncated" : "too long", ": ",
+                size, " bytes where the metadata says ", f.bytes, " (an interrupted copy?)");
+    check_hash();
+    in_.seekg(8);
+    std::uint64_t counts[2] = {};
+    in_.read(reinterpret_cast<char*>(counts), sizeof counts);
+    PLAIT_CHECK(static_cast<std::int64_t>(counts[0]) == f.runs && static_cast<std::int64_t>(counts[1]) == f.elements,
+                "checkpoint file '", path_, "' does not match its metadata");
+    runs_.resize(static_cast<std::size_t>(f.runs));
+    std::int64_t offset = 0;
+    for (auto& r : runs_) {
+      std::uint64_t pair[2] = {};
+      in_.read(reinterpret_cast<char*>(pair), sizeof pair);
+      r = {static_cast<std::int64_t>(pair[0]), offset, static_cast<std::int64_t>(pair[1])};
+      offset += r.count;
+    }
+    PLAIT_CHECK(offset == f.elements, "checkpoint file '", path_, "' is corrupt: its runs do not add up");
+    std::sort(runs_.begin(), runs_.end(), [](const Stored& a, const Stored& b) { return a.canonical < b.canonical; });
+  }
+
+  // For each stored run overlapping canonical [begin, begin + n): fn(canonical, count, values of the 3 arrays).
+  template <class Fn>
+  void overlaps(std::int64_t begin, std::int64_t n, Fn&& fn) {
+    auto it = std::upper_bound(runs_.begin(), runs_.end(), begin,
+                               [](std::int64_t c, const Stored& r) { return c < r.canonical; });
+    if (it != runs_.begin()) --it;
+    for (; it != runs_.end() && it->canonical < begin + n; ++it) {
+      const std::int64_t from = std::max(begin, it->canonical), to = std::min(begin + n, it->canonical + it->count);
+      if (from >= to) continue;
+      for (std::int64_t at = from; at < to;) {  // through the staging buffer
+        const std::int64_t k = std::min<std::int64_t>(to - at, static_cast<std::int64_t>(staging_elements()));
+        for (int array = 0; array < 3; ++array) read(array, it->offset + (at - it->canonical), k, values_[array]);
+        fn(at, k, values_);
+        at += k;
+      }
+    }
+  }
+
+ private:
+  struct Stored {
+    std::int64_t canonical, offset, count;
+  };
+  static std::size_t staging_elements() { return checkpoint_staging_bytes / 3 / 8; }
+  void read(int array, std::int64_t element, std::int64_t n, std::vector<double>& out) {
+    const std::int64_t data = 24 + 16 * file_.runs;
+    in_.seekg(data + (array * file_.elements + element) * dtype_bytes_);
+    out.resize(static_cast<std::size_t>(n));
+    raw_.resize(static_cast<std::size_t>(n * dtype_bytes_));
+    in_.read(raw_.data(), static_cast<std::streamsize>(raw_.size()));
+    PLAIT_CHECK(in_.good(), "cannot read the checkpoint file '", path_, "'");
+    for (std::int64_t i = 0; i < n; ++i) {
+      if (dtype_bytes_ == 8) {
+        double x;
+        std::memcpy(&x, raw_.data() + 8 * i, 8);
+        out[static_cast<std::size_t>(i)] = x;
+      } else {
+        float x;
+        std::memcpy(&x, raw_.data() + 4 * i, 4);
+        out[static_cast<std::size_t>(i)] = x;
+      }
+    }
+  }
+  void check_hash() {
+    in_.seekg(0);
+    std::vector<char> chunk(checkpoint_staging_bytes);
+    std::uint64_t hash = 14695981039346656037ull;
+    while (in_) {
+      in_.read(chunk.data(), static_cast<std::streamsize>(chunk.size()));
+      hash = fnv1a(chunk.data(), static_cast<std::size_t>(in_.gcount()), hash);
+    }
+    in_.clear();
+    char magic[8] = {};
+    in_.seekg(0);
+    in_.read(magic, 8);
+    PLAIT_CHECK(std::memcmp(magic, rank_file_magic, 8) == 0, "checkpoint file '", path_, "' is not a plait rank file");
+    PLAIT_CHECK(hash == file_.hash, "checkpoint '", path_, "' is corrupt: its contents do not match the hash in the ",
+                "metadata (a damaged copy or disk); resume from an earlier checkpoint");
+  }
+
+  std::string path_;
+  RankFile file_;
+  int dtype_bytes_;
+  std::ifstream in_;
+  std::vector<Stored> runs_;
+  std::vector<char> raw_;
+  std::vector<double> values_[3];
+};
+
+// Moves `from` to `to`, where `to` may hold an earlier checkpoint (a directory, or a file of the first format): that
+// one is moved aside first and removed after, so one of the two exists at every moment.
+inline std::string replace_directory(const std::string& from, const std::string& to) {
+  std::error_code ec;
+  const std::string aside = to + ".old";
+  std::filesystem::remove_all(aside, ec);
+  const bool had = std::filesystem::exists(to);
+  if (had) {
+    std::filesystem::rename(to, aside, ec);
+    if (ec) return "cannot move the earlier checkpoint '" + to + "' aside: " + ec.message();
+  }
+  std::filesystem::rename(from, to, ec);
+  if (ec) return "cannot rename '" + from + "' to '" + to + "': " + ec.message();
+  if (had) std::filesystem::remove_all(aside, ec);
+  return "";
+}
+
+}  // namespace detail
+
+// Writes the training state of `model` and `optimizer` after optimizer step `step` to the directory `path`
+// (atomically: DIR.tmp renamed to DIR). A collective over the model's world: every rank calls it, and every rank
+// writes its own file at the same time.
 template <class Model, class B>
 void save_checkpoint(const std::string& path, Model& model, AdamW<B>& optimizer, std::int64_t step) {
+  using M = typename AdamW<B>::M;
   auto& world = model.grid().world().control();
   const auto canon = detail::canonical_layout(model);
-  std::vector<double> values(static_cast<std::size_t>(canon.total), 0.0), m(values.size(), 0.0), v(values.size(), 0.0);
-  const detail::HostState<Model, B> here(model, optimizer);
-  detail::for_each_owned_element(model, canon, true, [&](std::int64_t i, std::int64_t local, std::int64_t opt) {
-    values[static_cast<std::size_t>(i)] = here.parameter(local, opt);
-    m[static_cast<std::size_t>(i)] = static_cast<double>(here.m[static_cast<std::size_t>(opt)]);
-    v[static_cast<std::size_t>(i)] = static_cast<double>(here.v[static_cast<std::size_t>(opt)]);
-  });
-  for (auto* x : {&values, &m, &v}) world.all_reduce(x->data(), canon.total, comm::ReduceOp::sum);  // one owner each
-
+  const std::string tmp = checkpoint_temporary(path);
   std::string error;
+  if (world.rank() == 0) {  // a temporary left by an interrupted save is removed; anything else there is not ours
+    std::error_code ec;
+    if (std::filesystem::is_directory(tmp)) std::filesystem::remove_all(tmp, ec);
+    if (std::filesystem::exists(tmp) || !std::filesystem::create_directories(tmp, ec))
+      error = "cannot write the checkpoint '" + path + "': cannot make the directory '" + tmp + "'" +
+              (ec ? " (" + ec.message() + ")" : std::filesystem::exists(tmp) ? " (something else is there)" : "");
+  }
+  comm::agree_or_throw(world, error);
+
+  const detail::HostState<Model, B> here(model, optimizer);
+  const std::vector<detail::Run> runs = detail::owned_runs(model, canon, true);
+  std::int64_t elements = 0;
+  for (const auto& r : runs) elements += r.count;
+  std::uint64_t hash = 0;
+  std::int64_t bytes = 0;
+  error = detail::write_rank_file<M>((std::filesystem::path(tmp) / detail::rank_file_name(world.rank())).string(), runs,
+                                     here, elements, &hash, &bytes);
+  comm::agree_or_throw(world, error);
+
+  const std::int64_t mine[4] = {static_cast<std::int64_t>(runs.size()), elements, bytes, static_cast<std::int64_t>(hash)};
+  std::vector<std::int64_t> all(static_cast<std::size_t>(4 * world.size()));
+  world.all_gather(mine, all.data(), 4);
   if (world.rank() == 0) {
-    nlohmann::json tensors = nlohmann::json::array();
+    nlohmann::json tensors = nlohmann::json::array(), ranks = nlohmann::json::array();
+    std::int64_t total = 0;
     for (std::size_t c = 0; c < canon.size.size(); ++c) {
       if (canon.size[c] == 0) continue;
       // Named from the code: rank 0 holds only its own pipeline stage's tensors.
-      tensors.push_back({{"code", c}, {"name", model.tensors().name(static_cast<std::int64_t>(c))}, {"elements", canon.size[c]}});
+      tensors.push_back({{"code", c}, {"name", model.tensors().name(static_cast<std::int64_t>(c))},
+                         {"elements", canon.size[c]}, {"begin", canon.begin[c]}});
     }
-    const nlohmann::json j = {{"format", "plait checkpoint"},      {"version", checkpoint_version},
-                              {"model", detail::model_json(model.config())}, {"step", step},
-                              {"optimizer_steps", optimizer.steps()}, {"elements", canon.total},
-                              {"arrays", {"parameters", "adam_m", "adam_v"}}, {"dtype", "float64"},
-                              {"tensors", tensors}};
-    const std::string header = j.dump();
-    const std::uint64_t header_length = header.size();
-    std::uint64_t hash = fnv1a(&header_length, 8);
-    hash = fnv1a(header.data(), header.size(), hash);
-    for (auto* x : {&values, &m, &v}) hash = fnv1a(x->data(), x->size() * 8, hash);
-    const std::string tmp = checkpoint_temporary(path);
-    {
-      std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-      out.write(checkpoint_magic, 8);
-      out.write(reinterpret_cast<const char*>(&header_length), 8);
-      out.write(header.data(), static_cast<std::streamsize>(header.size()));
-      for (auto* x : {&values, &m, &v})
-        out.write(reinterpret_cast<const char*>(x->data()), static_cast<std::streamsize>(x->size() * 8));
-      out.write(reinterpret_cast<const char*>(&hash), 8);
+    for (int r = 0; r < world.size(); ++r) {
+      const std::int64_t* f = all.data() + 4 * r;
+      ranks.push_back({{"file", detail::rank_file_name(r)}, {"runs", f[0]}, {"elements", f[1]}, {"bytes", f[2]},
+                       {"hash", detail::hex(static_cast<std::uint64_t>(f[3]))}});
+      total += f[1];
+    }
+    const auto& grid = model.grid();
+    const nlohmann::json j = {
+        {"format", "plait checkpoint"}, {"version", checkpoint_directory_version},
+        {"model", detail::model_json(model.config())}, {"step", step}, {"optimizer_steps", optimizer.steps()},
+        {"elements", canon.total}, {"dtype", detail::dtype_name<M>()}, {"arrays", {"parameters", "adam_m", "adam_v"}},
+        {"saved_by", {{"world", world.size()}, {"tp", grid.tp_size()}, {"pp", grid.pp_size()}, {"dp", grid.dp_size()}}},
+        {"tensors", tensors}, {"ranks", ranks}};
+    if (total != canon.total) {
+      error = "checkpoint '" + path + "': the ranks wrote " + std::to_string(total) + " elements of " +
+              std::to_string(canon.total) + " (a bug in plait: please report it)";
+    } else {
+      std::ofstream out((std::filesystem::path(tmp) / "metadata.json").string(), std::ios::trunc);
+      out << j.dump(1) << '\n';
       out.flush();
-      if (!out.good()) error = "cannot write the checkpoint '" + tmp + "' (disk full? directory missing?)";
+      if (!out.good()) error = "cannot write the checkpoint's metadata in '" + tmp + "' (disk full?)";
     }
-    if (error.empty()) {
+    if (error.empty()) error = detail::replace_directory(tmp, path);
+    if (!error.empty()) {
       std::error_code ec;
-      std::filesystem::rename(tmp, path, ec);
-      if (ec) error = "cannot rename '" + tmp + "' to '" + path + "': " + ec.message();
+      std::filesystem::remove_all(tmp, ec);
     }
-    if (!error.empty()) std::remove(tmp.c_str());
   }
   comm::agree_or_throw(world, error);
 }
@@ -286,37 +595,59 @@ template <class Model, class B>
 std::int64_t load_checkpoint(const std::string& path, Model& model, AdamW<B>& optimizer) {
   auto& world = model.grid().world().control();
   const auto canon = detail::canonical_layout(model);
-  CheckpointData d;
+  using M = typename AdamW<B>::M;
+  detail::HostState<Model, B> here(model, optimizer);
+  std::int64_t step = 0, optimizer_steps = 0;
   std::string error;
   try {
-    d = read_checkpoint(path);
-    const ModelConfig& c = model.config();
-    const std::pair<const char*, std::pair<std::int64_t, std::int64_t>> fields[] = {
-        {"vocab", {d.model.vocab, c.vocab}},    {"hidden", {d.model.hidden, c.hidden}},
-        {"layers", {d.model.layers, c.layers}}, {"heads", {d.model.heads, c.heads}},
-        {"kv-heads", {d.model.kv_heads, c.kv_heads}}, {"ffn", {d.model.ffn, c.ffn}},
-        {"tied", {d.model.tied_embedding, c.tied_embedding}}};
-    for (const auto& [name, pair] : fields)
-      PLAIT_CHECK(pair.first == pair.second, "checkpoint '", path, "' is of another model: its ", name, " is ",
-                  pair.first, ", this run's is ", pair.second, "; give the checkpoint's shape (--", name, ")");
-    PLAIT_CHECK(static_cast<std::int64_t>(d.parameters.size()) == canon.total, "checkpoint '", path, "' holds ",
-                d.parameters.size(), " elements, the model has ", canon.total);
+    PLAIT_CHECK(std::filesystem::exists(path), "cannot open the checkpoint '", path, "': check the path (--resume)");
+    if (!std::filesystem::is_directory(path)) {  // plait's first format: one file, float64, read whole
+      const CheckpointData d = read_checkpoint(path);
+      detail::check_same_model(path, d.model, model.config());
+      PLAIT_CHECK(static_cast<std::int64_t>(d.parameters.size()) == canon.total, "checkpoint '", path, "' holds ",
+                  d.parameters.size(), " elements, the model has ", canon.total);
+      detail::for_each_owned_element(model, canon, false, [&](std::int64_t i, std::int64_t local, std::int64_t opt) {
+        here.set_parameter(local, opt, d.parameters[static_cast<std::size_t>(i)]);
+        here.m[static_cast<std::size_t>(opt)] = static_cast<M>(d.m[static_cast<std::size_t>(i)]);
+        here.v[static_cast<std::size_t>(opt)] = static_cast<M>(d.v[static_cast<std::size_t>(i)]);
+      });
+      step = d.step, optimizer_steps = d.optimizer_steps;
+    } else {
+      const detail::Metadata d = detail::read_metadata(path);
+      detail::check_same_model(path, d.model, model.config());
+      PLAIT_CHECK(d.elements == canon.total, "checkpoint '", path, "' holds ", d.elements, " elements, the model has ",
+                  canon.total);
+      std::vector<detail::Run> needed = detail::owned_runs(model, canon, false);
+      std::sort(needed.begin(), needed.end(),
+                [](const detail::Run& a, const detail::Run& b) { return a.canonical < b.canonical; });
+      std::int64_t placed = 0, wanted = 0;
+      for (const auto& r : needed) wanted += r.count;
+      for (const detail::RankFile& f : d.files) {
+        if (f.elements == 0) continue;
+        detail::RankFileReader reader(path, f, d.dtype_bytes);
+        for (const detail::Run& r : needed)
+          reader.overlaps(r.canonical, r.count, [&](std::int64_t at, std::int64_t k, const std::vector<double>* x) {
+            for (std::int64_t i = 0; i < k; ++i) {
+              const std::int64_t local = r.local + (at - r.canonical) + i, opt = r.opt + (at - r.canonical) + i;
+              here.set_parameter(local, opt, x[0][static_cast<std::size_t>(i)]);
+              here.m[static_cast<std::size_t>(opt)] = static_cast<M>(x[1][static_cast<std::size_t>(i)]);
+              here.v[static_cast<std::size_t>(opt)] = static_cast<M>(x[2][static_cast<std::size_t>(i)]);
+            }
+            placed += k;
+          });
+      }
+      PLAIT_CHECK(placed == wanted, "checkpoint '", path, "' is incomplete: its files hold ", placed, " of the ",
+                  wanted, " elements this rank needs");
+      step = d.step, optimizer_steps = d.optimizer_steps;
+    }
   } catch (const Error& e) {
     error = e.what();
   }
   comm::agree_or_throw(world, error);
-
-  detail::HostState<Model, B> here(model, optimizer);
-  using M = typename AdamW<B>::M;
-  detail::for_each_owned_element(model, canon, false, [&](std::int64_t i, std::int64_t local, std::int64_t opt) {
-    here.set_parameter(local, opt, d.parameters[static_cast<std::size_t>(i)]);
-    here.m[static_cast<std::size_t>(opt)] = static_cast<M>(d.m[static_cast<std::size_t>(i)]);
-    here.v[static_cast<std::size_t>(opt)] = static_cast<M>(d.v[static_cast<std::size_t>(i)]);
-  });
   here.put(model, optimizer);
-  optimizer.set_steps(d.optimizer_steps);
+  optimizer.set_steps(optimizer_steps);
   model.state().sync_parameters();  // ZeRO-1/2: every rank wrote its shards; make the parameters whole again
-  return d.step;
+  return step;
 }
 
 }  // namespace plait::train
