@@ -132,10 +132,10 @@ inline std::vector<Flag> flags(Options& o) {
       {"--grad-accum", "M", "micro-batches per rank per step (sets --batch to DP x micro-batch x M)", i64(o.grad_accum)},
       {"--trace", "FILE", "write the last step's measured pipeline timeline as a Chrome trace (open in Perfetto)",
        str(o.trace)},
-      {"--save", "FILE", "save the training state (parameters, AdamW moments, step) to FILE at the end; any layout "
-       "can resume it", str(o.save)},
+      {"--save", "DIR", "save the training state (parameters, AdamW moments, step) to the directory DIR at the end, "
+       "one file per rank; any layout can resume it", str(o.save)},
       {"--save-every", "N", "also save every N steps (needs --save)", i64(o.save_every)},
-      {"--resume", "FILE", "continue from a saved state: steps (its step + 1) .. --steps, same model shape and data",
+      {"--resume", "DIR", "continue from a saved state: steps (its step + 1) .. --steps, same model shape and data",
        str(o.resume)},
       {"--stop-after", "N", "stop after step N as if the job ended there (saving with --save); the learning rate "
        "schedule still spans --steps", i64(o.stop_after)},
@@ -209,7 +209,7 @@ inline Options parse(int argc, char** argv) {
   PLAIT_CHECK(o.grad_accum >= 0, "--grad-accum must be at least 1");
   PLAIT_CHECK(o.save_every >= 0, "--save-every must be at least 1");
   PLAIT_CHECK(o.stop_after >= 0 && o.stop_after <= o.steps, "--stop-after ", o.stop_after, " must be within --steps ", o.steps);
-  PLAIT_CHECK(o.save_every == 0 || !o.save.empty(), "--save-every ", o.save_every, " needs --save FILE to say where");
+  PLAIT_CHECK(o.save_every == 0 || !o.save.empty(), "--save-every ", o.save_every, " needs --save DIR to say where");
   PLAIT_CHECK(o.sample_tokens >= 0, "--sample-tokens must be 0 (no sample) or more");
   PLAIT_CHECK(o.log_every >= 1, "--log-every must be at least 1");
   PLAIT_CHECK(std::isfinite(o.peak_gflops) && o.peak_gflops >= 0.0,
