@@ -22,7 +22,8 @@ struct Options {
   std::uint64_t seed = 1234;
   std::string metrics;
   std::string runs_csv;  // append the run as a row of the planner's runs format
-  std::string data;
+  std::string data;                // text, or token shards (a path or a glob)
+  std::int64_t vocab = 0;          // 0: 256 for text, the shards' recorded vocabulary for shards
   std::int64_t layers = 4, hidden = 192, heads = 6, kv_heads = 2, ffn = 512, seq_len = 128;
   std::int64_t batch = 16;  // sequences per optimizer step
   std::int64_t micro_batch = 0;  // 0: the whole batch at once
@@ -94,7 +95,11 @@ inline std::vector<Flag> flags(Options& o) {
       {"--metrics", "FILE", "write one JSON object per step to FILE", str(o.metrics)},
       {"--runs-csv", "FILE", "append this run to FILE in the planner's runs format (layout, median step time, "
        "peak memory): `plait-plan evaluate` and `plait-plan fit` read it", str(o.runs_csv)},
-      {"--data", "FILE", "train on this text file instead of the embedded corpus", str(o.data)},
+      {"--data", "FILE|GLOB", "train on this text file (bytes are tokens), or on token shards in the llm.c format "
+       "(a path or a quoted glob such as 'data/train_*.bin'; scripts/prepare_data.py writes them), instead of the "
+       "embedded corpus", str(o.data)},
+      {"--vocab", "N", "the tokenizer's vocabulary for token shards (default: what the shards record; 50257 for "
+       "GPT-2); the model's is padded up to a multiple of --tp", i64(o.vocab)},
       {"--layers", "N", "transformer layers (default 4)", i64(o.layers)},
       {"--hidden", "N", "hidden size (default 192)", i64(o.hidden)},
       {"--heads", "N", "attention heads (default 6)", i64(o.heads)},
@@ -185,6 +190,7 @@ inline Options parse(int argc, char** argv) {
   }
   PLAIT_CHECK(o.steps >= 1, "--steps must be at least 1");
   PLAIT_CHECK(o.batch >= 1, "--batch must be at least 1");
+  PLAIT_CHECK(o.vocab >= 0, "--vocab must be at least 1");
   PLAIT_CHECK(o.micro_batch >= 0, "--micro-batch must be at least 1");
   // The same sentences the Layout's static_asserts give, for flags that would name a layout that cannot exist.
   PLAIT_CHECK(o.zero >= 0 && o.zero <= 3, "ZeroStage<K> takes K = 0, 1, 2 or 3 (got --zero ", o.zero, ").");

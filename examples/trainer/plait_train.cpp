@@ -23,7 +23,8 @@ int main(int argc, char** argv) {
   int rank = 0;
   try {
     rank = plait::comm::Mpi::world().rank();
-    const trainer::Options o = trainer::parse(argc, argv);
+    trainer::Options o = trainer::parse(argc, argv);
+    trainer::resolve_vocab(o);
     trainer::check_before_building(o, plait::comm::Mpi::world().size());
     if (o.device == "cuda") {
 #if PLAIT_TRAIN_CUDA

@@ -102,10 +102,13 @@ int train(const Options& o, Comm world, const Device& device) {
   const bool lead = world.rank() == 0;
   plait::ProcessGrid<Comm> grid(world, Layout::tp::degree, Layout::pp::stages);
 
-  const std::string text = o.data.empty()
-                               ? std::string(reinterpret_cast<const char*>(plait_corpus), plait_corpus_size)
-                               : plait::train::read_text_file(o.data);
-  plait::train::TokenDataset data(plait::train::ByteTokenizer::encode(text), o.seq_len, o.seed);
+  const plait::train::DataSource source =
+      o.data.empty() ? plait::train::DataSource{} : plait::train::describe_data(o.data);
+  plait::train::TokenDataset data(
+      o.data.empty() ? plait::train::ByteTokenizer::encode(
+                           std::string_view(reinterpret_cast<const char*>(plait_corpus), plait_corpus_size))
+                     : plait::train::read_tokens(source, o.vocab),
+      o.seq_len, o.seed);
 
   const plait::ModelConfig config = model_config(o);
   Model model(config, o.seed, grid);
@@ -149,9 +152,14 @@ int train(const Options& o, Comm world, const Device& device) {
                 world.size(), grid.tp_size(), Layout::tp::sequence_parallel ? " (sequence parallel)" : "",
                 grid.pp_size(), o.schedule.c_str(), grid.dp_size(), Layout::zero::stage, o.checkpoint.c_str(),
                 device.per_rank.c_str());
-    std::printf("data: %lld tokens (bytes); %lld sequences of %lld per step (micro-batch %lld x %lld per rank); "
+    std::string kind = "bytes";
+    if (source.shards)
+      kind = std::to_string(source.files.size()) + " token shard" + (source.files.size() > 1 ? "s" : "") +
+             ", vocabulary " + std::to_string(o.vocab) +
+             (config.vocab > o.vocab ? " padded to " + std::to_string(config.vocab) : "");
+    std::printf("data: %lld tokens (%s); %lld sequences of %lld per step (micro-batch %lld x %lld per rank); "
                 "MFU against %.1f GFLOP/s per rank (%s)\n",
-                static_cast<long long>(data.size()), static_cast<long long>(tc.global_batch), static_cast<long long>(o.seq_len),
+                static_cast<long long>(data.size()), kind.c_str(), static_cast<long long>(tc.global_batch), static_cast<long long>(o.seq_len),
                 static_cast<long long>(tc.micro_batch), static_cast<long long>(trainer.grad_accum()), peak / 1e9,
                 device.peak_source.c_str());
     if (Layout::pp::stages > 1 && trainer.grad_accum() < Layout::pp::stages)
@@ -238,9 +246,19 @@ int train(const Options& o, Comm world, const Device& device) {
                step_seconds, peak_bytes);
     std::printf("runs: appended to %s (plait-plan evaluate --in %s ...)\n", o.runs_csv.c_str(), o.runs_csv.c_str());
   }
-  if (o.sample_tokens > 0) {  // every rank takes part (the model's collectives), rank 0 prints
+  if (o.sample_tokens > 0 && !source.shards) {  // every rank takes part (the model's collectives), rank 0 prints
     auto tokens = plait::train::sample(model, plait::train::ByteTokenizer::encode(o.prompt), o.sample_tokens, 0.8, o.seed);
     if (lead) std::printf("sample:\n%s\n", printable(plait::train::ByteTokenizer::decode(tokens)).c_str());
+  } else if (o.sample_tokens > 0) {  // plait holds no tokenizer for shards: token ids, after the data's first 8
+    std::vector<std::int32_t> prompt(static_cast<std::size_t>(o.seq_len)), unused(prompt.size());
+    data.window(0, 0, prompt.data(), unused.data());
+    prompt.resize(std::min<std::size_t>(8, prompt.size()));
+    auto tokens = plait::train::sample(model, prompt, o.sample_tokens, 0.8, o.seed);
+    if (lead) {
+      std::string ids;
+      for (std::int32_t t : tokens) ids += std::to_string(t) + " ";
+      std::printf("sample (token ids; the first 8 from the data):\n%s\n", ids.c_str());
+    }
   }
   return 0;
 }

@@ -17,9 +17,38 @@
 
 namespace trainer {
 
+// The tokenizer's vocabulary: 256 for text (bytes), for token shards --vocab or what they record. Sets o.vocab, or
+// says what to give.
+inline void resolve_vocab(Options& o) {
+  if (o.data.empty()) {
+    PLAIT_CHECK(o.vocab == 0 || o.vocab == plait::train::ByteTokenizer::vocab, "--vocab ", o.vocab,
+                ": the embedded corpus is text, whose tokens are bytes (vocabulary 256); --vocab is for token shards");
+    o.vocab = plait::train::ByteTokenizer::vocab;
+    return;
+  }
+  const plait::train::DataSource d = plait::train::describe_data(o.data);
+  if (!d.shards) {
+    PLAIT_CHECK(o.vocab == 0 || o.vocab == d.vocab, "--vocab ", o.vocab, ": '", o.data,
+                "' is text, whose tokens are bytes (vocabulary 256); --vocab is for token shards");
+    o.vocab = d.vocab;
+    return;
+  }
+  PLAIT_CHECK(o.vocab > 0 || d.vocab > 0, "the token shards '", o.data, "' do not record their vocabulary (llm.c's "
+              "do not): give the tokenizer's --vocab (50257 for GPT-2, 32000 for LLaMA 2, 128256 for LLaMA 3)");
+  PLAIT_CHECK(o.vocab == 0 || d.vocab == 0 || o.vocab >= d.vocab, "--vocab ", o.vocab, " is smaller than the "
+              "vocabulary of ", d.vocab, " the shards '", o.data, "' record: drop --vocab or give at least ", d.vocab);
+  if (o.vocab == 0) o.vocab = d.vocab;
+}
+
+// The model's vocabulary: the tokenizer's padded up to a multiple of TP (the padding rows are never a target).
+inline std::int64_t model_vocab(const Options& o) {
+  const std::int64_t vocab = o.vocab > 0 ? o.vocab : plait::train::ByteTokenizer::vocab;
+  return (vocab + o.tp - 1) / o.tp * o.tp;
+}
+
 inline plait::ModelConfig model_config(const Options& o) {
   plait::ModelConfig config;
-  config.vocab = plait::train::ByteTokenizer::vocab;
+  config.vocab = model_vocab(o);
   config.hidden = o.hidden;
   config.layers = o.layers;
   config.heads = o.heads;
@@ -60,12 +89,8 @@ inline void check_before_building(const Options& o, int world_size) {
   plait::model::check_layout(model_config(o), {o.tp, o.pp, chunks_per_stage(o)}, world_size, tc.global_batch,
                              tc.micro_batch);
   tc.validate(dp);
-  if (!o.data.empty()) {  // bytes are tokens (ByteTokenizer): the size says enough without reading the file
-    plait::train::open_text_file(o.data);
-    std::error_code error;
-    const auto bytes = std::filesystem::file_size(o.data, error);
-    if (!error) plait::train::check_enough_tokens(static_cast<std::int64_t>(bytes), o.seq_len);
-  }
+  if (!o.data.empty())  // from sizes and headers alone, without reading the tokens
+    plait::train::check_enough_tokens(plait::train::describe_data(o.data).tokens, o.seq_len);
 }
 
 }  // namespace trainer

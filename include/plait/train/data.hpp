@@ -1,9 +1,14 @@
-// Token data: a byte-level tokenizer (vocabulary 256, no merges) and a dataset that cuts (input, target) windows
-// of seq + 1 tokens from one token stream. Which window a sequence gets depends only on (seed, step, index in the
+// Token data: a byte-level tokenizer (vocabulary 256, no merges), token shards in the llm.c / nanoGPT format, and a
+// dataset that cuts (input, target) windows of seq + 1 tokens from one token stream. Which window a sequence gets depends only on (seed, step, index in the
 // global batch), so data-parallel ranks reading disjoint parts of a global batch see exactly what one rank would.
 #pragma once
 
+#include <glob.h>
+
+#include <algorithm>
 #include <cstdint>
+#include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <string>
@@ -47,6 +52,137 @@ inline std::string read_text_file(const std::string& path) {
   std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   PLAIT_CHECK(!in.bad(), "error while reading data file '", path, "'");
   return text;
+}
+
+// A token shard: a header of 256 int32 (magic 20240520, version 1 for uint16 tokens or 2 for uint32, the token
+// count; plait's scripts/prepare_data.py also writes the vocabulary size in the fourth, which llm.c leaves 0), then
+// the tokens.
+struct ShardHeader {
+  static constexpr std::int32_t magic = 20240520;
+  static constexpr std::int64_t bytes = 256 * 4;
+  int version = 1;
+  std::int64_t tokens = 0;
+  std::int64_t vocab = 0;  // 0: not recorded
+  std::int64_t token_bytes() const { return version == 1 ? 2 : 4; }
+};
+
+// Whether the file starts with a shard's magic (else --data is text).
+inline bool is_token_shard(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::int32_t first = 0;
+  return in.read(reinterpret_cast<char*>(&first), 4) && first == ShardHeader::magic;
+}
+
+// Reads and checks a shard's header against the file's size: a wrong version or a truncated file is named.
+inline ShardHeader read_shard_header(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  PLAIT_CHECK(in.good(), "cannot open token shard '", path, "'");
+  std::int32_t h[256] = {};
+  PLAIT_CHECK(in.read(reinterpret_cast<char*>(h), sizeof h).good(), "token shard '", path,
+              "' is shorter than its 1024-byte header: the file is truncated");
+  PLAIT_CHECK(h[0] == ShardHeader::magic, "'", path, "' is not a token shard (its first int32 is ", h[0], ", not ",
+              ShardHeader::magic, ")");
+  PLAIT_CHECK(h[1] == 1 || h[1] == 2, "token shard '", path, "' has version ", h[1],
+              ": plait reads version 1 (uint16 tokens) and 2 (uint32 tokens)");
+  ShardHeader header;
+  header.version = h[1];
+  header.tokens = static_cast<std::uint32_t>(h[2]);
+  header.vocab = h[3] > 0 ? h[3] : 0;
+  std::error_code error;
+  const auto size = static_cast<std::int64_t>(std::filesystem::file_size(path, error));
+  PLAIT_CHECK(!error, "cannot read the size of token shard '", path, "'");
+  const std::int64_t expected = ShardHeader::bytes + header.tokens * header.token_bytes();
+  PLAIT_CHECK(size == expected, "token shard '", path, "' holds ", size, " bytes, its header says ", header.tokens,
+              " tokens of ", header.token_bytes(), " bytes (", expected, " bytes): the file is ",
+              size < expected ? "truncated; write it again" : "longer than its header says; write it again");
+  return header;
+}
+
+// The shard's tokens, each checked against the vocabulary (when vocab > 0).
+inline std::vector<std::int32_t> read_shard(const std::string& path, std::int64_t vocab) {
+  const ShardHeader header = read_shard_header(path);
+  std::ifstream in(path, std::ios::binary);
+  in.seekg(ShardHeader::bytes);
+  std::vector<std::int32_t> out(static_cast<std::size_t>(header.tokens));
+  std::vector<char> raw(static_cast<std::size_t>(header.tokens * header.token_bytes()));
+  PLAIT_CHECK(in.read(raw.data(), static_cast<std::streamsize>(raw.size())).good(), "error while reading token shard '",
+              path, "'");
+  for (std::size_t i = 0; i < out.size(); ++i) {
+    std::uint32_t t = 0;
+    if (header.version == 1) {
+      std::uint16_t v;
+      std::memcpy(&v, raw.data() + 2 * i, 2);
+      t = v;
+    } else {
+      std::memcpy(&t, raw.data() + 4 * i, 4);
+    }
+    PLAIT_CHECK(vocab <= 0 || t < static_cast<std::uint64_t>(vocab), "token ", t, " at position ", i, " of shard '",
+                path, "' is outside the vocabulary of ", vocab, ": give the tokenizer's --vocab");
+    out[i] = static_cast<std::int32_t>(t);
+  }
+  return out;
+}
+
+// The files --data names: a path, or a glob pattern (sorted), e.g. "data/train_*.bin".
+inline std::vector<std::string> data_files(const std::string& spec) {
+  if (spec.find_first_of("*?[") == std::string::npos) return {spec};
+  glob_t g{};
+  const int status = ::glob(spec.c_str(), 0, nullptr, &g);
+  std::vector<std::string> files;
+  if (status == 0)
+    for (std::size_t i = 0; i < g.gl_pathc; ++i) files.emplace_back(g.gl_pathv[i]);
+  globfree(&g);
+  PLAIT_CHECK(!files.empty(), "no file matches --data '", spec, "'");
+  std::sort(files.begin(), files.end());
+  return files;
+}
+
+// What --data holds, from headers and sizes alone: text (bytes are tokens) or token shards (their total count and
+// the vocabulary the first one records, which all must agree on).
+struct DataSource {
+  std::vector<std::string> files;
+  bool shards = false;
+  std::int64_t tokens = 0;
+  std::int64_t vocab = 0;  // shards: as recorded (0: not recorded); text: 256
+};
+
+inline DataSource describe_data(const std::string& spec) {
+  DataSource d;
+  d.files = data_files(spec);
+  d.shards = is_token_shard(d.files.front());
+  for (const std::string& f : d.files) {
+    if (!d.shards) {
+      PLAIT_CHECK(d.files.size() == 1, "--data '", spec, "' names several files and '", d.files.front(),
+                  "' is not a token shard: give one text file, or token shards (scripts/prepare_data.py writes them)");
+      std::ifstream in(f, std::ios::binary);
+      PLAIT_CHECK(in.good(), "cannot open data file '", f, "': check the path given to --data");
+      std::error_code error;
+      d.tokens = static_cast<std::int64_t>(std::filesystem::file_size(f, error));
+      PLAIT_CHECK(!error, "cannot read the size of data file '", f, "'");
+      d.vocab = ByteTokenizer::vocab;
+      continue;
+    }
+    PLAIT_CHECK(is_token_shard(f), "'", f, "' is not a token shard, and '", d.files.front(),
+                "' is: --data takes text or shards, not both");
+    const ShardHeader h = read_shard_header(f);
+    PLAIT_CHECK(f == d.files.front() || h.vocab == d.vocab, "token shard '", f, "' records a vocabulary of ", h.vocab,
+                " and '", d.files.front(), "' one of ", d.vocab, ": shards of one run come from one tokenizer");
+    if (f == d.files.front()) d.vocab = h.vocab;
+    d.tokens += h.tokens;
+  }
+  return d;
+}
+
+// The token stream of --data: a text file's bytes, or the shards' tokens one after the other.
+inline std::vector<std::int32_t> read_tokens(const DataSource& d, std::int64_t vocab) {
+  if (!d.shards) return ByteTokenizer::encode(read_text_file(d.files.front()));
+  std::vector<std::int32_t> all;
+  all.reserve(static_cast<std::size_t>(d.tokens));
+  for (const std::string& f : d.files) {
+    const std::vector<std::int32_t> part = read_shard(f, vocab);
+    all.insert(all.end(), part.begin(), part.end());
+  }
+  return all;
 }
 
 class TokenDataset {
