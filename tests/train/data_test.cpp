@@ -76,7 +76,7 @@ std::string error_of(const std::function<void()>& f) {
 
 }  // namespace
 
-TEST_CASE("token shards: uint16 and uint32 tokens read back, a glob concatenates them in order", "[train][data]") {
+TEST_CASE("token shards: uint16 and uint32 tokens read back and a glob concatenates them in order", "[train][data]") {
   const std::string a = write_shard("glob_a.bin", {1, 2, 65535, 7}, 1, 70000);
   const std::string b = write_shard("glob_b.bin", {69999, 0, 3}, 2, 70000);
   CHECK(plait::train::is_token_shard(a));
@@ -89,7 +89,7 @@ TEST_CASE("token shards: uint16 and uint32 tokens read back, a glob concatenates
   CHECK(plait::train::read_tokens(d, d.vocab) == std::vector<std::int32_t>{1, 2, 65535, 7, 69999, 0, 3});
 }
 
-TEST_CASE("token shards: truncated, wrong version, out-of-vocabulary and mixed inputs are named", "[train][data]") {
+TEST_CASE("token shards: a truncated file or a wrong version or an out-of-vocabulary token or mixed inputs are named", "[train][data]") {
   const std::string cut = write_shard("cut.bin", {1, 2, 3, 4}, 1, 0, 3);
   CHECK_THAT(error_of([&] { plait::train::read_shard_header(cut); }),
              Catch::Contains("holds 1029 bytes, its header says 4 tokens of 2 bytes (1032 bytes): the file is truncated"));
