@@ -246,18 +246,22 @@ int train(const Options& o, Comm world, const Device& device) {
                step_seconds, peak_bytes);
     std::printf("runs: appended to %s (plait-plan evaluate --in %s ...)\n", o.runs_csv.c_str(), o.runs_csv.c_str());
   }
-  if (o.sample_tokens > 0 && !source.shards) {  // every rank takes part (the model's collectives), rank 0 prints
-    auto tokens = plait::train::sample(model, plait::train::ByteTokenizer::encode(o.prompt), o.sample_tokens, 0.8, o.seed);
-    if (lead) std::printf("sample:\n%s\n", printable(plait::train::ByteTokenizer::decode(tokens)).c_str());
-  } else if (o.sample_tokens > 0) {  // plait holds no tokenizer for shards: token ids, after the data's first 8
-    std::vector<std::int32_t> prompt(static_cast<std::size_t>(o.seq_len)), unused(prompt.size());
-    data.window(0, 0, prompt.data(), unused.data());
-    prompt.resize(std::min<std::size_t>(8, prompt.size()));
-    auto tokens = plait::train::sample(model, prompt, o.sample_tokens, 0.8, o.seed);
-    if (lead) {
+  if (o.sample_tokens > 0) {  // every rank takes part (the model's collectives), rank 0 prints
+    // plait holds no tokenizer for shards: their sample is token ids, after the data's first 8.
+    std::vector<std::int32_t> prompt = plait::train::ByteTokenizer::encode(o.prompt);
+    if (source.shards) {
+      std::vector<std::int32_t> targets(static_cast<std::size_t>(o.seq_len));
+      prompt.resize(targets.size());
+      data.window(0, 0, prompt.data(), targets.data());
+      prompt.resize(std::min<std::size_t>(8, prompt.size()));
+    }
+    const auto tokens = plait::train::sample(model, prompt, o.sample_tokens, 0.8, o.seed);
+    if (lead && source.shards) {
       std::string ids;
       for (std::int32_t t : tokens) ids += std::to_string(t) + " ";
       std::printf("sample (token ids; the first 8 from the data):\n%s\n", ids.c_str());
+    } else if (lead) {
+      std::printf("sample:\n%s\n", printable(plait::train::ByteTokenizer::decode(tokens)).c_str());
     }
   }
   return 0;

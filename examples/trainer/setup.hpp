@@ -20,19 +20,15 @@ namespace trainer {
 // The tokenizer's vocabulary: 256 for text (bytes), for token shards --vocab or what they record. Sets o.vocab, or
 // says what to give.
 inline void resolve_vocab(Options& o) {
-  if (o.data.empty()) {
-    PLAIT_CHECK(o.vocab == 0 || o.vocab == plait::train::ByteTokenizer::vocab, "--vocab ", o.vocab,
-                ": the embedded corpus is text, whose tokens are bytes (vocabulary 256); --vocab is for token shards");
+  const bool text = o.data.empty() || !plait::train::is_token_shard(plait::train::data_files(o.data).front());
+  if (text) {
+    PLAIT_CHECK(o.vocab == 0 || o.vocab == plait::train::ByteTokenizer::vocab, "--vocab ", o.vocab, ": '",
+                o.data.empty() ? "the embedded corpus" : o.data, "' is text, whose tokens are bytes (vocabulary 256); "
+                "--vocab is for token shards");
     o.vocab = plait::train::ByteTokenizer::vocab;
     return;
   }
   const plait::train::DataSource d = plait::train::describe_data(o.data);
-  if (!d.shards) {
-    PLAIT_CHECK(o.vocab == 0 || o.vocab == d.vocab, "--vocab ", o.vocab, ": '", o.data,
-                "' is text, whose tokens are bytes (vocabulary 256); --vocab is for token shards");
-    o.vocab = d.vocab;
-    return;
-  }
   PLAIT_CHECK(o.vocab > 0 || d.vocab > 0, "the token shards '", o.data, "' do not record their vocabulary (llm.c's "
               "do not): give the tokenizer's --vocab (50257 for GPT-2, 32000 for LLaMA 2, 128256 for LLaMA 3)");
   PLAIT_CHECK(o.vocab == 0 || d.vocab == 0 || o.vocab >= d.vocab, "--vocab ", o.vocab, " is smaller than the "

@@ -1,6 +1,6 @@
 // Token data: a byte-level tokenizer (vocabulary 256, no merges), token shards in the llm.c / nanoGPT format, and a
-// dataset that cuts (input, target) windows of seq + 1 tokens from one token stream. Which window a sequence gets depends only on (seed, step, index in the
-// global batch), so data-parallel ranks reading disjoint parts of a global batch see exactly what one rank would.
+// dataset that cuts (input, target) windows of seq + 1 tokens from one token stream. Which window a sequence gets
+// depends only on (seed, step, index in the global batch), so data-parallel ranks reading disjoint parts of a global batch see exactly what one rank would.
 #pragma once
 
 #include <glob.h>
@@ -150,24 +150,23 @@ inline DataSource describe_data(const std::string& spec) {
   DataSource d;
   d.files = data_files(spec);
   d.shards = is_token_shard(d.files.front());
+  if (!d.shards) {
+    PLAIT_CHECK(d.files.size() == 1, "--data '", spec, "' names several files and '", d.files.front(),
+                "' is not a token shard: give one text file, or token shards (scripts/prepare_data.py writes them)");
+    open_text_file(d.files.front());
+    std::error_code error;
+    d.tokens = static_cast<std::int64_t>(std::filesystem::file_size(d.files.front(), error));
+    PLAIT_CHECK(!error, "cannot read the size of data file '", d.files.front(), "'");
+    d.vocab = ByteTokenizer::vocab;
+    return d;
+  }
   for (const std::string& f : d.files) {
-    if (!d.shards) {
-      PLAIT_CHECK(d.files.size() == 1, "--data '", spec, "' names several files and '", d.files.front(),
-                  "' is not a token shard: give one text file, or token shards (scripts/prepare_data.py writes them)");
-      std::ifstream in(f, std::ios::binary);
-      PLAIT_CHECK(in.good(), "cannot open data file '", f, "': check the path given to --data");
-      std::error_code error;
-      d.tokens = static_cast<std::int64_t>(std::filesystem::file_size(f, error));
-      PLAIT_CHECK(!error, "cannot read the size of data file '", f, "'");
-      d.vocab = ByteTokenizer::vocab;
-      continue;
-    }
     PLAIT_CHECK(is_token_shard(f), "'", f, "' is not a token shard, and '", d.files.front(),
                 "' is: --data takes text or shards, not both");
     const ShardHeader h = read_shard_header(f);
-    PLAIT_CHECK(f == d.files.front() || h.vocab == d.vocab, "token shard '", f, "' records a vocabulary of ", h.vocab,
-                " and '", d.files.front(), "' one of ", d.vocab, ": shards of one run come from one tokenizer");
     if (f == d.files.front()) d.vocab = h.vocab;
+    PLAIT_CHECK(h.vocab == d.vocab, "token shard '", f, "' records a vocabulary of ", h.vocab, " and '",
+                d.files.front(), "' one of ", d.vocab, ": shards of one run come from one tokenizer");
     d.tokens += h.tokens;
   }
   return d;
