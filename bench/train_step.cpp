@@ -128,7 +128,7 @@ int run(const Options& o) {
 
   // The same batch's forward + backward alone, to split the step into model and optimizer time.
   std::vector<std::int32_t> in(static_cast<std::size_t>(o.batch * o.seq)), tgt(in.size());
-  data.batch(1, 0, o.batch, in.data(), tgt.data());
+  data.batch(0, o.batch, in.data(), tgt.data());
   std::vector<double> fwd_bwd_s;
   for (int s = 0; s < o.steps; ++s) {
     const auto start = Clock::now();

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # plait-train on token shards in the llm.c format, as a user with a tokenizer of their own has them: a glob of two
-# shards (uint16 tokens, a vocabulary of 601 that TP 2 pads to 602) trains under mpirun with a falling loss and prints
-# its sample as token ids; a truncated shard, shards that record no vocabulary, and a glob matching nothing are
+# shards (uint16 tokens, a vocabulary of 601 that TP 2 pads to 602) trains under mpirun with a falling loss and a
+# falling validation loss on a held-out shard, reports the end of its first epoch, and prints its sample as token ids;
+# a truncated shard, shards that record no vocabulary, a glob matching nothing and held-out data of another kind are
 # refused on every rank with what to change.
 # Usage: trainer_shards_test.sh PLAIT_TRAIN MPIEXEC WORK_DIR
 set -euo pipefail
@@ -24,9 +25,19 @@ PY
 run() { timeout 300 "$mpiexec" "${root[@]}" -np "$1" --oversubscribe --bind-to none "${@:2}"; }
 shard train_000.bin 1 601 3000
 shard train_001.bin 1 601 3000
-run 2 "$train" --data 'train_*.bin' --tp 2 --steps 30 --batch 8 --layers 2 --hidden 64 --heads 4 --kv-heads 2 \
-  --ffn 128 --seq-len 32 --lr 1e-2 --sample-tokens 8 --log-every 10 > train.log 2>&1 || { cat train.log; exit 1; }
+shard val_000.bin 1 601 1000
+run 2 "$train" --data 'train_*.bin' --val-data val_000.bin --eval-every 10 --eval-batches 2 --tp 2 --steps 30 \
+  --batch 8 --layers 2 --hidden 64 --heads 4 --kv-heads 2 --ffn 128 --seq-len 32 --lr 1e-2 --sample-tokens 8 \
+  --log-every 10 --metrics train.jsonl > train.log 2>&1 || { cat train.log; exit 1; }
 cat train.log
+# 6002 tokens hold 6001 / 32 - 1 = 186 windows of 32 + 1: the first epoch ends within step 24 (8 sequences a step).
+grep -q "epoch 1 of the data done at step 24 (186 sequences of 32 tokens" train.log || { echo "FAIL: epoch line"; exit 1; }
+mapfile -t val < <(grep -o '"val_loss":[^,}]*' train.jsonl | cut -d: -f2)
+[[ ${#val[@]} == 3 ]] || { echo "FAIL: ${#val[@]} validation losses in the metrics, not 3 (steps 10, 20, 30)"; exit 1; }
+awk -v a="${val[0]}" -v b="${val[2]}" 'BEGIN { exit !(b < a - 0.5) }' ||
+  { echo "FAIL: val_loss ${val[*]} did not fall"; exit 1; }
+grep -q "step    30/30  loss [0-9.]*  val_loss [0-9.]*" train.log || { echo "FAIL: no val_loss in the progress line"; exit 1; }
+echo "val_loss ${val[*]}"
 grep -q "data: 6002 tokens (2 token shards, vocabulary 601 padded to 602)" train.log || { echo "FAIL: data line"; exit 1; }
 grep -q "sample (token ids" train.log || { echo "FAIL: no sample"; exit 1; }
 read -r first last < <(sed -n 's/^done: .*loss \([0-9.]*\) -> \([0-9.]*\),.*/\1 \2/p' train.log)
@@ -49,4 +60,9 @@ refused 2 "do not record their vocabulary (llm.c's do not): give the tokenizer's
 refused 1 "token 600 at position 3000 of shard 'llmc.bin' is outside the vocabulary of 600" --data llmc.bin --vocab 600
 refused 1 "no file matches --data 'nothing_*.bin'" --data 'nothing_*.bin'
 refused 1 "is smaller than the vocabulary of 601" --data train_000.bin --vocab 512
+printf 'held-out text' > val.txt
+refused 2 "--val-data 'val.txt' is text and the training data is token shards" --data train_000.bin --val-data val.txt
+refused 1 "--val-data and --val-fraction both name the held-out data" --data train_000.bin --val-data val_000.bin \
+  --val-fraction 0.1
+refused 1 "--val-fraction 0.001 holds out 3 of the data's 3001 tokens, too few" --data train_000.bin --val-fraction 0.001
 echo "PASS"

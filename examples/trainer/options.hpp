@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include <CLI/CLI.hpp>
+
 #include "plait/core/error.hpp"
 #include "plait/parallel/schedule.hpp"
 
@@ -24,6 +26,11 @@ struct Options {
   std::string runs_csv;  // append the run as a row of the planner's runs format
   std::string data;                // text, or token shards (a path or a glob)
   std::int64_t vocab = 0;          // 0: 256 for text, the shards' recorded vocabulary for shards
+  // Validation: held-out data (its own files, or the end of --data), evaluated every eval_every steps.
+  std::string val_data;
+  double val_fraction = 0.0;
+  std::int64_t eval_every = 0;     // 0: a tenth of the steps (when there is validation data)
+  std::int64_t eval_batches = 4;   // global batches of fixed held-out windows per evaluation
   std::int64_t layers = 4, hidden = 192, heads = 6, kv_heads = 2, ffn = 512, seq_len = 128;
   std::int64_t batch = 16;  // sequences per optimizer step
   std::int64_t micro_batch = 0;  // 0: the whole batch at once
@@ -52,8 +59,11 @@ struct Options {
   // Training state on disk (train/checkpoint.hpp); layout-independent, so a run may resume under another layout.
   std::string save;                // write the state here at the end (and every --save-every steps)
   std::int64_t save_every = 0;
+  bool save_async = false;         // snapshot to host memory at the step, write on a thread while training goes on
+  std::int64_t keep_last = 0;      // > 0: each save in DIR/step-N, the newest K kept
   std::string resume;              // start from this state: its step + 1 up to --steps
   std::int64_t stop_after = 0;     // stop after this step (a job's time limit); 0: run to --steps
+  std::string config;              // every flag's value, as --config reads them (written beside metrics and checkpoints)
 };
 
 // The C++ type of the layout the flags name, e.g. plait::Layout<plait::TensorParallel<2>, ...>.
@@ -79,19 +89,32 @@ inline bool compiled_in(const Options& o) {
   return o.pp == 1 && o.checkpoint == "none" && o.schedule == "1f1b" && (o.tp == 1 || o.tp == 2 || o.tp == 4 || o.tp == 8);
 }
 
+// One flag: its name, the name of its value (empty: a switch), its help, and how it is added to the parser (bound to
+// its field of Options).
 struct Flag {
   std::string name, value_name, help;
-  std::function<void(const std::string&)> set;
+  std::function<CLI::Option*(CLI::App&, const std::string& name, const std::string& help)> add;
 };
 
 inline std::vector<Flag> flags(Options& o) {
-  auto i64 = [](std::int64_t& target) { return [&target](const std::string& v) { target = std::stoll(v); }; };
-  auto f64 = [](double& target) { return [&target](const std::string& v) { target = std::stod(v); }; };
-  auto str = [](std::string& target) { return [&target](const std::string& v) { target = v; }; };
+  auto bind = [](auto& target) {
+    return [&target](CLI::App& app, const std::string& name, const std::string& help) {
+      return app.add_option(name, target, help);
+    };
+  };
+  auto i64 = [&](std::int64_t& target) { return bind(target); };
+  auto i32 = [&](int& target) { return bind(target); };
+  auto f64 = [&](double& target) { return bind(target); };
+  auto str = [&](std::string& target) { return bind(target); };
+  auto on = [](bool& target) {
+    return [&target](CLI::App& app, const std::string& name, const std::string& help) {
+      return app.add_flag(name, target, help);
+    };
+  };
   return {
       {"--steps", "N", "optimizer steps (default 200)", i64(o.steps)},
       {"--seed", "S", "seed of initialization, data order and sampling (default 1234)",
-       [&o](const std::string& v) { o.seed = std::stoull(v); }},
+       bind(o.seed)},
       {"--metrics", "FILE", "write one JSON object per step to FILE", str(o.metrics)},
       {"--runs-csv", "FILE", "append this run to FILE in the planner's runs format (layout, median step time, "
        "peak memory): `plait-plan evaluate` and `plait-plan fit` read it", str(o.runs_csv)},
@@ -100,6 +123,13 @@ inline std::vector<Flag> flags(Options& o) {
        "embedded corpus", str(o.data)},
       {"--vocab", "N", "the tokenizer's vocabulary for token shards (default: what the shards record; 50257 for "
        "GPT-2); the model's is padded up to a multiple of --tp", i64(o.vocab)},
+      {"--val-data", "FILE|GLOB", "held-out data for the validation loss (text or token shards, like --data)",
+       str(o.val_data)},
+      {"--val-fraction", "F", "hold out the last fraction F of --data (or of the embedded corpus) for the validation "
+       "loss instead of training on it", f64(o.val_fraction)},
+      {"--eval-every", "N", "compute the validation loss every N steps and at the last (default: a tenth of --steps)",
+       i64(o.eval_every)},
+      {"--eval-batches", "K", "global batches of fixed held-out windows per validation (default 4)", i64(o.eval_batches)},
       {"--layers", "N", "transformer layers (default 4)", i64(o.layers)},
       {"--hidden", "N", "hidden size (default 192)", i64(o.hidden)},
       {"--heads", "N", "attention heads (default 6)", i64(o.heads)},
@@ -113,25 +143,28 @@ inline std::vector<Flag> flags(Options& o) {
       {"--min-lr-ratio", "X", "final learning rate as a fraction of the peak (default 0.1)", f64(o.min_lr_ratio)},
       {"--weight-decay", "X", "AdamW weight decay, not applied to norms (default 0.1)", f64(o.weight_decay)},
       {"--clip", "X", "clip gradients to this global L2 norm; 0 turns clipping off (default 1.0)", f64(o.clip)},
-      {"--tied", "", "tie the LM head to the embedding", [&o](const std::string&) { o.tied = true; }},
+      {"--tied", "", "tie the LM head to the embedding", on(o.tied)},
       {"--device", "host|cuda", "train on the CPU (Host backend, MPI ranks) or on GPUs (Cuda<bf16> over NCCL, one rank "
        "per GPU) (default host)", str(o.device)},
       {"--dtype", "float|double|bf16", "precision (default float on the host; bf16 on GPUs, the only one there; bf16: "
        "bf16 weights and activations, fp32 gradients and master weights)", str(o.dtype)},
       {"--peak-gflops", "X", "peak GFLOP/s per device for MFU (default: on GPUs their dense bf16 peak, 989 TFLOP/s "
        "for H100/H200; on the CPU the BLAS GEMM rate measured at start)", f64(o.peak_gflops)},
-      {"--peak-tflops", "X", "the same in TFLOP/s", [&o](const std::string& v) { o.peak_gflops = 1000.0 * std::stod(v); }},
+      {"--peak-tflops", "X", "the same in TFLOP/s", 
+       [&o](CLI::App& app, const std::string& name, const std::string& help) {
+         return app.add_option_function<double>(name, [&o](const double& v) { o.peak_gflops = 1000.0 * v; }, help);
+       }},
       {"--sample-tokens", "N", "bytes to generate at the end (default 200; 0: none)", i64(o.sample_tokens)},
       {"--prompt", "TEXT", "start of the generated sample (default \"plait \")", str(o.prompt)},
       {"--log-every", "N", "print a progress line every N steps (default 1)",
-       [&o](const std::string& v) { o.log_every = std::stoi(v); }},
+       i32(o.log_every)},
       {"--tp", "N", "tensor-parallel degree: 1, 2, 4 or 8 (default 1); data parallelism takes the rest of the world",
-       [&o](const std::string& v) { o.tp = std::stoi(v); }},
-      {"--sp", "", "sequence parallelism for norms and residuals (needs --tp > 1)", [&o](const std::string&) { o.sp = true; }},
+       i32(o.tp)},
+      {"--sp", "", "sequence parallelism for norms and residuals (needs --tp > 1)", on(o.sp)},
       {"--zero", "K", "ZeRO stage over the data-parallel ranks: 0, 1, 2 or 3 (default 0)",
-       [&o](const std::string& v) { o.zero = std::stoi(v); }},
+       i32(o.zero)},
       {"--pp", "N", "pipeline stages (default 1); data parallelism takes world / (TP x PP)",
-       [&o](const std::string& v) { o.pp = std::stoi(v); }},
+       i32(o.pp)},
       {"--schedule", "S", "pipeline schedule: gpipe, 1f1b, interleaved:V or zb (default 1f1b)", str(o.schedule)},
       {"--checkpoint", "P", "activation checkpointing: none, full, selective or every:K (default none)", str(o.checkpoint)},
       {"--grad-accum", "M", "micro-batches per rank per step (sets --batch to DP x micro-batch x M)", i64(o.grad_accum)},
@@ -140,8 +173,12 @@ inline std::vector<Flag> flags(Options& o) {
       {"--save", "DIR", "save the training state (parameters, AdamW moments, step) to the directory DIR at the end, "
        "one file per rank; any layout can resume it", str(o.save)},
       {"--save-every", "N", "also save every N steps (needs --save)", i64(o.save_every)},
-      {"--resume", "DIR", "continue from a saved state: steps (its step + 1) .. --steps, same model shape and data",
-       str(o.resume)},
+      {"--save-async", "", "write checkpoints in the background: the state is copied to host memory at the step and "
+       "written while training goes on (the next save, or the end, waits for it)", on(o.save_async)},
+      {"--keep-last", "K", "keep the newest K checkpoints, each in DIR/step-NNNNNNNN (--resume DIR takes the newest); "
+       "default: one, DIR itself, replaced at each save", i64(o.keep_last)},
+      {"--resume", "DIR", "continue from a saved state: steps (its step + 1) .. --steps, same model shape and data; "
+       "DIR may be a --keep-last directory (its newest checkpoint)", str(o.resume)},
       {"--stop-after", "N", "stop after step N as if the job ended there (saving with --save); the learning rate "
        "schedule still spans --steps", i64(o.stop_after)},
       {"--jit-cache", "DIR", "where layouts that are not compiled in are built and kept (default ~/.cache/plait)",
@@ -149,14 +186,13 @@ inline std::vector<Flag> flags(Options& o) {
   };
 }
 
-inline void print_help(std::vector<Flag>& all) {
-  std::printf("usage: [mpirun -np P] plait-train [flags]\n\nTrains a LLaMA-style model on the embedded corpus (plait's own text) or --data FILE.\nUnder mpirun, the P ranks form TP x DP (DP = P / TP).\n\n");
-  for (const Flag& f : all) {
-    const std::string left = f.name + (f.value_name.empty() ? "" : " " + f.value_name);
-    std::printf("  %-26s %s\n", left.c_str(), f.help.c_str());
+// The help lists each flag with the name of its value; defaults are in the help texts.
+class HelpFormatter : public CLI::Formatter {
+ public:
+  std::string make_option_opts(const CLI::Option* opt) const override {
+    return opt->get_type_name().empty() ? "" : " " + opt->get_type_name();
   }
-  std::printf("  %-26s %s\n", "--help", "this list");
-}
+};
 
 // Whether `text` is a whole number of at least `least` (the V of interleaved:V, the K of every:K).
 inline bool count_at_least(const std::string& text, int least) {
@@ -164,30 +200,36 @@ inline bool count_at_least(const std::string& text, int least) {
          std::stoi(text) >= least;
 }
 
+// The run's flags as `--config` reads them (one `name=value` a line, TOML), every flag with its value: what
+// plait-train writes beside its metrics and into its checkpoints, so that the run can be repeated exactly.
+inline std::string config_text(const CLI::App& app) { return app.config_to_str(true, false); }
+
 inline Options parse(int argc, char** argv) {
   Options o;
-  std::vector<Flag> all = flags(o);
-  for (int i = 1; i < argc; ++i) {
-    const std::string arg = argv[i];
-    if (arg == "--help" || arg == "-h") {
-      print_help(all);
-      std::exit(0);
-    }
-    const Flag* found = nullptr;
-    for (const Flag& f : all)
-      if (f.name == arg) found = &f;
-    PLAIT_CHECK(found != nullptr, "unknown flag '", arg, "': see plait-train --help");
-    std::string value;
-    if (!found->value_name.empty()) {
-      PLAIT_CHECK(i + 1 < argc, "flag ", arg, " needs a value (", found->value_name, ")");
-      value = argv[++i];
-    }
-    try {
-      found->set(value);
-    } catch (const std::logic_error&) {
-      plait::core::fail("flag ", arg, " needs a number, got '", value, "'");
-    }
+  CLI::App app("Trains a LLaMA-style model on the embedded corpus (plait's own text) or --data FILE.\nUnder mpirun, "
+               "the P ranks form TP x PP x DP (DP = P / (TP x PP)).", "plait-train");
+  app.formatter(std::make_shared<HelpFormatter>());
+  app.get_formatter()->column_width(30);
+  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);  // a flag given twice: the last wins
+  for (const Flag& f : flags(o)) {
+    CLI::Option* option = f.add(app, f.name, f.help);
+    option->type_name(f.value_name);
+    if (!f.value_name.empty()) option->capture_default_str();  // --config's file lists every value
   }
+  app.set_config("--config", "", "read flags from FILE, one name=value a line (TOML, the format plait-train writes "
+                 "beside its metrics as METRICS.config); flags given on the command line win")->type_name("FILE");
+  app.allow_extras();
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp&) {
+    std::printf("%s", app.help().c_str());
+    std::exit(0);
+  } catch (const CLI::ParseError& e) {
+    plait::core::fail(e.what(), ": see plait-train --help");
+  }
+  const std::vector<std::string> extra = app.remaining();
+  PLAIT_CHECK(extra.empty(), "unknown flag '", extra.empty() ? "" : extra.front(), "': see plait-train --help");
+  o.config = config_text(app);
   PLAIT_CHECK(o.steps >= 1, "--steps must be at least 1");
   PLAIT_CHECK(o.batch >= 1, "--batch must be at least 1");
   PLAIT_CHECK(o.vocab >= 0, "--vocab must be at least 1");
@@ -216,6 +258,9 @@ inline Options parse(int argc, char** argv) {
   PLAIT_CHECK(o.save_every >= 0, "--save-every must be at least 1");
   PLAIT_CHECK(o.stop_after >= 0 && o.stop_after <= o.steps, "--stop-after ", o.stop_after, " must be within --steps ", o.steps);
   PLAIT_CHECK(o.save_every == 0 || !o.save.empty(), "--save-every ", o.save_every, " needs --save DIR to say where");
+  PLAIT_CHECK(o.keep_last >= 0 && o.keep_last < 1000000, "--keep-last must be at least 1 (or 0: one checkpoint, DIR itself)");
+  PLAIT_CHECK(o.keep_last == 0 || !o.save.empty(), "--keep-last ", o.keep_last, " needs --save DIR to say where");
+  PLAIT_CHECK(!o.save_async || !o.save.empty(), "--save-async needs --save DIR to say where");
   PLAIT_CHECK(o.sample_tokens >= 0, "--sample-tokens must be 0 (no sample) or more");
   PLAIT_CHECK(o.log_every >= 1, "--log-every must be at least 1");
   PLAIT_CHECK(std::isfinite(o.peak_gflops) && o.peak_gflops >= 0.0,
@@ -226,6 +271,13 @@ inline Options parse(int argc, char** argv) {
               o.dtype, "'");
   PLAIT_CHECK(o.device == "host" || o.dtype == "bf16", "--device cuda trains in bf16 (fp32 gradients, master weights "
               "and moments); --dtype ", o.dtype, " runs on --device host");
+  PLAIT_CHECK(o.val_data.empty() || o.val_fraction == 0.0, "--val-data and --val-fraction both name the held-out "
+              "data: give one");
+  PLAIT_CHECK(std::isfinite(o.val_fraction) && o.val_fraction >= 0.0 && o.val_fraction < 1.0,
+              "--val-fraction is the share of the data held out, from 0 to below 1 (0.05: 5%), got ", o.val_fraction);
+  PLAIT_CHECK(o.eval_every >= 0, "--eval-every must be at least 1");
+  PLAIT_CHECK(o.eval_batches >= 1, "--eval-batches must be at least 1");
+  if (o.eval_every == 0) o.eval_every = std::max<std::int64_t>(1, o.steps / 10);
   if (o.warmup == 0) o.warmup = std::max<std::int64_t>(1, o.steps / 10);
   return o;
 }

@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <exception>
 #include <fstream>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -104,11 +105,22 @@ int train(const Options& o, Comm world, const Device& device) {
 
   const plait::train::DataSource source =
       o.data.empty() ? plait::train::DataSource{} : plait::train::describe_data(o.data);
-  plait::train::TokenDataset data(
+  std::vector<std::int32_t> tokens =
       o.data.empty() ? plait::train::ByteTokenizer::encode(
                            std::string_view(reinterpret_cast<const char*>(plait_corpus), plait_corpus_size))
-                     : plait::train::read_tokens(source, o.vocab),
-      o.seq_len, o.seed);
+                     : plait::train::read_tokens(source, o.vocab);
+  // Held-out data: its own files, or the last --val-fraction of the stream, which training then never sees.
+  std::vector<std::int32_t> val_tokens;
+  if (!o.val_data.empty()) {
+    val_tokens = plait::train::read_tokens(check_validation_data(o), o.vocab);
+  } else if (o.val_fraction > 0.0) {
+    const std::int64_t held = held_out_tokens(o, static_cast<std::int64_t>(tokens.size()));
+    val_tokens.assign(tokens.end() - held, tokens.end());
+    tokens.resize(tokens.size() - static_cast<std::size_t>(held));
+  }
+  plait::train::TokenDataset data(std::move(tokens), o.seq_len, o.seed);
+  std::optional<plait::train::TokenDataset> validation;
+  if (!val_tokens.empty()) validation.emplace(std::move(val_tokens), o.seq_len, o.seed);
 
   const plait::ModelConfig config = model_config(o);
   Model model(config, o.seed, grid);
@@ -136,9 +148,11 @@ int train(const Options& o, Comm world, const Device& device) {
   plait::train::Trainer<Model> trainer(model, tc);
   std::int64_t first_step = 1;
   const std::int64_t last_step = o.stop_after > 0 ? o.stop_after : o.steps;
+  std::string resumed_from;
   if (!o.resume.empty()) {
-    const std::int64_t saved = plait::train::load_checkpoint(o.resume, model, trainer.optimizer());
-    PLAIT_CHECK(saved < last_step, "the checkpoint '", o.resume, "' is at step ", saved, " and the run ends at step ",
+    resumed_from = plait::train::resume_path(o.resume);
+    const std::int64_t saved = plait::train::load_checkpoint(resumed_from, model, trainer.optimizer());
+    PLAIT_CHECK(saved < last_step, "the checkpoint '", resumed_from, "' is at step ", saved, " and the run ends at step ",
                 last_step, ": nothing left to train; give --steps (or --stop-after) above ", saved);
     first_step = saved + 1;
   }
@@ -168,9 +182,16 @@ int train(const Options& o, Comm world, const Device& device) {
                   static_cast<long long>(trainer.grad_accum()), Layout::pp::stages,
                   (Layout::pp::stages - 1.0) / static_cast<double>(trainer.grad_accum()), Layout::pp::stages);
     if (first_step > 1)
-      std::printf("resumed: %s at step %lld; training steps %lld..%lld\n", o.resume.c_str(),
+      std::printf("resumed: %s at step %lld; training steps %lld..%lld\n", resumed_from.c_str(),
                   static_cast<long long>(first_step - 1), static_cast<long long>(first_step),
                   static_cast<long long>(last_step));
+    if (validation)
+      std::printf("validation: %lld held-out tokens (%s), %lld x %lld fixed windows every %lld steps; an epoch is %lld "
+                  "sequences (%.1f steps)\n",
+                  static_cast<long long>(validation->size()), o.val_data.empty() ? "the end of the data" : o.val_data.c_str(),
+                  static_cast<long long>(o.eval_batches), static_cast<long long>(tc.global_batch),
+                  static_cast<long long>(o.eval_every), static_cast<long long>(data.windows_per_epoch()),
+                  static_cast<double>(data.windows_per_epoch()) / static_cast<double>(tc.global_batch));
     std::fflush(stdout);
   }
 
@@ -179,32 +200,70 @@ int train(const Options& o, Comm world, const Device& device) {
     open_on_lead(world, [&] {
       metrics.open(o.metrics, first_step > 1 ? std::ios::app : std::ios::trunc);  // a resumed run goes on
       PLAIT_CHECK(metrics.good(), "cannot write the metrics file '", o.metrics, "'");
+      // Beside the metrics, the run's flags in the form --config reads (a resumed run writes its own).
+      std::ofstream config(o.metrics + ".config", std::ios::trunc);
+      config << o.config;
+      PLAIT_CHECK(config.flush().good(), "cannot write the configuration file '", o.metrics, ".config'");
     });
   const auto start = std::chrono::steady_clock::now();
   double first_loss = 0.0, last_loss = 0.0, tokens_per_s_sum = 0.0;
   std::vector<double> step_seconds;  // after the first step (warm-up)
   plait::train::StepMetrics m;
-  auto save = [&](std::int64_t step) {
-    plait::train::save_checkpoint(o.save, model, trainer.optimizer(), step);
-    if (lead) std::printf("saved: %s (step %lld)\n", o.save.c_str(), static_cast<long long>(step));
+  plait::train::CheckpointWriter checkpoints(model, trainer.optimizer(), o.save, o.save_async,
+                                             static_cast<int>(o.keep_last), o.config);
+  auto report_saved = [&](std::int64_t finished) {
+    if (lead && finished > 0)
+      std::printf("saved: %s (step %lld%s)\n", checkpoints.last_path().c_str(), static_cast<long long>(finished),
+                  o.save_async ? ", written in the background" : "");
   };
+  auto save = [&](std::int64_t step) {
+    const auto start_save = std::chrono::steady_clock::now();
+    report_saved(checkpoints.wait());  // a background save still running is finished first
+    checkpoints.save(step);
+    const double held = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_save).count();
+    if (!o.save_async) report_saved(step);
+    else if (lead) std::printf("saving: %s (step %lld) in the background; training was held %.3f s\n",
+                               checkpoints.path_of(step).c_str(), static_cast<long long>(step), held);
+    if (lead) std::fflush(stdout);
+  };
+  double previous_epoch = static_cast<double>((first_step - 1) * tc.global_batch) / static_cast<double>(data.windows_per_epoch());
   for (std::int64_t step = first_step; step <= last_step; ++step) {
     m = trainer.step(data, step);
     if (step == first_step) first_loss = m.loss;
     last_loss = m.loss;
     if (step > first_step || last_step == first_step) tokens_per_s_sum += m.tokens_per_s, step_seconds.push_back(m.step_seconds);
-    if (metrics.is_open()) metrics << m.to_json().dump() << '\n' << std::flush;
-    if (lead && (step % o.log_every == 0 || step == last_step)) {
+    nlohmann::json line = m.to_json();
+    std::string val_text;
+    if (validation && (step % o.eval_every == 0 || step == last_step)) {
+      const double val_loss = trainer.evaluate(*validation, o.eval_batches);
+      line["val_loss"] = val_loss;
+      char buf[32];
+      std::snprintf(buf, sizeof buf, "  val_loss %.4f", val_loss);
+      val_text = buf;
+    }
+    if (metrics.is_open()) metrics << line.dump() << '\n' << std::flush;
+    if (lead && (step % o.log_every == 0 || step == last_step || !val_text.empty())) {
       const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       const double eta = elapsed / static_cast<double>(step - first_step + 1) * static_cast<double>(last_step - step);
-      std::printf("step %5lld/%lld  loss %.4f  lr %.2e  grad_norm %.3f  %8.0f tok/s  mfu %5.1f%%  eta %s\n",
-                  static_cast<long long>(step), static_cast<long long>(o.steps), m.loss, m.lr, m.grad_norm,
-                  m.tokens_per_s, 100.0 * m.mfu, format_duration(eta).c_str());
+      std::printf("step %5lld/%lld  loss %.4f%s  lr %.2e  grad_norm %.3f  %8.0f tok/s  mfu %5.1f%%  eta %s\n",
+                  static_cast<long long>(step), static_cast<long long>(o.steps), m.loss, val_text.c_str(), m.lr,
+                  m.grad_norm, m.tokens_per_s, 100.0 * m.mfu, format_duration(eta).c_str());
       std::fflush(stdout);
     }
+    if (lead && static_cast<std::int64_t>(m.epoch) > static_cast<std::int64_t>(previous_epoch)) {
+      std::printf("epoch %lld of the data done at step %lld (%lld sequences of %lld tokens, each seen once); the next "
+                  "epoch is reshuffled\n",
+                  static_cast<long long>(m.epoch), static_cast<long long>(step),
+                  static_cast<long long>(data.windows_per_epoch()), static_cast<long long>(o.seq_len));
+      std::fflush(stdout);
+    }
+    previous_epoch = m.epoch;
     if (o.save_every > 0 && step % o.save_every == 0 && step != last_step) save(step);
   }
-  if (!o.save.empty()) save(last_step);
+  if (!o.save.empty()) {
+    save(last_step);
+    report_saved(checkpoints.wait());  // a background save finishes before the run ends
+  }
   const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   if (tc.record_timeline) {  // the last step's pipeline, as measured: bubble, and a picture of it
     const plait::parallel::Timeline timeline = trainer.gather_timeline();
@@ -252,7 +311,7 @@ int train(const Options& o, Comm world, const Device& device) {
     if (source.shards) {
       std::vector<std::int32_t> targets(static_cast<std::size_t>(o.seq_len));
       prompt.resize(targets.size());
-      data.window(0, 0, prompt.data(), targets.data());
+      data.window(0, prompt.data(), targets.data());
       prompt.resize(std::min<std::size_t>(8, prompt.size()));
     }
     const auto tokens = plait::train::sample(model, prompt, o.sample_tokens, 0.8, o.seed);

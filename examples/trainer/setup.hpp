@@ -75,6 +75,34 @@ inline plait::train::TrainConfig train_config(const Options& o, int dp, double p
   return tc;
 }
 
+// How many of a stream's `tokens` --val-fraction holds out (the last ones), or what to change when either part
+// would not hold one sequence.
+inline std::int64_t held_out_tokens(const Options& o, std::int64_t tokens) {
+  const auto held = static_cast<std::int64_t>(o.val_fraction * static_cast<double>(tokens));
+  PLAIT_CHECK(held > o.seq_len + 1, "--val-fraction ", o.val_fraction, " holds out ", held, " of the data's ", tokens,
+              " tokens, too few for one sequence of ", o.seq_len, " (+1 target): give a larger fraction, more data or "
+              "a shorter --seq-len");
+  PLAIT_CHECK(tokens - held > o.seq_len + 1, "--val-fraction ", o.val_fraction, " leaves ", tokens - held, " of the "
+              "data's ", tokens, " tokens to train on, too few for one sequence of ", o.seq_len, ": give a smaller fraction");
+  return held;
+}
+
+// --val-data against the training data, from sizes and headers alone: tokenized alike, and long enough.
+inline plait::train::DataSource check_validation_data(const Options& o) {
+  const plait::train::DataSource train =
+      o.data.empty() ? plait::train::DataSource{} : plait::train::describe_data(o.data);
+  const plait::train::DataSource val = plait::train::describe_data(o.val_data);
+  auto kind = [](const plait::train::DataSource& d) { return d.shards ? "token shards" : "text"; };
+  PLAIT_CHECK(val.shards == train.shards, "--val-data '", o.val_data, "' is ", kind(val), " and the training data is ",
+              kind(train), ": held-out data must be tokenized as the training data is");
+  PLAIT_CHECK(val.vocab == 0 || train.vocab == 0 || val.vocab == train.vocab, "--val-data '", o.val_data,
+              "' records a vocabulary of ", val.vocab, " and the training data one of ", train.vocab,
+              ": held-out data must come from the training data's tokenizer");
+  PLAIT_CHECK(val.tokens > o.seq_len + 1, "--val-data '", o.val_data, "' has ", val.tokens, " tokens, too few for one "
+              "sequence of ", o.seq_len, " (+1 target): give more held-out data or a shorter --seq-len");
+  return val;
+}
+
 // Every check that needs no layout: the runtime's check of the layout for this model, world and batch
 // (model/layout_check.hpp), the training settings and the data. The Transformer, the ProcessGrid, the Trainer and
 // the dataset make the same ones again when they are built.
@@ -85,8 +113,12 @@ inline void check_before_building(const Options& o, int world_size) {
   plait::model::check_layout(model_config(o), {o.tp, o.pp, chunks_per_stage(o)}, world_size, tc.global_batch,
                              tc.micro_batch);
   tc.validate(dp);
-  if (!o.data.empty())  // from sizes and headers alone, without reading the tokens
-    plait::train::check_enough_tokens(plait::train::describe_data(o.data).tokens, o.seq_len);
+  if (!o.data.empty()) {  // from sizes and headers alone, without reading the tokens
+    const std::int64_t tokens = plait::train::describe_data(o.data).tokens;
+    plait::train::check_enough_tokens(tokens, o.seq_len);
+    if (o.val_fraction > 0.0) held_out_tokens(o, tokens);
+  }
+  if (!o.val_data.empty()) check_validation_data(o);
 }
 
 }  // namespace trainer

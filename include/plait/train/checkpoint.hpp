@@ -25,10 +25,13 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <exception>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -237,6 +240,44 @@ inline void check_checkpoint_writable(const std::string& path) {
   const bool made = std::filesystem::create_directory(probe, ec);
   if (made) std::filesystem::remove(probe, ec);
   PLAIT_CHECK(made, "cannot write the checkpoint '", path, "': its directory is missing or not writable");
+}
+
+// A rotation of checkpoints (--keep-last): ROOT/step-NNNNNNNN, one directory per save.
+inline std::string step_checkpoint_path(const std::string& root, std::int64_t step) {
+  char name[32];
+  std::snprintf(name, sizeof name, "step-%08lld", static_cast<long long>(step));
+  return (std::filesystem::path(root) / name).string();
+}
+
+// The complete checkpoints (those with their metadata.json) of a rotation under `root`, oldest first.
+inline std::vector<std::pair<std::int64_t, std::string>> step_checkpoints(const std::string& root) {
+  std::vector<std::pair<std::int64_t, std::string>> out;
+  std::error_code ec;
+  if (!std::filesystem::is_directory(root, ec)) return out;
+  for (const auto& entry : std::filesystem::directory_iterator(root, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.size() != 13 || name.rfind("step-", 0) != 0 || name.find_first_not_of("0123456789", 5) != std::string::npos)
+      continue;  // step-NNNNNNNN.tmp (a save in progress or interrupted) and anything else are not ours
+    if (std::filesystem::exists(entry.path() / "metadata.json", ec)) out.emplace_back(std::stoll(name.substr(5)), entry.path().string());
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+// Removes the oldest complete checkpoints of a rotation beyond the newest `keep`.
+inline void prune_checkpoints(const std::string& root, int keep) {
+  auto all = step_checkpoints(root);
+  std::error_code ec;
+  for (std::size_t i = 0; i + static_cast<std::size_t>(keep) < all.size(); ++i) std::filesystem::remove_all(all[i].second, ec);
+}
+
+// What --resume PATH names: a checkpoint directory, or the root of a rotation (its newest complete checkpoint).
+inline std::string resume_path(const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::exists(std::filesystem::path(path) / "metadata.json", ec) || !std::filesystem::is_directory(path, ec))
+    return path;
+  const auto all = step_checkpoints(path);
+  return all.empty() ? path : all.back().second;
 }
 
 namespace detail {
@@ -516,77 +557,195 @@ inline std::string replace_directory(const std::string& from, const std::string&
 
 }  // namespace detail
 
+namespace detail {
+
+// One save in three parts, so that the middle one can run on a thread of its own while training goes on:
+// begin() (a collective: the temporary directory, the rank's host snapshot), write() (this rank's file, no
+// communication), finish() (a collective: every rank's result agreed on, the metadata, the rename, the rotation).
+template <class Model, class B>
+class PendingSave {
+ public:
+  using M = typename AdamW<B>::M;
+
+  // `run_config`: how the run was started (the trainer's flags), kept in the metadata as it is; may be empty.
+  PendingSave(const std::string& path, Model& model, AdamW<B>& optimizer, std::int64_t step,
+              std::string run_config = "")
+      : path_(path), tmp_(checkpoint_temporary(path)), run_config_(std::move(run_config)), model_(model), step_(step),
+        optimizer_steps_(optimizer.steps()), canon_(canonical_layout(model)) {
+    auto& world = model.grid().world().control();
+    std::string error;
+    if (world.rank() == 0) {  // a temporary left by an interrupted save is removed; anything else there is not ours
+      std::error_code ec;
+      if (std::filesystem::is_directory(tmp_)) std::filesystem::remove_all(tmp_, ec);
+      if (std::filesystem::exists(tmp_) || !std::filesystem::create_directories(tmp_, ec))
+        error = "cannot write the checkpoint '" + path + "': cannot make the directory '" + tmp_ + "'" +
+                (ec ? " (" + ec.message() + ")" : std::filesystem::exists(tmp_) ? " (something else is there)" : "");
+    }
+    comm::agree_or_throw(world, error);
+    here_.emplace(model, optimizer);  // the snapshot: training may change the state from here on
+    runs_ = owned_runs(model, canon_, true);
+    for (const auto& r : runs_) elements_ += r.count;
+  }
+
+  // This rank's file; touches only the snapshot, so it may run on another thread.
+  void write() {
+    try {
+      error_ = write_rank_file<M>((std::filesystem::path(tmp_) / rank_file_name(model_.grid().world().rank())).string(),
+                                  runs_, *here_, elements_, &hash_, &bytes_);
+    } catch (const std::exception& e) {  // on a thread of its own, an exception would end the program: finish() says it
+      error_ = "cannot write the checkpoint '" + path_ + "': " + e.what();
+    }
+    here_.reset();  // the host copy is freed as soon as it is on disk
+  }
+
+  // After write() on every rank: agrees on the result, writes the metadata, renames DIR.tmp to DIR and, for a
+  // rotation (keep_last > 0, DIR being ROOT/step-N), removes the oldest complete checkpoints beyond keep_last.
+  void finish(int keep_last) {
+    auto& world = model_.grid().world().control();
+    std::string error = error_;
+    comm::agree_or_throw(world, error);
+    const std::int64_t mine[4] = {static_cast<std::int64_t>(runs_.size()), elements_, bytes_,
+                                  static_cast<std::int64_t>(hash_)};
+    std::vector<std::int64_t> all(static_cast<std::size_t>(4 * world.size()));
+    world.all_gather(mine, all.data(), 4);
+    if (world.rank() == 0) {
+      error = write_metadata(all);
+      if (error.empty()) error = replace_directory(tmp_, path_);
+      if (!error.empty()) {
+        std::error_code ec;
+        std::filesystem::remove_all(tmp_, ec);
+      } else if (keep_last > 0) {
+        prune_checkpoints(std::filesystem::path(path_).parent_path().string(), keep_last);
+      }
+    }
+    comm::agree_or_throw(world, error);
+  }
+
+  std::int64_t step() const { return step_; }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string write_metadata(const std::vector<std::int64_t>& all) {
+    nlohmann::json tensors = nlohmann::json::array(), ranks = nlohmann::json::array();
+    std::int64_t total = 0;
+    for (std::size_t c = 0; c < canon_.size.size(); ++c) {
+      if (canon_.size[c] == 0) continue;
+      // Named from the code: rank 0 holds only its own pipeline stage's tensors.
+      tensors.push_back({{"code", c}, {"name", model_.tensors().name(static_cast<std::int64_t>(c))},
+                         {"elements", canon_.size[c]}, {"begin", canon_.begin[c]}});
+    }
+    auto& grid = model_.grid();
+    for (int r = 0; r < grid.world().size(); ++r) {
+      const std::int64_t* f = all.data() + 4 * r;
+      ranks.push_back({{"file", rank_file_name(r)}, {"runs", f[0]}, {"elements", f[1]}, {"bytes", f[2]},
+                       {"hash", hex(static_cast<std::uint64_t>(f[3]))}});
+      total += f[1];
+    }
+    if (total != canon_.total)
+      return "checkpoint '" + path_ + "': the ranks wrote " + std::to_string(total) + " elements of " +
+             std::to_string(canon_.total) + " (a bug in plait: please report it)";
+    nlohmann::json j = {
+        {"format", "plait checkpoint"}, {"version", checkpoint_directory_version},
+        {"model", model_json(model_.config())}, {"step", step_}, {"optimizer_steps", optimizer_steps_},
+        {"elements", canon_.total}, {"dtype", dtype_name<M>()}, {"arrays", {"parameters", "adam_m", "adam_v"}},
+        {"saved_by", {{"world", grid.world().size()}, {"tp", grid.tp_size()}, {"pp", grid.pp_size()}, {"dp", grid.dp_size()}}},
+        {"tensors", tensors}, {"ranks", ranks}};
+    if (!run_config_.empty()) j["run_config"] = run_config_;
+    std::ofstream out((std::filesystem::path(tmp_) / "metadata.json").string(), std::ios::trunc);
+    out << j.dump(1) << '\n';
+    out.flush();
+    return out.good() ? "" : "cannot write the checkpoint's metadata in '" + tmp_ + "' (disk full?)";
+  }
+
+  std::string path_, tmp_, run_config_;
+  Model& model_;
+  std::int64_t step_, optimizer_steps_;
+  CanonicalLayout canon_;
+  std::optional<HostState<Model, B>> here_;
+  std::vector<Run> runs_;
+  std::int64_t elements_ = 0, bytes_ = 0;
+  std::uint64_t hash_ = 0;
+  std::string error_;
+};
+
+}  // namespace detail
+
 // Writes the training state of `model` and `optimizer` after optimizer step `step` to the directory `path`
 // (atomically: DIR.tmp renamed to DIR). A collective over the model's world: every rank calls it, and every rank
 // writes its own file at the same time.
 template <class Model, class B>
 void save_checkpoint(const std::string& path, Model& model, AdamW<B>& optimizer, std::int64_t step) {
-  using M = typename AdamW<B>::M;
-  auto& world = model.grid().world().control();
-  const auto canon = detail::canonical_layout(model);
-  const std::string tmp = checkpoint_temporary(path);
-  std::string error;
-  if (world.rank() == 0) {  // a temporary left by an interrupted save is removed; anything else there is not ours
-    std::error_code ec;
-    if (std::filesystem::is_directory(tmp)) std::filesystem::remove_all(tmp, ec);
-    if (std::filesystem::exists(tmp) || !std::filesystem::create_directories(tmp, ec))
-      error = "cannot write the checkpoint '" + path + "': cannot make the directory '" + tmp + "'" +
-              (ec ? " (" + ec.message() + ")" : std::filesystem::exists(tmp) ? " (something else is there)" : "");
-  }
-  comm::agree_or_throw(world, error);
-
-  const detail::HostState<Model, B> here(model, optimizer);
-  const std::vector<detail::Run> runs = detail::owned_runs(model, canon, true);
-  std::int64_t elements = 0;
-  for (const auto& r : runs) elements += r.count;
-  std::uint64_t hash = 0;
-  std::int64_t bytes = 0;
-  error = detail::write_rank_file<M>((std::filesystem::path(tmp) / detail::rank_file_name(world.rank())).string(), runs,
-                                     here, elements, &hash, &bytes);
-  comm::agree_or_throw(world, error);
-
-  const std::int64_t mine[4] = {static_cast<std::int64_t>(runs.size()), elements, bytes, static_cast<std::int64_t>(hash)};
-  std::vector<std::int64_t> all(static_cast<std::size_t>(4 * world.size()));
-  world.all_gather(mine, all.data(), 4);
-  if (world.rank() == 0) {
-    nlohmann::json tensors = nlohmann::json::array(), ranks = nlohmann::json::array();
-    std::int64_t total = 0;
-    for (std::size_t c = 0; c < canon.size.size(); ++c) {
-      if (canon.size[c] == 0) continue;
-      // Named from the code: rank 0 holds only its own pipeline stage's tensors.
-      tensors.push_back({{"code", c}, {"name", model.tensors().name(static_cast<std::int64_t>(c))},
-                         {"elements", canon.size[c]}, {"begin", canon.begin[c]}});
-    }
-    for (int r = 0; r < world.size(); ++r) {
-      const std::int64_t* f = all.data() + 4 * r;
-      ranks.push_back({{"file", detail::rank_file_name(r)}, {"runs", f[0]}, {"elements", f[1]}, {"bytes", f[2]},
-                       {"hash", detail::hex(static_cast<std::uint64_t>(f[3]))}});
-      total += f[1];
-    }
-    const auto& grid = model.grid();
-    const nlohmann::json j = {
-        {"format", "plait checkpoint"}, {"version", checkpoint_directory_version},
-        {"model", detail::model_json(model.config())}, {"step", step}, {"optimizer_steps", optimizer.steps()},
-        {"elements", canon.total}, {"dtype", detail::dtype_name<M>()}, {"arrays", {"parameters", "adam_m", "adam_v"}},
-        {"saved_by", {{"world", world.size()}, {"tp", grid.tp_size()}, {"pp", grid.pp_size()}, {"dp", grid.dp_size()}}},
-        {"tensors", tensors}, {"ranks", ranks}};
-    if (total != canon.total) {
-      error = "checkpoint '" + path + "': the ranks wrote " + std::to_string(total) + " elements of " +
-              std::to_string(canon.total) + " (a bug in plait: please report it)";
-    } else {
-      std::ofstream out((std::filesystem::path(tmp) / "metadata.json").string(), std::ios::trunc);
-      out << j.dump(1) << '\n';
-      out.flush();
-      if (!out.good()) error = "cannot write the checkpoint's metadata in '" + tmp + "' (disk full?)";
-    }
-    if (error.empty()) error = detail::replace_directory(tmp, path);
-    if (!error.empty()) {
-      std::error_code ec;
-      std::filesystem::remove_all(tmp, ec);
-    }
-  }
-  comm::agree_or_throw(world, error);
+  detail::PendingSave<Model, B> save(path, model, optimizer, step);
+  save.write();
+  save.finish(0);
 }
+
+// Saves as plait-train does: in the foreground, or with `background` on a thread of its own after a snapshot of the
+// state to host memory at the step boundary (training goes on while the files are written; the next save, or
+// wait(), finishes it: a collective every rank calls at the same step). With keep_last K > 0 each save goes to
+// ROOT/step-NNNNNNNN and only the newest K complete ones are kept (resume_path(ROOT) finds the newest); with 0 the
+// one directory is replaced at each save.
+template <class Model, class B>
+class CheckpointWriter {
+ public:
+  // `run_config` is kept in each checkpoint's metadata (see PendingSave).
+  CheckpointWriter(Model& model, AdamW<B>& optimizer, std::string root, bool background, int keep_last,
+                   std::string run_config = "")
+      : model_(model), optimizer_(optimizer), root_(std::move(root)), background_(background), keep_last_(keep_last),
+        run_config_(std::move(run_config)) {}
+  CheckpointWriter(const CheckpointWriter&) = delete;
+  CheckpointWriter& operator=(const CheckpointWriter&) = delete;
+  ~CheckpointWriter() {  // an exception unwinds past a running save: its thread is joined, its directory stays .tmp
+    if (thread_.joinable()) thread_.join();
+  }
+
+  // The directory the save of `step` writes.
+  std::string path_of(std::int64_t step) const { return keep_last_ > 0 ? step_checkpoint_path(root_, step) : root_; }
+
+  // Starts the save of `step`, after finishing the one still running (if any).
+  void save(std::int64_t step) {
+    wait();
+    pending_.emplace(path_of(step), model_, optimizer_, step, run_config_);
+    if (background_) {
+      thread_ = std::thread([this] { pending_->write(); });
+    } else {
+      pending_->write();
+      finish();
+    }
+  }
+
+  // Finishes the running save, if any; returns its step (0: none was running).
+  std::int64_t wait() {
+    if (!pending_) return 0;
+    if (thread_.joinable()) thread_.join();
+    return finish();
+  }
+
+  // The step of the last save finished, and its directory.
+  std::int64_t last_step() const { return last_step_; }
+  const std::string& last_path() const { return last_path_; }
+
+ private:
+  std::int64_t finish() {
+    auto save = std::move(*pending_);
+    pending_.reset();
+    save.finish(keep_last_);
+    last_step_ = save.step();
+    last_path_ = save.path();
+    return last_step_;
+  }
+
+  Model& model_;
+  AdamW<B>& optimizer_;
+  std::string root_;
+  bool background_;
+  int keep_last_;
+  std::string run_config_;
+  std::optional<detail::PendingSave<Model, B>> pending_;
+  std::thread thread_;
+  std::int64_t last_step_ = 0;
+  std::string last_path_;
+};
 
 // Loads a checkpoint into `model` and `optimizer` (any layout, the same model shape) and returns its step: the
 // run goes on with step + 1. A collective over the model's world; every rank throws the same error on bad input,

@@ -1,6 +1,7 @@
 // Token data: a byte-level tokenizer (vocabulary 256, no merges), token shards in the llm.c / nanoGPT format, and a
-// dataset that cuts (input, target) windows of seq + 1 tokens from one token stream. Which window a sequence gets
-// depends only on (seed, step, index in the global batch), so data-parallel ranks reading disjoint parts of a global batch see exactly what one rank would.
+// dataset that cuts (input, target) windows of seq + 1 tokens from one token stream, epoch by epoch. Which window a
+// sequence gets depends only on (seed, its number in training order), so data-parallel ranks reading disjoint parts
+// of a global batch see exactly what one rank would.
 #pragma once
 
 #include <glob.h>
@@ -184,36 +185,78 @@ inline std::vector<std::int32_t> read_tokens(const DataSource& d, std::int64_t v
   return all;
 }
 
+// The windows a token stream is cut into, and the order training visits them. An epoch is W windows of seq + 1
+// tokens (seq inputs, their targets shifted by one) that start seq tokens apart, from an offset drawn per epoch (so
+// later epochs see other cuts); the epoch visits its W windows in a shuffled order (a keyed bijection of 0..W-1).
+// The n-th sequence of training (n = (step - 1) x global batch + index in it) is window n mod W of epoch n / W: a
+// function of (seed, n) alone, so every layout and every resume sees the same data, and each epoch sees every
+// window once.
 class TokenDataset {
  public:
   TokenDataset(std::vector<std::int32_t> tokens, std::int64_t seq, std::uint64_t seed)
       : tokens_(std::move(tokens)), seq_(seq), seed_(seed) {
     check_enough_tokens(static_cast<std::int64_t>(tokens_.size()), seq_);
+    windows_ = (size() - 1) / seq_;
+    if (windows_ >= 2) --windows_;  // one window less leaves at least seq tokens of slack for the epoch's offset
+    slack_ = std::min(size() - 1 - windows_ * seq_, seq_ - 1);
   }
 
   std::int64_t seq() const { return seq_; }
   std::int64_t size() const { return static_cast<std::int64_t>(tokens_.size()); }
+  std::int64_t windows_per_epoch() const { return windows_; }
 
-  // Sequence `index` of the global batch of `step`: inputs and targets, seq tokens each.
-  void window(std::int64_t step, std::int64_t index, std::int32_t* inputs, std::int32_t* targets) const {
-    const core::CounterRng rng(seed_, static_cast<std::uint64_t>(step));
-    const auto starts = static_cast<std::uint64_t>(size() - seq_ - 1);
-    const auto start = static_cast<std::int64_t>(rng.bits(static_cast<std::uint64_t>(index)) % (starts + 1));
+  // The n-th sequence of training (0-based): inputs and targets, seq tokens each.
+  void window(std::int64_t n, std::int32_t* inputs, std::int32_t* targets) const {
+    const auto epoch = static_cast<std::uint64_t>(n / windows_);
+    const core::CounterRng rng(seed_, epoch);
+    const std::int64_t offset = static_cast<std::int64_t>(rng.bits(~0ull) % static_cast<std::uint64_t>(slack_ + 1));
+    copy_window(offset + shuffled(rng, n % windows_) * seq_, inputs, targets);
+  }
+
+  // Sequences [first, first + count) of training, (count, seq) each.
+  void batch(std::int64_t first, std::int64_t count, std::int32_t* inputs, std::int32_t* targets) const {
+    for (std::int64_t i = 0; i < count; ++i) window(first + i, inputs + i * seq_, targets + i * seq_);
+  }
+
+  // Window i of a fixed set of n spread evenly over the stream (validation): the same windows at every call,
+  // unshuffled, from offset 0; they repeat when n exceeds the windows the stream holds.
+  void fixed_window(std::int64_t i, std::int64_t n, std::int32_t* inputs, std::int32_t* targets) const {
+    const std::int64_t w = n <= windows_ ? i * windows_ / n : i % windows_;
+    copy_window(w * seq_, inputs, targets);
+  }
+
+ private:
+  void copy_window(std::int64_t start, std::int32_t* inputs, std::int32_t* targets) const {
     for (std::int64_t t = 0; t < seq_; ++t) {
       inputs[t] = tokens_[static_cast<std::size_t>(start + t)];
       targets[t] = tokens_[static_cast<std::size_t>(start + t + 1)];
     }
   }
 
-  // Sequences [first, first + count) of the global batch of `step`, (count, seq) each.
-  void batch(std::int64_t step, std::int64_t first, std::int64_t count, std::int32_t* inputs, std::int32_t* targets) const {
-    for (std::int64_t i = 0; i < count; ++i) window(step, first + i, inputs + i * seq_, targets + i * seq_);
+  // A bijection of 0..windows_-1 keyed by the epoch's generator: a four-round Feistel network over the smallest
+  // even number of bits that holds windows_, applied again to values that fall outside (cycle walking; fewer than
+  // four rounds of it on average, since the domain is less than four times windows_).
+  std::int64_t shuffled(const core::CounterRng& rng, std::int64_t w) const {
+    int half = 1;
+    while ((std::int64_t{1} << (2 * half)) < windows_) ++half;
+    const std::uint64_t mask = (std::uint64_t{1} << half) - 1;
+    auto x = static_cast<std::uint64_t>(w);
+    do {
+      std::uint64_t left = x >> half, right = x & mask;
+      for (std::uint64_t round = 0; round < 4; ++round) {
+        const std::uint64_t mixed = left ^ (rng.bits((round << 40) | right) & mask);
+        left = right;
+        right = mixed;
+      }
+      x = (left << half) | right;
+    } while (x >= static_cast<std::uint64_t>(windows_));
+    return static_cast<std::int64_t>(x);
   }
 
- private:
   std::vector<std::int32_t> tokens_;
   std::int64_t seq_;
   std::uint64_t seed_;
+  std::int64_t windows_ = 1, slack_ = 0;
 };
 
 }  // namespace plait::train

@@ -20,6 +20,7 @@ struct StepMetrics {
   double step_seconds = 0.0;
   double tokens_per_s = 0.0;
   double mfu = 0.0;  // fraction of peak
+  double epoch = 0.0;  // passes over the training data completed after this step (1.5: half-way through the second)
   std::int64_t peak_bytes = 0;
   std::int64_t param_bytes = 0, grad_bytes = 0, optimizer_bytes = 0, activation_peak_bytes = 0;
 
@@ -31,6 +32,7 @@ struct StepMetrics {
             {"step_s", step_seconds},
             {"tokens_per_s", tokens_per_s},
             {"mfu", mfu},
+            {"epoch", epoch},
             {"peak_bytes", peak_bytes},
             {"param_bytes", param_bytes},
             {"grad_bytes", grad_bytes},

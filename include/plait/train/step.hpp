@@ -70,7 +70,8 @@ class Trainer {
     const std::int64_t count = grad_accum();
     inputs_.resize(static_cast<std::size_t>(count * mb * seq));
     targets_.resize(static_cast<std::size_t>(count * mb * seq));
-    data.batch(step, first, count * mb, inputs_.data(), targets_.data());  // the micro-batches, one after another
+    // The micro-batches, one after another: sequences first.. of this step's global batch in training order.
+    data.batch((step - 1) * config_.global_batch + first, count * mb, inputs_.data(), targets_.data());
 
     B::memory().reset_peaks();
     auto& state = model_.state();
@@ -98,6 +99,7 @@ class Trainer {
     out.grad_norm = norm;
     out.step_seconds = seconds;
     out.tokens_per_s = tokens / seconds;
+    out.epoch = static_cast<double>(step * config_.global_batch) / static_cast<double>(data.windows_per_epoch());
     out.mfu = model_flops_utilization(model_.config(), seq, tokens, seconds, config_.peak_flops,
                                       model_.grid().world().size());
     auto& mem = B::memory();
@@ -110,6 +112,24 @@ class Trainer {
   }
 
   double last_clip_factor() const { return last_clip_factor_; }
+
+  // The mean token loss, forward only, over `batches` global batches of `data`'s fixed windows (the same ones at
+  // every call, whatever the layout): each data-parallel rank takes its share in micro-batches, and the sums are
+  // reduced over the data-parallel group. A collective: every rank calls it and gets the result.
+  double evaluate(const TokenDataset& data, std::int64_t batches) {
+    const std::int64_t seq = data.seq(), mb = config_.micro_batch, dp = model_.grid().dp_size();
+    const std::int64_t windows = batches * config_.global_batch, per_rank = windows / dp;
+    const std::int64_t first = model_.grid().dp_rank() * per_rank;
+    std::vector<std::int32_t> inputs(static_cast<std::size_t>(mb * seq)), targets(inputs.size());
+    double loss_sum = 0.0;
+    for (std::int64_t at = 0; at < per_rank; at += mb) {
+      for (std::int64_t i = 0; i < mb; ++i)
+        data.fixed_window(first + at + i, windows, inputs.data() + i * seq, targets.data() + i * seq);
+      loss_sum += model_.loss(inputs.data(), targets.data(), mb, seq);  // every stage and TP rank holds the sum
+    }
+    model_.grid().dp().control().all_reduce(&loss_sum, 1, comm::ReduceOp::sum);
+    return loss_sum / static_cast<double>(windows * seq);
+  }
 
   // The last step's measured timeline of every pipeline stage (a collective over the pipeline group: every rank
   // of the step calls it). Needs record_timeline.
