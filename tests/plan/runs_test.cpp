@@ -156,22 +156,39 @@ TEST_CASE("A fit on 2k runs predicts the 8k runs: attention's efficiency is kept
                     Catch::Contains("not a time constant") && Catch::Contains("attention_efficiency"));
 }
 
-TEST_CASE("Malformed input is an error that names the line") {
+TEST_CASE("evaluate predicts every row it can and names why not beside the others and refuses a file without the columns") {
   const auto dir = std::filesystem::temp_directory_path();
-  const auto bad = (dir / "plait_plan_bad_runs.csv").string();
+  const auto path = (dir / "plait_plan_mixed_runs.csv").string();
   {
-    std::ofstream f(bad);
-    f << "study,model,seq_len,gpus,tp,pp,mbs,act_ckpt,kernel,seq_parallel\n"
-      << "x,13B,2048,64,3,1,1,disabled,flash_attention2,\n";
+    std::ofstream f(path);
+    f << "study,model,seq_len,gpus,tp,pp,mbs,act_ckpt,kernel,seq_parallel,zero\n"
+      << "x,30B,2048,128,2,8,1,disabled,flash_attention2,,1\n"   // 60 layers on 8 stages: the issue's example
+      << "x,30B,2048,128,3,1,1,disabled,flash_attention2,,1\n"   // TP 3 does not divide the heads
+      << "x,30B,2048,sixty,1,1,1,disabled,flash_attention2,,1\n"
+      << "x,30B,2048,128,1,16,1,disabled,flash_attention2,,1\n"  // 60 layers on 16 stages
+      << "x,30B,2048,128,4,1,1,disabled,torch,,1\n"              // a kernel set the planner does not model
+      << "x,30B,2048,128,2,2,1,disabled,flash_attention2,,3\n"   // ZeRO-3 with a pipeline
+      << "x,30B,2048,128,2,2,1,disabled,flash_attention2,,2\n";  // ZeRO-2 with a pipeline
   }
-  const auto table = read_csv(bad);
-  CHECK_THROWS_WITH(evaluate(table, dgx_a100_80gb(), bad), Catch::Contains(":2:") && Catch::Contains("divisible"));
+  const auto out = evaluate(read_csv(path), dgx_a100_80gb(), path);
+  REQUIRE(out.rows.size() == 7);
+  auto reason = [&](std::size_t r) { return out.get(r, "unsupported_reason"); };
+  for (std::size_t r : {0, 3, 5, 6}) {
+    INFO("row " << r << ": " << reason(r));
+    CHECK(reason(r).empty());
+    CHECK(std::stod(out.get(r, "mfu_pred")) > 0.0);
+  }
+  CHECK(out.get(1, "mfu_pred") == "unsupported");
+  CHECK_THAT(reason(1), Catch::Contains("runtime would not train") && Catch::Contains("divisible by TP"));
+  CHECK(out.get(2, "fits_pred") == "unsupported");
+  CHECK_THAT(reason(2), Catch::Contains(":4:") && Catch::Contains("integer"));
+  CHECK_THAT(reason(4), Catch::Contains("kernel set 'torch'"));
+
   {
-    std::ofstream f(bad);
-    f << "study,model,seq_len,gpus,tp,pp,mbs,act_ckpt,kernel,seq_parallel\n"
-      << "x,13B,2048,sixty,1,1,1,disabled,flash_attention2,\n";
+    std::ofstream f(path);
+    f << "study,model,seq_len,gpus,tp,pp,mbs,kernel\nx,13B,2048,64,1,1,1,flash_attention2\n";
   }
-  CHECK_THROWS_WITH(evaluate(read_csv(bad), dgx_a100_80gb(), bad), Catch::Contains("integer"));
+  CHECK_THROWS_WITH(evaluate(read_csv(path), dgx_a100_80gb(), path), Catch::Contains("missing column 'act_ckpt'"));
   CHECK_THROWS_AS(read_csv((dir / "no_such_file.csv").string()), plait::Error);
   CHECK_THROWS_WITH(load_model("llama-7x"), Catch::Contains("llama-13b"));
 }
