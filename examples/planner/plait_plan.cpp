@@ -50,16 +50,20 @@ const char* evaluate_usage =
     "usage: plait-plan evaluate --hardware H --in RUNS.csv --out PRED.csv\n"
     "Reads rows with the columns of the paper's runs.csv (study,model,seq_len,gpus,tp,pp,mbs,act_ckpt,kernel,\n"
     "seq_parallel,...; optional global_batch, zero) and writes them back with fits_pred (0/1), mem_gib_pred,\n"
-    "step_time_s_pred and mfu_pred. Rows whose kernel set or checkpoint policy the planner does not model get\n"
-    "'unsupported'. When the input has status and mfu columns, the accuracy is printed to stderr.\n";
+    "step_time_s_pred, mfu_pred and unsupported_reason. A row the planner cannot predict (a kernel set or\n"
+    "checkpoint policy it does not model, a layout the runtime would not train, a value that is not one) gets\n"
+    "'unsupported' and the reason, and the other rows go on. When the input has status and mfu columns, the\n"
+    "accuracy is printed to stderr.\n";
 
 const char* fit_usage =
     "usage: plait-plan fit --hardware H --in RUNS.csv --out HW.json [--fit-study S]... [--fit-scenario M/T/G]...\n"
-    "                      [--keep NAME|none]... [--cross-validate yes]\n"
+    "                      [--keep NAME|none]... [--cross-validate yes] [--validate yes]\n"
     "Fits the calibration constants (memory and efficiency) of hardware H on the selected rows of RUNS.csv (all\n"
     "rows when none is selected) and writes H with them as a JSON file that --hardware accepts. Prints the\n"
     "accuracy on the fitted rows and on the held-out ones. --cross-validate yes also prints, for each scenario\n"
     "(model/seq/gpus) of the selected rows, its accuracy under constants fitted on the other scenarios alone.\n"
+    "--validate yes prints held-out splits of all rows: fitted below the largest GPU count and scored at it,\n"
+    "fitted on the smallest model and scored on the largest, and the reverse (fits, MAE, Spearman, pick gap).\n"
     "--keep NAME leaves that time constant as H has it (repeatable; the list replaces the default, which keeps\n"
     "attention_efficiency, which the attention benchmark measures and runs at one sequence length cannot, and\n"
     "data_parallel_exposed, how the stack schedules its DP reduction); --keep none fits every time constant.\n";
@@ -180,7 +184,6 @@ int layout_cmd(int argc, char** argv) {
   const std::string format = o.count("--format") ? o["--format"].back() : "table";
   if (format != "table" && format != "json") throw UsageError("--format must be table or json, got '" + format + "'");
   if (const std::string why = layout_problem(w, l); !why.empty()) throw UsageError(describe(l) + ": " + why);
-  if (const std::string gap = unmodelled(w, l); !gap.empty()) throw UsageError(describe(l) + ": " + gap);
 
   const MemoryBreakdown mem = memory_per_rank(w, l, hw.calibration);
   const StepTime t = step_time(w, l, hw);
@@ -309,12 +312,20 @@ int evaluate_cmd(int argc, char** argv) {
   std::ofstream file(out_path);
   if (!file.good()) throw UsageError("cannot write '" + out_path + "': give a writable path with --out");
   write_csv(out, file);
+  const int reason = out.column("unsupported_reason");
+  const auto unsupported = std::count_if(out.rows.begin(), out.rows.end(), [&](const auto& row) {
+    return !row[static_cast<std::size_t>(reason)].empty();
+  });
+  if (unsupported > 0)
+    std::fprintf(stderr, "%lld of %zu rows unsupported (their unsupported_reason says why)\n",
+                 static_cast<long long>(unsupported), out.rows.size());
   if (in.column("status") >= 0 && in.column("mfu") >= 0) print_accuracy(accuracy(score_runs(in, hw, in_path)), "all");
   return 0;
 }
 
 int fit_cmd(int argc, char** argv) {
-  auto o = parse(argc, argv, {"--hardware", "--in", "--out", "--fit-study", "--fit-scenario", "--keep", "--cross-validate"},
+  auto o = parse(argc, argv, {"--hardware", "--in", "--out", "--fit-study", "--fit-scenario", "--keep", "--cross-validate",
+                              "--validate"},
                  fit_usage);
   const Hardware hw = load_hardware(need(o, "--hardware", fit_usage));
   const std::string in_path = need(o, "--in", fit_usage), out_path = need(o, "--out", fit_usage);
@@ -354,6 +365,8 @@ int fit_cmd(int argc, char** argv) {
   std::cout << to_json(fitted.calibration).dump(2) << '\n';
   const std::string cv = o.count("--cross-validate") ? o["--cross-validate"].back() : "no";
   if (cv != "yes" && cv != "no") throw UsageError("--cross-validate must be yes or no, got '" + cv + "'");
+  const std::string held = o.count("--validate") ? o["--validate"].back() : "no";
+  if (held != "yes" && held != "no") throw UsageError("--validate must be yes or no, got '" + held + "'");
   if (cv == "yes") {
     std::fprintf(stderr, "leave one scenario out (fitted on the other selected scenarios, scored on this one):\n");
     for (const auto& c : cross_validate(in, hw, in_path, selected, keep)) {
@@ -365,6 +378,8 @@ int fit_cmd(int argc, char** argv) {
                    s.pick_gap_points, s.best_in_top3 ? "yes" : "no", s.pick.c_str());
     }
   }
+  if (held == "yes")
+    for (const auto& v : validate(in, hw, in_path, keep)) print_accuracy(v.held_out, v.split.c_str());
   return 0;
 }
 

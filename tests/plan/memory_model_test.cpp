@@ -115,3 +115,19 @@ TEST_CASE("Per-rank memory: the unsplit activation term is whole on every TP ran
           Approx(c.recompute_working_layers * per_layer));
   }
 }
+
+// 60 layers on 8 stages: the runtime gives the first four 8 layers and the last four 7. The first stage is then the
+// first stage of a 64-layer model, byte for byte, and it is the fullest.
+TEST_CASE("Per-rank memory of an uneven split: the first stages hold one layer more and the fullest decides") {
+  Workload w60 = llama_13b_2k(128), w64 = w60;
+  w60.model.layers = 60;
+  w64.model.layers = 64;
+  const Candidate l{.tp = 2, .pp = 8};
+  const Calibration c;
+  CHECK(stage_memory(w60, l, c, 0).total() == stage_memory(w64, l, c, 0).total());
+  CHECK(stage_memory(w60, l, c, 3).activations == Approx(stage_memory(w64, l, c, 3).activations));
+  CHECK(stage_memory(w60, l, c, 4).activations < stage_memory(w64, l, c, 4).activations);  // 7 layers, not 8
+  double fullest = 0;
+  for (int stage = 0; stage < 8; ++stage) fullest = std::max(fullest, stage_memory(w60, l, c, stage).total());
+  CHECK(memory_per_rank(w60, l, c).total() == fullest);
+}

@@ -65,9 +65,13 @@ TEST_CASE("leanest_layout: the layout needing the least memory whether it fits o
     CHECK(memory_per_rank(big, l, hw.calibration).total() >= leanest->second.total());
   });
   CHECK(admitted > 10);
-  // 13B on 7 GPUs with 2048 sequences: no data-parallel degree 7 divides the batch, no pipeline of 7 divides the
-  // 40 layers: nothing can run, which is not the same answer as "nothing fits".
-  CHECK_FALSE(leanest_layout(llama_13b_2k(7), hw).has_value());
+  // 13B on 7 GPUs with 2048 sequences runs as a pipeline of 7 stages (6 layers on the first five, 5 on the last two),
+  // but a 6-layer model cannot: data-parallel degree 7 does not divide the batch, and 7 stages need 7 layers.
+  // Nothing can run, which is not the same answer as "nothing fits".
+  CHECK(leanest_layout(llama_13b_2k(7), hw).has_value());
+  Workload shallow = llama_13b_2k(7);
+  shallow.model.layers = 6;
+  CHECK_FALSE(leanest_layout(shallow, hw).has_value());
   // Where layouts fit, the leanest is among the ranked ones, and uses no more memory than any of them.
   const auto w = llama_13b_2k(64);
   const auto lean = leanest_layout(w, hw);

@@ -157,3 +157,41 @@ TEST_CASE("Hardware round-trips through JSON field by field and unknown or missi
   CHECK_THROWS_WITH(hardware_from_json(typo), Catch::Contains("unknown hardware key 'peak_flop'"));
   CHECK_THROWS_AS(load_hardware("no-such-cluster"), plait::Error);
 }
+
+// 60 layers on 8 stages (8, 8, 8, 8, 7, 7, 7, 7) against 64 (8 each): with a small vocabulary the head costs less
+// than a layer, so the 60-layer pipeline is paced by its 8-layer first stage, and the 64-layer one by its last stage,
+// 8 layers and the head. The same layers per micro-batch on the slowest stage, one head apart.
+TEST_CASE("An uneven split: the stage with the most layers paces the pipeline") {
+  Workload w60 = llama_13b_2k(128), w64 = w60;
+  w60.model.vocab = w64.model.vocab = 512;
+  w60.model.layers = 60;
+  w64.model.layers = 64;
+  const auto hw = dgx_a100_80gb();
+  const Candidate l{.tp = 2, .pp = 8};
+  const auto t60 = step_time(w60, l, hw), t64 = step_time(w64, l, hw);
+  CHECK(t60.tensor_comm == Approx(t64.tensor_comm));
+  CHECK(t60.overhead == Approx(t64.overhead));
+  CHECK(t60.compute < t64.compute);
+  CHECK(t64.compute - t60.compute < 0.01 * t60.compute);  // the head: a sliver of 8 layers at this vocabulary
+  CHECK(t60.bubble < t64.bubble);                         // (p-1)/m of a lighter slowest stage
+  Workload w56 = w60;
+  w56.model.layers = 56;
+  CHECK(step_time(w56, l, hw).compute < t60.compute);
+}
+
+// ZeRO-2 reduce-scatters gradients every micro-batch and gathers the weights once; ZeRO-3 also gathers the weights
+// before each forward and backward: with a pipeline as without one.
+TEST_CASE("ZeRO-2 and ZeRO-3 with a pipeline: more data-parallel traffic than ZeRO-1, never less") {
+  const Workload w = llama_13b_2k(64);
+  auto hw = dgx_a100_80gb();
+  hw.calibration.data_parallel_exposed = 1.0;  // nothing hidden, so every collective shows
+  for (int pp : {1, 4}) {
+    INFO("pp " << pp);
+    const double z1 = step_time(w, Candidate{.pp = pp, .zero = 1}, hw).data_comm;
+    const double z2 = step_time(w, Candidate{.pp = pp, .zero = 2}, hw).data_comm;
+    const double z3 = step_time(w, Candidate{.pp = pp, .zero = 3}, hw).data_comm;
+    CHECK(z1 > 0);
+    CHECK(z2 > z1);
+    CHECK(z3 > z2);
+  }
+}

@@ -249,4 +249,57 @@ inline std::vector<CrossValidated> cross_validate(const CsvTable& runs, const Ha
   return out;
 }
 
+// Held-out validation on splits that cannot flatter: the constants are fitted on one side alone (from detuned(hw), as
+// cross_validate's are) and scored on the other, which they never saw.
+// - "largest GPU count": fitted on the runs at fewer GPUs, scored on the runs at the most GPUs;
+// - "smallest model -> largest" and the reverse: fitted on the runs of one model size, scored on the other's.
+// Every split is read off the rows (GPU counts, models by parameter count), none is named by hand.
+struct ValidationSplit {
+  std::string name;
+  std::function<bool(const Scored&)> fit_on, scored_on;
+};
+inline std::string model_of(const Scored& s) { return s.scenario.substr(0, s.scenario.find('/')); }
+
+inline std::vector<ValidationSplit> validation_splits(const std::vector<Scored>& rows) {
+  PLAIT_CHECK(!rows.empty(), "no supported ok/oom rows to validate on");
+  std::int64_t most_gpus = 0;
+  const Scored* smallest = &rows.front();
+  const Scored* largest = &rows.front();
+  for (const auto& s : rows) {
+    most_gpus = std::max(most_gpus, s.run.workload.gpus);
+    if (s.run.workload.model.parameters() < smallest->run.workload.model.parameters()) smallest = &s;
+    if (s.run.workload.model.parameters() > largest->run.workload.model.parameters()) largest = &s;
+  }
+  std::vector<ValidationSplit> out;
+  out.push_back({"fitted below " + std::to_string(most_gpus) + " GPUs, scored at " + std::to_string(most_gpus),
+                 [=](const Scored& s) { return s.run.workload.gpus < most_gpus; },
+                 [=](const Scored& s) { return s.run.workload.gpus == most_gpus; }});
+  const std::string small = model_of(*smallest), large = model_of(*largest);
+  if (small != large) {
+    out.push_back({"fitted on " + small + ", scored on " + large, [=](const Scored& s) { return model_of(s) == small; },
+                   [=](const Scored& s) { return model_of(s) == large; }});
+    out.push_back({"fitted on " + large + ", scored on " + small, [=](const Scored& s) { return model_of(s) == large; },
+                   [=](const Scored& s) { return model_of(s) == small; }});
+  }
+  return out;
+}
+
+struct Validated {
+  std::string split;
+  Hardware fitted;
+  Accuracy held_out;  // the rows the fit never saw
+};
+inline std::vector<Validated> validate(const CsvTable& runs, const Hardware& hw, const std::string& path,
+                                       const std::vector<std::string>& keep = default_kept_constants()) {
+  std::vector<Validated> out;
+  for (const auto& split : validation_splits(score_runs(runs, hw, path))) {
+    Validated v;
+    v.split = split.name;
+    v.fitted = fit_calibration(runs, detuned(hw, 0.35, keep), path, split.fit_on, keep);
+    v.held_out = accuracy(score_runs(runs, v.fitted, path), split.scored_on);
+    out.push_back(std::move(v));
+  }
+  return out;
+}
+
 }  // namespace plait::plan

@@ -14,6 +14,7 @@
 #include "plait/model/config.hpp"
 #include "plait/model/layout_check.hpp"
 #include "plait/parallel/schedule.hpp"
+#include "plait/parallel/stage_split.hpp"
 
 namespace plait::plan {
 
@@ -90,20 +91,16 @@ inline std::string layout_problem(const Workload& w, const Candidate& l) {
                                l.micro_batch);
 }
 
-// An empty string when the planner predicts the layout, else what it does not model of a layout the runtime trains
-// (so that it says so, instead of calling the layout invalid).
-inline std::string unmodelled(const Workload& w, const Candidate& l) {
-  std::ostringstream why;
-  if (l.pp > 1 && w.model.layers % (l.pp * l.virtual_stages) != 0)
-    why << "the planner does not model uneven layer splits yet (" << w.model.layers << " layers on "
-        << l.pp * l.virtual_stages << " virtual stages; the runtime trains them, the first stages one layer longer)";
-  else if (l.zero >= 2 && l.pp > 1)
-    why << "the planner does not model ZeRO-" << l.zero << " with a pipeline yet (the runtime trains it: gradients "
-        << "reduce-scattered once the last micro-batch's backward is done)";
-  else if (l.pp > 1 && micro_batches(w, l) < l.pp)
-    why << "the planner does not model fewer micro-batches (" << micro_batches(w, l) << ") than pipeline stages ("
-        << l.pp << ")";
-  return why.str();
+// Layers pipeline stage `stage` holds: its part of each of its chunks (virtual stages stage, stage + pp, ...), split
+// as the runtime splits them (parallel::layers_of_virtual_stage: where the layers do not divide, the first virtual
+// stages take one layer more).
+inline std::int64_t stage_layers(const ModelConfig& m, int pp, int chunks, int stage) {
+  std::int64_t n = 0;
+  for (int c = 0; c < chunks; ++c) {
+    const auto [begin, end] = parallel::layers_of_virtual_stage(m.layers, pp * chunks, c * pp + stage);
+    n += end - begin;
+  }
+  return n;
 }
 
 inline std::string describe(const Candidate& l) {

@@ -87,16 +87,13 @@ inline LayerActivationBytes layer_activation_bytes(const ModelConfig& m, KernelS
 // `stage` holds, in elements, as plait's Transformer declares them (model/transformer.hpp): the embedding on the first
 // stage, one unit per layer, the final norm and LM head on the last. TP splits every matrix (the embedding and head
 // by vocabulary rows) and replicates the norm weights.
-inline std::vector<std::int64_t> rank_units(const ModelConfig& m, int tp, int pp, int stage) {
+inline std::vector<std::int64_t> rank_units(const ModelConfig& m, int tp, int pp, int stage, int chunks = 1) {
   std::vector<std::int64_t> units;
   const std::int64_t norms = 2 * m.hidden;
   const std::int64_t layer = norms + (m.layer_parameters() - norms) / tp;
   const std::int64_t table = m.vocab / tp * m.hidden;
   if (stage == 0) units.push_back(table);
-  // Layers split as model/transformer.hpp's split_layers does: the first (layers % pp) stages take one more.
-  const std::int64_t base = m.layers / pp, extra = m.layers % pp;
-  const std::int64_t mine = base + (stage < extra ? 1 : 0);
-  for (std::int64_t i = 0; i < mine; ++i) units.push_back(layer);
+  for (std::int64_t i = 0, n = stage_layers(m, pp, chunks, stage); i < n; ++i) units.push_back(layer);
   if (stage == pp - 1) units.push_back(m.hidden + (m.tied_embedding && pp == 1 ? 0 : table));
   return units;
 }
@@ -129,14 +126,15 @@ inline MemoryBreakdown stage_memory(const Workload& w, const Candidate& l, const
   const double s = static_cast<double>(w.seq_len), b = static_cast<double>(l.micro_batch);
   const double h = static_cast<double>(m.hidden);
   const bool last = stage == l.pp - 1;
-  const double layers = static_cast<double>(m.layers) / p;
+  // The runtime's split: where the layers do not divide, the first stages hold one layer more.
+  const double layers = static_cast<double>(stage_layers(m, l.pp, l.virtual_stages, stage));
   const PrecisionBytes bytes = precision_bytes(c);
   // Activation counts below are in bf16 bytes; other precisions scale them.
   const double act_scale = bytes.activations / 2.0;
 
   MemoryBreakdown out;
   out.stage = stage;
-  const auto units = rank_units(m, l.tp, l.pp, stage);
+  const auto units = rank_units(m, l.tp, l.pp, stage, l.virtual_stages);
   const auto state = sharded_state_bytes(units, l.zero, data_parallel(w, l), bytes);
   out.weights = state.weights;
   out.grads = state.grads;
@@ -170,12 +168,15 @@ inline MemoryBreakdown stage_memory(const Workload& w, const Candidate& l, const
   return out;
 }
 
-// The fullest stage: the first (most micro-batches in flight, the embedding) or the last (LM head and logits).
+// The fullest stage: usually the first (most micro-batches in flight, the embedding, and with an uneven split one
+// layer more) or the last (LM head and logits); every stage is weighed, so an uneven split cannot hide one.
 inline MemoryBreakdown memory_per_rank(const Workload& w, const Candidate& l, const Calibration& c) {
-  MemoryBreakdown first = stage_memory(w, l, c, 0);
-  if (l.pp == 1) return first;
-  MemoryBreakdown last = stage_memory(w, l, c, l.pp - 1);
-  return last.total() > first.total() ? last : first;
+  MemoryBreakdown fullest = stage_memory(w, l, c, 0);
+  for (int stage = 1; stage < l.pp; ++stage) {
+    MemoryBreakdown here = stage_memory(w, l, c, stage);
+    if (here.total() > fullest.total()) fullest = here;
+  }
+  return fullest;
 }
 
 }  // namespace plait::plan

@@ -1,6 +1,7 @@
 // Measured runs in the format of the paper's released runs.csv (study, model, seq_len, gpus, tp, pp, mbs,
 // act_ckpt, kernel, seq_parallel, step_time_s, mfu, status), and the planner's predictions written beside them:
-// fits_pred, mem_gib_pred, step_time_s_pred, mfu_pred ("unsupported" where the planner has no model).
+// fits_pred, mem_gib_pred, step_time_s_pred, mfu_pred ("unsupported" where the planner has no model, with
+// unsupported_reason saying why).
 #pragma once
 
 #include <cstdint>
@@ -118,9 +119,17 @@ inline std::int64_t parse_int(const CsvTable& t, std::size_t r, const std::strin
   return x;
 }
 
-inline RunRow parse_run(const CsvTable& t, std::size_t r, const std::string& path) {
+// A file without these columns is not a runs file: an error for the whole file, before any row.
+inline void check_run_columns(const CsvTable& t, const std::string& path) {
   for (const char* col : {"model", "seq_len", "gpus", "tp", "pp", "mbs", "act_ckpt", "kernel"})
     PLAIT_CHECK(t.column(col) >= 0, path, ": missing column '", col, "' (expected the columns of the paper's runs.csv)");
+}
+
+// Row r as the planner's values. A value that is not one (a malformed number, an unknown model or schedule) throws,
+// naming the line; a layout the runtime would not train, or one the planner has no model for (a kernel set or
+// checkpoint policy it does not know), comes back unsupported with the reason.
+inline RunRow parse_run(const CsvTable& t, std::size_t r, const std::string& path) {
+  check_run_columns(t, path);
   RunRow run;
   try {
     run.workload.model = load_model(t.get(r, "model"));
@@ -161,11 +170,23 @@ inline RunRow parse_run(const CsvTable& t, std::size_t r, const std::string& pat
   if (kernel == "flash_attention2 + RMS kernel" || kernel == "plait") l.kernels = KernelSet::flash_attention2_rmsnorm;
   else if (kernel == "flash_attention2") l.kernels = KernelSet::flash_attention2;
   else run.supported = false, run.unsupported_reason = "kernel set '" + kernel + "'";
-  const std::string problem = layout_problem(run.workload, l);
-  PLAIT_CHECK(problem.empty(), path, ":", t.lines[r], ": ", problem);
-  if (const std::string gap = unmodelled(run.workload, l); run.supported && !gap.empty())
-    run.supported = false, run.unsupported_reason = gap;
+  // The runtime's own check (model/layout_check.hpp, through layout_problem), not a second notion of validity.
+  if (const std::string problem = layout_problem(run.workload, l); !problem.empty())
+    run.supported = false, run.unsupported_reason = "the runtime would not train this layout: " + problem;
   return run;
+}
+
+// parse_run for a file read whole (evaluate, score_runs): a row that cannot be read is unsupported with the reason,
+// so that one bad row costs its own prediction and nothing else.
+inline RunRow read_run(const CsvTable& t, std::size_t r, const std::string& path) {
+  try {
+    return parse_run(t, r, path);
+  } catch (const Error& e) {
+    RunRow run;
+    run.supported = false;
+    run.unsupported_reason = e.what();
+    return run;
+  }
 }
 
 inline Prediction predict(const Workload& w, const Candidate& l, const Hardware& hw) {
@@ -187,10 +208,13 @@ inline Prediction predict(const RunRow& run, const Hardware& hw) {
   return predict(run.workload, run.layout, hw);
 }
 
-// The input rows with the four prediction columns appended (replaced, if the input has them already).
+// The input rows with the prediction columns appended (replaced, if the input has them already): fits_pred,
+// mem_gib_pred, step_time_s_pred, mfu_pred, and unsupported_reason, empty where the row is predicted. A row the
+// planner cannot predict gets "unsupported" in the four and the reason beside them; the other rows go on.
 inline CsvTable evaluate(const CsvTable& in, const Hardware& hw, const std::string& path) {
+  check_run_columns(in, path);
   CsvTable out;
-  static const char* added[] = {"fits_pred", "mem_gib_pred", "step_time_s_pred", "mfu_pred"};
+  static const char* added[] = {"fits_pred", "mem_gib_pred", "step_time_s_pred", "mfu_pred", "unsupported_reason"};
   std::vector<int> keep;
   for (std::size_t i = 0; i < in.header.size(); ++i) {
     bool is_added = false;
@@ -199,18 +223,19 @@ inline CsvTable evaluate(const CsvTable& in, const Hardware& hw, const std::stri
   }
   for (const char* a : added) out.header.push_back(a);
   for (std::size_t r = 0; r < in.rows.size(); ++r) {
-    const Prediction p = predict(parse_run(in, r, path), hw);
+    const Prediction p = predict(read_run(in, r, path), hw);
     std::vector<std::string> row;
     for (int i : keep) row.push_back(in.rows[r][static_cast<std::size_t>(i)]);
     if (!p.supported) {
       for (int k = 0; k < 4; ++k) row.push_back("unsupported");
+      row.push_back(p.unsupported_reason);
     } else {
       std::ostringstream mem, time, u;
       mem.precision(4), time.precision(5), u.precision(4);
       mem << p.memory_bytes / (1ull << 30);
       time << p.step_seconds;
       u << p.mfu;
-      row.insert(row.end(), {p.fits ? "1" : "0", mem.str(), time.str(), u.str()});
+      row.insert(row.end(), {p.fits ? "1" : "0", mem.str(), time.str(), u.str(), ""});
     }
     out.rows.push_back(std::move(row));
     out.lines.push_back(in.lines[r]);

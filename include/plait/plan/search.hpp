@@ -72,7 +72,7 @@ void for_each_layout(const Workload& w, const Hardware& hw, const SearchSpace& s
                   Candidate l;
                   l.tp = tp, l.pp = pp, l.schedule = sched, l.virtual_stages = sched == Schedule::interleaved ? 2 : 1;
                   l.micro_batch = mbs, l.recompute = rc, l.sequence_parallel = sp == 1, l.zero = zero, l.kernels = k;
-                  if (layout_problem(w, l).empty() && unmodelled(w, l).empty()) visit(l);
+                  if (layout_problem(w, l).empty()) visit(l);
                 }
     }
 }

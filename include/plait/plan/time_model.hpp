@@ -121,20 +121,17 @@ inline StepTime step_time(const Workload& w, const Candidate& l, const Hardware&
   const double one_allreduce = allreduce_seconds(tokens * h * bytes.activations, t, tp_bw, tp_lat);
   const double tp_per_layer = one_allreduce * (l.recompute == Recompute::full ? 6.0 : 4.0);
 
-  const double layers_per_stage = static_cast<double>(m.layers) / p;
   const double layer = forward + backward + recompute;
   // The LM head (forward and backward GEMMs) and the softmax cross-entropy over the vocabulary on the last stage
   // (over the whole vocabulary on every TP rank unless the loss is vocab-parallel; see memory_model.hpp).
   const double head = 3.0 * gemm_seconds(hw, tokens, vocab / t, h) +
                       tokens * vocab / (c.vocab_parallel_loss ? t : 1.0) * 12.0 /
                           (hw.hbm_bandwidth * c.memory_efficiency);
-  // Layers split evenly, so the last stage (its layers and the head) is the slowest and paces the pipeline.
-  const double stage_compute = layers_per_stage * layer + head;
-  const double stage_tp = layers_per_stage * tp_per_layer;
-  const double stage_overhead = layers_per_stage * c.per_layer_overhead_s;
 
   // Point-to-point: one activation tensor forward and one gradient backward per micro-batch and stage boundary
-  // (v times more with v interleaved chunks); over the link when the whole TP x PP group is in one node.
+  // (v times more with v interleaved chunks); over the link when the whole TP x PP group is in one node. Pitfall:
+  // that is where the paper's stack put its stages; plait's ProcessGrid orders ranks TP, DP, PP, which puts
+  // neighbouring stages TP x DP ranks apart, on the network once a job spans nodes (docs/planner.md).
   double p2p = 0;
   if (l.pp > 1) {
     const bool in_node = l.tp * l.pp <= hw.gpus_per_node;
@@ -145,28 +142,42 @@ inline StepTime step_time(const Workload& w, const Candidate& l, const Hardware&
     p2p = 2.0 * chunks * (sent / bw + lat);
   }
 
+  // One micro-batch on each stage: its layers as the runtime splits them (stage_layers: where they do not divide,
+  // the first stages hold one more), the head on the last. The slowest stage paces the pipeline, its steady state
+  // and its bubble ((p-1)/m of the slowest stage's busy time, as paper.md counts it for equal stages).
+  double slowest_layers = 0, slowest = -1;
+  bool slowest_is_last = false;
+  for (int stage = 0; stage < l.pp; ++stage) {
+    const double n = static_cast<double>(stage_layers(m, l.pp, l.virtual_stages, stage));
+    const bool last = stage == l.pp - 1;
+    const double time = n * (layer + tp_per_layer + c.per_layer_overhead_s) + (last ? head : 0.0) + p2p;
+    if (time > slowest) slowest = time, slowest_layers = n, slowest_is_last = last;
+  }
+
   StepTime out;
-  const double per_micro_batch = stage_compute + stage_tp + p2p + stage_overhead;
-  out.compute = mb * stage_compute;
-  out.tensor_comm = mb * stage_tp;
+  out.compute = mb * (slowest_layers * layer + (slowest_is_last ? head : 0.0));
+  out.tensor_comm = mb * slowest_layers * tp_per_layer;
   out.pipeline_comm = mb * p2p;
-  out.overhead = mb * stage_overhead + c.per_step_overhead_s;
+  out.overhead = mb * slowest_layers * c.per_layer_overhead_s + c.per_step_overhead_s;
+  const double per_micro_batch = slowest;
   out.bubble = pipeline_bubble_fraction(l.schedule, p, mb, l.virtual_stages) * mb * per_micro_batch;
 
-  // DP: reduce-scatter gradients and all-gather weights (ZeRO 1/2; the volume of one all-reduce, as ZeRO 0),
-  // ZeRO-3 gathers weights once more for backward. On the network when the DP group leaves the node.
+  // DP (parallel/sharded_state.hpp). ZeRO 0/1: once per step, the gradients reduced and (ZeRO-1) the updated
+  // weights gathered, the volume of one all-reduce. ZeRO-2 reduce-scatters each unit's gradient as its backward ends,
+  // every micro-batch (it keeps no full gradient to accumulate into), and gathers the weights once after the update;
+  // ZeRO-3 also gathers each unit's weights before its forward and again before its backward, and has nothing to
+  // gather after the update. Each of those is half an all-reduce. The same with a pipeline: a stage hands its units'
+  // gradients back per micro-batch as it would without one. On the network when the DP group leaves the node.
   const double params = static_cast<double>(m.parameters()) / (t * p);
   if (dp > 1) {
     const bool in_node = l.tp * l.pp * dp <= hw.gpus_per_node;
     const double bw = in_node ? hw.link_bandwidth * c.link_efficiency : hw.network_bandwidth * c.network_efficiency;
     const double lat = in_node ? hw.link_latency_s : hw.network_latency_s;
-    // Once per step: reduce the gradients and gather the updated weights (the volume of one all-reduce).
-    const double once = allreduce_seconds(bytes.grads * params, dp, bw, lat);
+    const double full = allreduce_seconds(bytes.grads * params, dp, bw, lat);
+    const double half = 0.5 * full;
+    const double once = l.zero <= 1 ? full : l.zero == 2 ? half : 0.0;
     out.data_comm = once * (l.pp > 1 ? c.data_parallel_exposed_pipelined : c.data_parallel_exposed);
-    // ZeRO-2 reduce-scatters the gradients of every micro-batch (it keeps no full gradient to accumulate into);
-    // ZeRO-3 also all-gathers the weights for every forward and backward. Half an all-reduce each. They overlap
-    // with the micro-batch's compute at best: what exceeds it is exposed.
-    const double half = 0.5 * once;
+    // The per-micro-batch collectives overlap with the micro-batch's compute at best: what exceeds it is exposed.
     const double per_micro_batch_comm = l.zero == 2 ? half : l.zero == 3 ? 3.0 * half : 0.0;
     if (per_micro_batch_comm > 0) {
       const double hidden = std::min(per_micro_batch_comm * (1.0 - c.data_parallel_exposed), per_micro_batch);
