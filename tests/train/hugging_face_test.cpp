@@ -148,7 +148,7 @@ TEST_CASE("hugging face: a BF16 export holds each weight rounded to bf16", "[tra
   std::filesystem::remove_all(dir);
 }
 
-TEST_CASE("hugging face: a model of another shape is refused, naming the flag", "[train][hugging_face]") {
+TEST_CASE("hugging face: a model of another shape is refused with the flag to give", "[train][hugging_face]") {
   const std::string checkpoint = temp_path("checkpoint_shape"), dir = temp_path("model_shape");
   Model trained(config(), 13);
   trained_checkpoint(trained, checkpoint);

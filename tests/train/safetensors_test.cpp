@@ -47,7 +47,7 @@ std::string refusal(const std::string& path) {
 
 }  // namespace
 
-TEST_CASE("safetensors: F32, BF16 and F64 tensors and metadata round-trip", "[train][safetensors]") {
+TEST_CASE("safetensors: F32 BF16 and F64 tensors and metadata round-trip", "[train][safetensors]") {
   const std::string path = temp_file("round_trip.safetensors");
   std::vector<double> matrix(5 * 3), vector(7), wide(4);
   for (std::size_t i = 0; i < matrix.size(); ++i) matrix[i] = 0.1 * static_cast<double>(i) - 0.7;
