@@ -39,28 +39,26 @@ awk -v first="$(nth_loss trained.jsonl 1)" -v last="$(nth_loss trained.jsonl 20)
 # padding row of the embedding (the first tensor) is zero: it was filled with zeros and no step moves it (no token
 # is 601: its gradient and moments stay zero). (The LM head's padding row starts at zero too, but the softmax does
 # not mask its logit, so training moves it.)
-python_free_shard() {  # NAME: the llm.c header (magic, version 1, count, vocab 601) and uint16 tokens 0..599 repeating
-  { printf '%08x%08x%08x%08x' 20240520 1 4000 601 | sed 's/\(..\)\(..\)\(..\)\(..\)/\4\3\2\1/g' | xxd -r -p
-    head -c $((252 * 4)) /dev/zero
-    for i in $(seq 0 3999); do printf '%04x' $((i * 7 % 600)); done | sed 's/\(..\)\(..\)/\2\1/g' | xxd -r -p; } > "$1"
+shard() {  # NAME: the llm.c header (magic 20240520, version 1, 4000 tokens, vocabulary 601), uint16 tokens below 600
+  printf '%b' "$(awk 'function le(x, n,  i) { for (i = 0; i < n; i++) { printf "\\x%02x", x % 256; x = int(x / 256) } }
+    BEGIN { le(20240520, 4); le(1, 4); le(4000, 4); le(601, 4); for (i = 4; i < 256; i++) le(0, 4)
+            for (i = 0; i < 4000; i++) le(i * 7 % 600, 2) }')" > "$1"
 }
-if command -v xxd > /dev/null; then
-  python_free_shard tokens.bin
-  shape601=(--data tokens.bin --vocab 601 --batch 8 --sample-tokens 0 --peak-gflops 1 --layers 2 --hidden 64 --heads 4
-            --kv-heads 2 --ffn 128 --seq-len 32)
-  "$train" --steps 2 --save v601.ckpt "${shape601[@]}" > v601.log
-  "$export_hf" v601.ckpt hf601 > /dev/null
-  grep -q '"vocab_size": 601' hf601/config.json
-  mpi 2 "$train" --tp 2 --steps 1 --init-from-hf hf601 --save v602.ckpt "${shape601[@]}" > v602.log
-  "$export_hf" v602.ckpt hf602 > /dev/null
-  grep -q '"vocab_size": 602' hf602/config.json
-  header=$(od -An -tu8 -N8 hf602/model.safetensors | tr -d ' ')
-  row=$((64 * 4))
-  embedding_row=$(dd if=hf602/model.safetensors bs=1 skip=$((8 + header + 601 * row)) count=$row 2> /dev/null | od -v -An -tx1 | tr -d ' 0\n')
-  before=$(dd if=hf602/model.safetensors bs=1 skip=$((8 + header + 600 * row)) count=$row 2> /dev/null | od -v -An -tx1 | tr -d ' 0\n')
-  [[ -z "$embedding_row" && -n "$before" ]] || { echo "FAIL: the embedding's padding row is not zero"; exit 1; }
-  echo "vocabulary 601 under TP 2: padded to 602, the embedding's padding row zero"
-fi
+shard tokens.bin
+shape601=(--data tokens.bin --vocab 601 --batch 8 --sample-tokens 0 --peak-gflops 1 --layers 2 --hidden 64 --heads 4
+          --kv-heads 2 --ffn 128 --seq-len 32)
+"$train" --steps 2 --save v601.ckpt "${shape601[@]}" > v601.log
+"$export_hf" v601.ckpt hf601 > /dev/null
+grep -q '"vocab_size": 601' hf601/config.json
+mpi 2 "$train" --tp 2 --steps 1 --init-from-hf hf601 --save v602.ckpt "${shape601[@]}" > v602.log
+"$export_hf" v602.ckpt hf602 > /dev/null
+grep -q '"vocab_size": 602' hf602/config.json
+header=$(od -An -tu8 -N8 hf602/model.safetensors | tr -d ' ')
+row=$((64 * 4))
+embedding_row=$(dd if=hf602/model.safetensors bs=1 skip=$((8 + header + 601 * row)) count=$row 2> /dev/null | od -v -An -tx1 | tr -d ' 0\n')
+before=$(dd if=hf602/model.safetensors bs=1 skip=$((8 + header + 600 * row)) count=$row 2> /dev/null | od -v -An -tx1 | tr -d ' 0\n')
+[[ -z "$embedding_row" && -n "$before" ]] || { echo "FAIL: the embedding's padding row is not zero"; exit 1; }
+echo "vocabulary 601 under TP 2: padded to 602, the embedding's padding row zero"
 
 # Refusals, on every rank and before training: another shape, both starts at once, a damaged weights file.
 refused() {  # EXPECTED-REGEX FLAGS...

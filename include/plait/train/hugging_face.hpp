@@ -293,8 +293,9 @@ void load_hugging_face(const std::string& dir, Model& model, AdamW<B>& optimizer
   std::string error;
   try {
     const ModelConfig& c = model.config();
-    check_hf_llama_config(read_hf_config(dir), c, model.grid().tp_size(), dir);
-    const std::int64_t vocab = read_hf_config(dir).at("vocab_size");
+    const nlohmann::json config = read_hf_config(dir);
+    check_hf_llama_config(config, c, model.grid().tp_size(), dir);
+    const std::int64_t vocab = config.at("vocab_size");
     const detail::HfTensorFiles files(dir);
     // Every tensor of the model, whoever holds it, is checked on every rank: the same error everywhere.
     for (std::int64_t code = 0; code < static_cast<std::int64_t>(canon.size.size()); ++code) {
@@ -313,8 +314,8 @@ void load_hugging_face(const std::string& dir, Model& model, AdamW<B>& optimizer
     for (const detail::Run& r : needed) {
       for (std::int64_t at = r.canonical; at < r.canonical + r.count;) {
         // The tensor `at` lies in, and the longest piece from `at` that is contiguous in the HF file.
-        std::int64_t code = 0;
-        while (canon.begin[static_cast<std::size_t>(code)] + canon.size[static_cast<std::size_t>(code)] <= at) ++code;
+        // The last tensor that begins at or before `at` (an absent one, of size 0, begins where the next does).
+        const std::int64_t code = std::upper_bound(canon.begin.begin(), canon.begin.end(), at) - canon.begin.begin() - 1;
         const std::vector<std::int64_t> shape = llama_full_shape(c, code);
         const std::int64_t cols = shape.back(), in_tensor = at - canon.begin[static_cast<std::size_t>(code)];
         const std::int64_t row = in_tensor / cols, col = in_tensor % cols;
