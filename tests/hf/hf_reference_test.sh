@@ -12,7 +12,8 @@ mkdir -p "$work" && cd "$work" && rm -rf ./*
 root=(); [[ $(id -u) == 0 ]] && root=(--allow-run-as-root)
 mpi() { timeout 120 "$mpiexec" "${root[@]}" -np "$1" --oversubscribe --mca mpi_yield_when_idle 1 --bind-to none "${@:2}"; }
 
-mpi 2 "$train" --zero 1 --steps 20 --lr 1e-2 --batch 8 --sample-tokens 0 --peak-gflops 1 --layers 2 --hidden 64 \
+# 60 steps at a high learning rate: attention sharp enough that the rotary convention shows in the logits.
+mpi 2 "$train" --zero 1 --steps 60 --lr 3e-2 --batch 8 --sample-tokens 0 --peak-gflops 1 --layers 2 --hidden 64 \
   --heads 4 --kv-heads 2 --ffn 128 --seq-len 32 --save trained.ckpt > trained.log
 "$export_hf" trained.ckpt hf
 # 16 positions: enough rotation for the check to tell the two rotary conventions apart by far (llama_reference.py).

@@ -1,5 +1,5 @@
 // The Hugging Face LLaMA layout on one rank: a trained state exported in F32 and imported into a fresh model gives
-// back every parameter bit for bit (and so the same loss); q and k rows move to HF's rotary order and back; BF16
+// back every parameter bit for bit (and so the same loss), from one file or from shards with an index; q and k rows move to HF's rotary order and back; BF16
 // exports round each weight to the nearest bf16; config.json says what the model is; a model of another shape is
 // refused naming the flag to change, and the optimizer starts afresh.
 #include <catch2/catch.hpp>
@@ -119,6 +119,33 @@ TEST_CASE("hugging face: an F32 export imports bit for bit", "[train][hugging_fa
   const auto t = tokens(17);
   const std::vector<std::int32_t> input(t.begin(), t.begin() + 16), target(t.begin() + 1, t.end());
   CHECK(model.loss(input.data(), target.data(), 2, 8) == trained.loss(input.data(), target.data(), 2, 8));
+
+  // The same tensors in two shards named by model.safetensors.index.json, as large models are published.
+  {
+    const std::vector<plait::train::SafetensorsTensor> all = file.tensors();
+    nlohmann::json index = {{"metadata", {{"total_size", 0}}}, {"weight_map", nlohmann::json::object()}};
+    for (int shard = 0; shard < 2; ++shard) {
+      const std::string name = "model-0000" + std::to_string(shard + 1) + "-of-00002.safetensors";
+      std::vector<plait::train::SafetensorsWriter::Declared> declared;
+      for (std::size_t i = shard * all.size() / 2; i < (shard + 1) * all.size() / 2; ++i) {
+        declared.push_back({all[i].name, all[i].dtype, all[i].shape});
+        index["weight_map"][all[i].name] = name;
+      }
+      plait::train::SafetensorsWriter writer(dir + "/" + name, declared);
+      for (const auto& d : declared) {
+        std::vector<double> values(static_cast<std::size_t>(file.tensor(d.name).elements()));
+        file.read(d.name, 0, static_cast<std::int64_t>(values.size()), values.data());
+        writer.append(values.data(), static_cast<std::int64_t>(values.size()));
+      }
+      writer.finish();
+    }
+    std::ofstream(dir + "/model.safetensors.index.json") << index.dump();
+  }
+  std::filesystem::remove(dir + "/model.safetensors");
+  Model sharded(config(), 998);
+  plait::train::Trainer<Model> sharded_trainer(sharded, train_config());
+  plait::train::load_hugging_face(dir, sharded, sharded_trainer.optimizer());
+  CHECK(sharded.gather_parameters() == want);
   std::filesystem::remove_all(checkpoint);
   std::filesystem::remove_all(dir);
 }

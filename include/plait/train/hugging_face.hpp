@@ -188,7 +188,8 @@ class HfTensorFiles {
     PLAIT_CHECK(in.good(), "the Hugging Face model '", dir, "' has no model.safetensors (nor an index of shards)");
     std::map<std::string, std::shared_ptr<SafetensorsReader>> files;
     try {
-      for (const auto& [name, file] : nlohmann::json::parse(in).at("weight_map").items()) {
+      const nlohmann::json parsed = nlohmann::json::parse(in);  // kept: the loop below iterates inside it
+      for (const auto& [name, file] : parsed.at("weight_map").items()) {
         const std::string f = file.get<std::string>();
         PLAIT_CHECK(f.find('/') == std::string::npos, "'", index.string(), "' names a file outside its directory: ", f);
         if (!files.count(f)) files[f] = std::make_shared<SafetensorsReader>((std::filesystem::path(dir) / f).string());
@@ -313,8 +314,8 @@ void load_hugging_face(const std::string& dir, Model& model, AdamW<B>& optimizer
     std::vector<double> staging;
     for (const detail::Run& r : needed) {
       for (std::int64_t at = r.canonical; at < r.canonical + r.count;) {
-        // The tensor `at` lies in, and the longest piece from `at` that is contiguous in the HF file.
-        // The last tensor that begins at or before `at` (an absent one, of size 0, begins where the next does).
+        // The tensor `at` lies in: the last that begins at or before it (an absent one, of size 0, begins where the
+        // next does); then the longest piece from `at` that is contiguous in the HF file.
         const std::int64_t code = std::upper_bound(canon.begin.begin(), canon.begin.end(), at) - canon.begin.begin() - 1;
         const std::vector<std::int64_t> shape = llama_full_shape(c, code);
         const std::int64_t cols = shape.back(), in_tensor = at - canon.begin[static_cast<std::size_t>(code)];
