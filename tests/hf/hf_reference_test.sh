@@ -12,12 +12,16 @@ mkdir -p "$work" && cd "$work" && rm -rf ./*
 root=(); [[ $(id -u) == 0 ]] && root=(--allow-run-as-root)
 mpi() { timeout 120 "$mpiexec" "${root[@]}" -np "$1" --oversubscribe --mca mpi_yield_when_idle 1 --bind-to none "${@:2}"; }
 
-# 60 steps at a high learning rate: attention sharp enough that the rotary convention shows in the logits.
-mpi 2 "$train" --zero 1 --steps 60 --lr 3e-2 --batch 8 --sample-tokens 0 --peak-gflops 1 --layers 2 --hidden 64 \
-  --heads 4 --kv-heads 2 --ffn 128 --seq-len 32 --save trained.ckpt > trained.log
+# Text that rewards copying ("qxkfj qxkfj" lines of made-up words), fixed here rather than plait's own text (which
+# changes with every commit): 80 steps learn to attend to the word 6 positions back, sharply enough that a wrong
+# rotary convention moves the logits by about their own size (llama_reference.py requires it to miss 100-fold).
+awk 'BEGIN { x = 12345; for (w = 0; w < 4000; w++) { s = ""; for (i = 0; i < 5; i++) {
+       x = (x * 1103515245 + 12345) % 2147483648; s = s sprintf("%c", 97 + int(x / 65536) % 26) }
+     printf "%s %s\n", s, s } }' > copy.txt
+mpi 2 "$train" --data copy.txt --zero 1 --steps 80 --lr 3e-2 --batch 8 --sample-tokens 0 --peak-gflops 1 --layers 2 \
+  --hidden 64 --heads 4 --kv-heads 2 --ffn 128 --seq-len 32 --save trained.ckpt > trained.log
 "$export_hf" trained.ckpt hf
-# 16 positions: enough rotation for the check to tell the two rotary conventions apart by far (llama_reference.py).
-plait_trains=112,108,97,105,116,32,116,114,97,105,110,115,32,116,114,97  # "plait trains tra"
-layouts=108,97,121,111,117,116,115,32,97,114,101,32,116,121,112,101      # "layouts are type"
-mpi 2 "$check" trained.ckpt hf "$plait_trains" "$layouts" > logits.log 2>&1 || { cat logits.log; echo "FAIL: hf_check"; exit 1; }
-python3 "$here/llama_reference.py" hf logits.log "$plait_trains" "$layouts"
+tokens() { printf '%b' "$1" | od -An -tu1 | tr -s ' \n' ',' | sed 's/^,//; s/,$//'; }
+first=$(tokens "qwert qwert\nzxcv") second=$(tokens "mnbvc mnbvc\nasdf")  # 16 bytes each
+mpi 2 "$check" trained.ckpt hf "$first" "$second" > logits.log 2>&1 || { cat logits.log; echo "FAIL: hf_check"; exit 1; }
+python3 "$here/llama_reference.py" hf logits.log "$first" "$second"
