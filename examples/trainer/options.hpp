@@ -64,6 +64,7 @@ struct Options {
   std::string resume;              // start from this state: its step + 1 up to --steps
   std::int64_t stop_after = 0;     // stop after this step (a job's time limit); 0: run to --steps
   std::string config;              // every flag's value, as --config reads them (written beside metrics and checkpoints)
+  std::string init_from_hf;        // start (fine-tune) from this Hugging Face LLaMA model directory
 };
 
 // The C++ type of the layout the flags name, e.g. plait::Layout<plait::TensorParallel<2>, ...>.
@@ -181,6 +182,10 @@ inline std::vector<Flag> flags(Options& o) {
        "DIR may be a --keep-last directory (its newest checkpoint)", str(o.resume)},
       {"--stop-after", "N", "stop after step N as if the job ended there (saving with --save); the learning rate "
        "schedule still spans --steps", i64(o.stop_after)},
+      {"--init-from-hf", "DIR", "start from the Hugging Face LLaMA model in DIR (config.json + model.safetensors, "
+       "as plait-export-hf writes them): fine-tuning, under any layout, each rank reading only its slices; the "
+       "model's shape comes from the flags and must match config.json (a mismatch names the flag to give)",
+       str(o.init_from_hf)},
       {"--jit-cache", "DIR", "where layouts that are not compiled in are built and kept (default ~/.cache/plait)",
        str(o.jit_cache)},
   };

@@ -22,6 +22,7 @@
 #include "plait/parallel/schedule_timeline.hpp"
 #include "plait/train/checkpoint.hpp"
 #include "plait/train/data.hpp"
+#include "plait/train/hugging_face.hpp"
 #include "plait/train/sample.hpp"
 #include "plait/train/step.hpp"
 
@@ -156,6 +157,9 @@ int train(const Options& o, Comm world, const Device& device) {
                 last_step, ": nothing left to train; give --steps (or --stop-after) above ", saved);
     first_step = saved + 1;
   }
+  if (!o.init_from_hf.empty()) {
+    plait::train::load_hugging_face(o.init_from_hf, model, trainer.optimizer());
+  }
 
   if (lead) {
     std::printf("plait-train: %s, %lld parameters (%lld layers, hidden %lld, heads %lld/%lld kv, ffn %lld), %s\n",
@@ -181,6 +185,9 @@ int train(const Options& o, Comm world, const Device& device) {
                   "is (p-1)/m = %.2f of the compute; give --grad-accum %d or more\n",
                   static_cast<long long>(trainer.grad_accum()), Layout::pp::stages,
                   (Layout::pp::stages - 1.0) / static_cast<double>(trainer.grad_accum()), Layout::pp::stages);
+    if (!o.init_from_hf.empty())
+      std::printf("initialized: from the Hugging Face model %s; training steps 1..%lld\n", o.init_from_hf.c_str(),
+                  static_cast<long long>(last_step));
     if (first_step > 1)
       std::printf("resumed: %s at step %lld; training steps %lld..%lld\n", resumed_from.c_str(),
                   static_cast<long long>(first_step - 1), static_cast<long long>(first_step),

@@ -13,6 +13,7 @@
 #include "plait/model/config.hpp"
 #include "plait/model/layout_check.hpp"
 #include "plait/train/data.hpp"
+#include "plait/train/hugging_face.hpp"
 #include "plait/train/step.hpp"
 
 namespace trainer {
@@ -119,6 +120,11 @@ inline void check_before_building(const Options& o, int world_size) {
     if (o.val_fraction > 0.0) held_out_tokens(o, tokens);
   }
   if (!o.val_data.empty()) check_validation_data(o);
+  PLAIT_CHECK(o.init_from_hf.empty() || o.resume.empty(),
+              "--init-from-hf starts a run and --resume continues one: give one of them");
+  if (!o.init_from_hf.empty())  // config.json against the flags; the tensors are checked as they are read
+    plait::train::check_hf_llama_config(plait::train::read_hf_config(o.init_from_hf), model_config(o), o.tp,
+                                        o.init_from_hf);
 }
 
 }  // namespace trainer

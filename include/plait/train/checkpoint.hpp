@@ -68,7 +68,9 @@ namespace detail {
 
 inline nlohmann::json model_json(const ModelConfig& c) {
   return {{"vocab", c.vocab}, {"hidden", c.hidden}, {"layers", c.layers}, {"heads", c.heads},
-          {"kv_heads", c.kv_heads}, {"ffn", c.ffn}, {"tied_embedding", c.tied_embedding}};
+          {"kv_heads", c.kv_heads}, {"ffn", c.ffn}, {"tied_embedding", c.tied_embedding},
+          // Not checked on a load (any sequence length may resume); what an export to Hugging Face writes.
+          {"max_seq", c.max_seq}, {"rope_theta", c.rope_theta}, {"norm_eps", c.norm_eps}};
 }
 
 // The canonical element layout of a model: per tensor code its full size (0: absent) and first element.
@@ -403,6 +405,9 @@ inline Metadata read_metadata(const std::string& dir) {
     d.model.kv_heads = m.at("kv_heads");
     d.model.ffn = m.at("ffn");
     d.model.tied_embedding = m.at("tied_embedding");
+    d.model.max_seq = m.value("max_seq", d.model.max_seq);  // absent from checkpoints older than the HF export
+    d.model.rope_theta = m.value("rope_theta", d.model.rope_theta);
+    d.model.norm_eps = m.value("norm_eps", d.model.norm_eps);
     d.step = j.at("step");
     d.optimizer_steps = j.at("optimizer_steps");
     d.elements = j.at("elements");

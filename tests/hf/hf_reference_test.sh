@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# An exported model computes what plait computes: a state trained under DP 2 is exported by plait-export-hf in fp32,
+# and llama_reference.py (pure Python, written from transformers' LLaMA equations, nothing of plait) computes the last
+# position's logits of two byte sequences from config.json and model.safetensors alone; plait's logits for the same
+# tokens (hf_check, from the checkpoint under TP 2) must match to 1e-4 of the largest logit. Skips without python3.
+# Usage: hf_reference_test.sh PLAIT_TRAIN PLAIT_EXPORT_HF HF_CHECK MPIEXEC WORK_DIR
+set -euo pipefail
+train=$1 export_hf=$2 check=$3 mpiexec=$4 work=$5
+here=$(cd "$(dirname "$0")" && pwd)
+command -v python3 > /dev/null || { echo "SKIPPED: no python3 for the reference forward"; exit 0; }
+mkdir -p "$work" && cd "$work" && rm -rf ./*
+root=(); [[ $(id -u) == 0 ]] && root=(--allow-run-as-root)
+mpi() { timeout 120 "$mpiexec" "${root[@]}" -np "$1" --oversubscribe --mca mpi_yield_when_idle 1 --bind-to none "${@:2}"; }
+
+# Text that rewards copying ("qxkfj qxkfj" lines of made-up words), fixed here rather than plait's own text (which
+# changes with every commit): 80 steps learn to attend to the word 6 positions back, sharply enough that a wrong
+# rotary convention moves the logits by about their own size (llama_reference.py requires it to miss 100-fold).
+awk 'BEGIN { x = 12345; for (w = 0; w < 4000; w++) { s = ""; for (i = 0; i < 5; i++) {
+       x = (x * 1103515245 + 12345) % 2147483648; s = s sprintf("%c", 97 + int(x / 65536) % 26) }
+     printf "%s %s\n", s, s } }' > copy.txt
+mpi 2 "$train" --data copy.txt --zero 1 --steps 80 --lr 3e-2 --batch 8 --sample-tokens 0 --peak-gflops 1 --layers 2 \
+  --hidden 64 --heads 4 --kv-heads 2 --ffn 128 --seq-len 32 --save trained.ckpt > trained.log
+"$export_hf" trained.ckpt hf
+tokens() { printf '%b' "$1" | od -An -tu1 | tr -s ' \n' ',' | sed 's/^,//; s/,$//'; }
+first=$(tokens "qwert qwert\nzxcv") second=$(tokens "mnbvc mnbvc\nasdf")  # 16 bytes each
+mpi 2 "$check" trained.ckpt hf "$first" "$second" > logits.log 2>&1 || { cat logits.log; echo "FAIL: hf_check"; exit 1; }
+python3 "$here/llama_reference.py" hf logits.log "$first" "$second"
