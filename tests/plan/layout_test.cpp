@@ -23,7 +23,7 @@ TEST_CASE("plan layout_problem is the runtime's check: uneven splits and ZeRO-3 
   CHECK_THAT(layout_problem(w, interleaved), Catch::Contains("divisible by stages x chunks = 8"));
 }
 
-TEST_CASE("plan stage_layers is the runtime's split, chunk by chunk", "[plan][layout]") {
+TEST_CASE("plan stage_layers is the runtime's split chunk by chunk", "[plan][layout]") {
   const auto m = load_model("llama-30b");  // 60 layers
   std::int64_t total = 0;
   for (int stage = 0; stage < 8; ++stage) {

@@ -181,7 +181,7 @@ TEST_CASE("An uneven split: the stage with the most layers paces the pipeline") 
 
 // ZeRO-2 reduce-scatters gradients every micro-batch and gathers the weights once; ZeRO-3 also gathers the weights
 // before each forward and backward: with a pipeline as without one.
-TEST_CASE("ZeRO-2 and ZeRO-3 with a pipeline: more data-parallel traffic than ZeRO-1, never less") {
+TEST_CASE("ZeRO-2 and ZeRO-3 with a pipeline: more data-parallel traffic than ZeRO-1 and never less") {
   const Workload w = llama_13b_2k(64);
   auto hw = dgx_a100_80gb();
   hw.calibration.data_parallel_exposed = 1.0;  // nothing hidden, so every collective shows

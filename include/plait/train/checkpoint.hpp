@@ -5,7 +5,8 @@
 //
 // A checkpoint is a directory:
 //   metadata.json     format and version, the model's shape, the step, the dtype, the tensor table (canonical code,
-//                     name, elements, first canonical element) and per rank file its runs, elements, bytes and hash
+//                     name, elements, first canonical element) and per rank file its runs, elements, bytes, hash and
+//                     the hashes of its 4 MiB blocks (a load checks the blocks it reads, and reads no others)
 //   rank-NNNNN.bin    "PLAITRNK", u64 runs, u64 elements, the runs (u64 first canonical element, u64 count each),
 //                     then the rank's parameters, Adam m and Adam v over those elements in the optimizer's precision
 //                     (fp32 for Host<float> and the bf16 backends' masters and moments, fp64 for Host<double>)
@@ -232,6 +233,9 @@ inline std::string checkpoint_temporary(const std::string& path) { return path +
 inline constexpr char rank_file_magic[8] = {'P', 'L', 'A', 'I', 'T', 'R', 'N', 'K'};
 inline constexpr int checkpoint_directory_version = 2;
 inline constexpr std::size_t checkpoint_staging_bytes = std::size_t(4) << 20;
+// Each rank file is hashed in blocks of this size too (their hashes are in the metadata), so that a load verifies
+// only the blocks it reads instead of every byte of every file it touches.
+inline constexpr std::int64_t checkpoint_hash_block_bytes = std::int64_t(4) << 20;
 
 // Throws unless a save to `path` could make its temporary directory: a check before training, not after it. Makes
 // and removes a probe only, so a checkpoint already at `path` (perhaps the one being resumed) is untouched.
@@ -317,23 +321,33 @@ inline std::string hex(std::uint64_t x) {
   return text;
 }
 
-// Writes, hashing as it goes; remembers the first failure.
+// Writes, hashing the whole file and each block of checkpoint_hash_block_bytes as it goes.
 struct HashedWriter {
+  static constexpr std::uint64_t basis = 14695981039346656037ull;
   std::ofstream out;
-  std::uint64_t hash = 14695981039346656037ull;
+  std::uint64_t hash = basis;
+  std::vector<std::uint64_t> blocks{basis};  // the last one is the block being written
   std::int64_t bytes = 0;
   explicit HashedWriter(const std::string& file) : out(file, std::ios::binary | std::ios::trunc) {}
   void write(const void* data, std::size_t n) {
     hash = fnv1a(data, n, hash);
     out.write(static_cast<const char*>(data), static_cast<std::streamsize>(n));
-    bytes += static_cast<std::int64_t>(n);
+    const auto* p = static_cast<const char*>(data);
+    while (n > 0) {
+      const std::int64_t room = checkpoint_hash_block_bytes - bytes % checkpoint_hash_block_bytes;
+      const auto k = static_cast<std::size_t>(std::min<std::int64_t>(room, static_cast<std::int64_t>(n)));
+      if (bytes % checkpoint_hash_block_bytes == 0 && bytes > 0) blocks.push_back(basis);
+      blocks.back() = fnv1a(p, k, blocks.back());
+      p += k, n -= k, bytes += static_cast<std::int64_t>(k);
+    }
   }
 };
 
 // Writes this rank's file: its runs, then parameters, m and v over them in M, through one staging buffer.
 template <class M, class Model, class B>
 std::string write_rank_file(const std::string& file, const std::vector<Run>& runs, const HostState<Model, B>& here,
-                            std::int64_t elements, std::uint64_t* hash, std::int64_t* bytes) {
+                            std::int64_t elements, std::uint64_t* hash, std::int64_t* bytes,
+                            std::vector<std::uint64_t>* block_hashes) {
   HashedWriter w(file);
   if (!w.out.good()) return "cannot write the checkpoint file '" + file + "' (directory missing or not writable?)";
   w.write(rank_file_magic, 8);
@@ -360,6 +374,7 @@ std::string write_rank_file(const std::string& file, const std::vector<Run>& run
   if (!w.out.good()) return "cannot write the checkpoint file '" + file + "' (disk full?)";
   *hash = w.hash;
   *bytes = w.bytes;
+  *block_hashes = std::move(w.blocks);
   return "";
 }
 
@@ -373,6 +388,8 @@ struct RankFile {
   std::string name;
   std::int64_t runs = 0, elements = 0, bytes = 0;
   std::uint64_t hash = 0;
+  std::int64_t block_bytes = 0;            // 0: no block hashes (checkpoints saved before them): the whole file is hashed
+  std::vector<std::uint64_t> block_hashes;
 };
 struct Metadata {
   ModelConfig model;
@@ -422,6 +439,14 @@ inline Metadata read_metadata(const std::string& dir) {
       f.elements = r.at("elements");
       f.bytes = r.at("bytes");
       f.hash = std::stoull(r.at("hash").get<std::string>(), nullptr, 16);
+      if (r.contains("block_hashes")) {
+        f.block_bytes = r.at("block_bytes");
+        for (const auto& h : r.at("block_hashes")) f.block_hashes.push_back(std::stoull(h.get<std::string>(), nullptr, 16));
+        PLAIT_CHECK(f.block_bytes > 0 && static_cast<std::int64_t>(f.block_hashes.size()) ==
+                                             std::max<std::int64_t>(1, (f.bytes + f.block_bytes - 1) / f.block_bytes),
+                    "checkpoint '", dir, "' is corrupt: its metadata lists the wrong number of block hashes for '",
+                    f.name, "'");
+      }
       PLAIT_CHECK(f.name.find('/') == std::string::npos && f.runs >= 0 && f.elements >= 0 &&
                       f.bytes == 24 + 16 * f.runs + 3 * d.dtype_bytes * f.elements,
                   "checkpoint '", dir, "' is corrupt: its metadata describes the file '", f.name, "' inconsistently");
@@ -457,17 +482,20 @@ class RankFileReader {
     const auto size = static_cast<std::int64_t>(in_.tellg());
     PLAIT_CHECK(size == f.bytes, "checkpoint file '", path_, "' is ", size < f.bytes ? "truncated" : "too long", ": ",
                 size, " bytes where the metadata says ", f.bytes, " (an interrupted copy?)");
-    check_hash();
-    in_.seekg(8);
+    if (f.block_hashes.empty()) check_hash();  // an older checkpoint: the whole file, once
+    char magic[8] = {};
+    read_bytes(0, 8, magic);
+    PLAIT_CHECK(std::memcmp(magic, rank_file_magic, 8) == 0, "checkpoint file '", path_, "' is not a plait rank file");
     std::uint64_t counts[2] = {};
-    in_.read(reinterpret_cast<char*>(counts), sizeof counts);
+    read_bytes(8, sizeof counts, reinterpret_cast<char*>(counts));
     PLAIT_CHECK(static_cast<std::int64_t>(counts[0]) == f.runs && static_cast<std::int64_t>(counts[1]) == f.elements,
                 "checkpoint file '", path_, "' does not match its metadata");
     runs_.resize(static_cast<std::size_t>(f.runs));
-    std::int64_t offset = 0;
+    std::int64_t offset = 0, at = 24;
     for (auto& r : runs_) {
       std::uint64_t pair[2] = {};
-      in_.read(reinterpret_cast<char*>(pair), sizeof pair);
+      read_bytes(at, sizeof pair, reinterpret_cast<char*>(pair));
+      at += sizeof pair;
       r = {static_cast<std::int64_t>(pair[0]), offset, static_cast<std::int64_t>(pair[1])};
       offset += r.count;
     }
@@ -500,11 +528,9 @@ class RankFileReader {
   static std::size_t staging_elements() { return checkpoint_staging_bytes / 3 / 8; }
   void read(int array, std::int64_t element, std::int64_t n, std::vector<double>& out) {
     const std::int64_t data = 24 + 16 * file_.runs;
-    in_.seekg(data + (array * file_.elements + element) * dtype_bytes_);
     out.resize(static_cast<std::size_t>(n));
     raw_.resize(static_cast<std::size_t>(n * dtype_bytes_));
-    in_.read(raw_.data(), static_cast<std::streamsize>(raw_.size()));
-    PLAIT_CHECK(in_.good(), "cannot read the checkpoint file '", path_, "'");
+    read_bytes(data + (array * file_.elements + element) * dtype_bytes_, n * dtype_bytes_, raw_.data());
     for (std::int64_t i = 0; i < n; ++i) {
       if (dtype_bytes_ == 8) {
         double x;
@@ -517,6 +543,36 @@ class RankFileReader {
       }
     }
   }
+  // Copies n bytes at `offset` of the file into `to`. With block hashes, through a one-block cache: each block is
+  // checked against its hash when it is read, and only the blocks a load needs are read.
+  void read_bytes(std::int64_t offset, std::int64_t n, char* to) {
+    if (file_.block_hashes.empty()) {
+      in_.seekg(offset);
+      in_.read(to, static_cast<std::streamsize>(n));
+      PLAIT_CHECK(in_.good(), "cannot read the checkpoint file '", path_, "'");
+      return;
+    }
+    while (n > 0) {
+      const std::int64_t block = offset / file_.block_bytes, within = offset - block * file_.block_bytes;
+      if (block != cached_block_) load_block(block);
+      const std::int64_t k = std::min<std::int64_t>(n, static_cast<std::int64_t>(block_.size()) - within);
+      PLAIT_CHECK(k > 0, "checkpoint file '", path_, "' is shorter than its runs say");
+      std::memcpy(to, block_.data() + within, static_cast<std::size_t>(k));
+      to += k, offset += k, n -= k;
+    }
+  }
+  void load_block(std::int64_t block) {
+    const std::int64_t begin = block * file_.block_bytes, size = std::min(file_.block_bytes, file_.bytes - begin);
+    block_.resize(static_cast<std::size_t>(std::max<std::int64_t>(size, 0)));
+    in_.seekg(begin);
+    in_.read(block_.data(), static_cast<std::streamsize>(block_.size()));
+    PLAIT_CHECK(in_.good(), "cannot read the checkpoint file '", path_, "'");
+    PLAIT_CHECK(fnv1a(block_.data(), block_.size()) == file_.block_hashes[static_cast<std::size_t>(block)],
+                "checkpoint '", path_, "' is corrupt: its contents do not match the hash in the metadata (block ",
+                block, ": a damaged copy or disk); resume from an earlier checkpoint");
+    cached_block_ = block;
+  }
+
   void check_hash() {
     in_.seekg(0);
     std::vector<char> chunk(checkpoint_staging_bytes);
@@ -540,6 +596,8 @@ class RankFileReader {
   std::ifstream in_;
   std::vector<Stored> runs_;
   std::vector<char> raw_;
+  std::vector<char> block_;  // the last block read, checked
+  std::int64_t cached_block_ = -1;
   std::vector<double> values_[3];
 };
 
@@ -596,7 +654,7 @@ class PendingSave {
   void write() {
     try {
       error_ = write_rank_file<M>((std::filesystem::path(tmp_) / rank_file_name(model_.grid().world().rank())).string(),
-                                  runs_, *here_, elements_, &hash_, &bytes_);
+                                  runs_, *here_, elements_, &hash_, &bytes_, &block_hashes_);
     } catch (const std::exception& e) {  // on a thread of its own, an exception would end the program: finish() says it
       error_ = "cannot write the checkpoint '" + path_ + "': " + e.what();
     }
@@ -613,8 +671,15 @@ class PendingSave {
                                   static_cast<std::int64_t>(hash_)};
     std::vector<std::int64_t> all(static_cast<std::size_t>(4 * world.size()));
     world.all_gather(mine, all.data(), 4);
+    // Every rank's block hashes, padded to the longest list (its length follows from the file's size).
+    std::int64_t most = 0;
+    for (int r = 0; r < world.size(); ++r)
+      most = std::max(most, (all[static_cast<std::size_t>(4 * r + 2)] + checkpoint_hash_block_bytes - 1) / checkpoint_hash_block_bytes);
+    std::vector<std::int64_t> blocks(static_cast<std::size_t>(most), 0), all_blocks(static_cast<std::size_t>(most * world.size()));
+    for (std::size_t b = 0; b < block_hashes_.size() && b < blocks.size(); ++b) blocks[b] = static_cast<std::int64_t>(block_hashes_[b]);
+    world.all_gather(blocks.data(), all_blocks.data(), most);
     if (world.rank() == 0) {
-      error = write_metadata(all);
+      error = write_metadata(all, all_blocks, most);
       if (error.empty()) error = replace_directory(tmp_, path_);
       if (!error.empty()) {
         std::error_code ec;
@@ -630,7 +695,8 @@ class PendingSave {
   const std::string& path() const { return path_; }
 
  private:
-  std::string write_metadata(const std::vector<std::int64_t>& all) {
+  std::string write_metadata(const std::vector<std::int64_t>& all, const std::vector<std::int64_t>& blocks,
+                             std::int64_t blocks_per_rank) {
     nlohmann::json tensors = nlohmann::json::array(), ranks = nlohmann::json::array();
     std::int64_t total = 0;
     for (std::size_t c = 0; c < canon_.size.size(); ++c) {
@@ -642,8 +708,13 @@ class PendingSave {
     auto& grid = model_.grid();
     for (int r = 0; r < grid.world().size(); ++r) {
       const std::int64_t* f = all.data() + 4 * r;
+      nlohmann::json hashes = nlohmann::json::array();
+      const std::int64_t count = std::max<std::int64_t>(1, (f[2] + checkpoint_hash_block_bytes - 1) / checkpoint_hash_block_bytes);
+      for (std::int64_t b = 0; b < count; ++b)
+        hashes.push_back(hex(static_cast<std::uint64_t>(blocks[static_cast<std::size_t>(r * blocks_per_rank + b)])));
       ranks.push_back({{"file", rank_file_name(r)}, {"runs", f[0]}, {"elements", f[1]}, {"bytes", f[2]},
-                       {"hash", hex(static_cast<std::uint64_t>(f[3]))}});
+                       {"hash", hex(static_cast<std::uint64_t>(f[3]))}, {"block_bytes", checkpoint_hash_block_bytes},
+                       {"block_hashes", hashes}});
       total += f[1];
     }
     if (total != canon_.total)
@@ -670,6 +741,7 @@ class PendingSave {
   std::vector<Run> runs_;
   std::int64_t elements_ = 0, bytes_ = 0;
   std::uint64_t hash_ = 0;
+  std::vector<std::uint64_t> block_hashes_;
   std::string error_;
 };
 
