@@ -1,0 +1,91 @@
+// A step with a non-finite gradient (train/step.hpp): a NaN put into one rank's gradient after its backward pass
+// makes every rank skip the update, leaves parameters, AdamW's moments and step count bit for bit as they were,
+// and training goes on exactly as a run that never took that step (the same batches and learning rates after it).
+#include <catch2/catch.hpp>
+
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "sweep.hpp"
+
+namespace {
+
+template <class Layout>
+using Model = plait::Transformer<Layout, plait::Host<float>, plait::comm::Mpi>;
+
+// Everything an update would change on this rank, as bytes: its parameters, AdamW's moments and step count.
+template <class Layout>
+std::vector<unsigned char> training_state(Model<Layout>& model, plait::train::Trainer<Model<Layout>>& trainer) {
+  std::vector<unsigned char> bytes;
+  auto append = [&](const void* p, std::size_t n) {
+    const auto* b = static_cast<const unsigned char*>(p);
+    bytes.insert(bytes.end(), b, b + n);
+  };
+  auto& state = model.state();
+  auto& adamw = trainer.optimizer();
+  append(state.local_values(), static_cast<std::size_t>(state.local_values_size()) * sizeof(float));
+  append(adamw.moment1(), static_cast<std::size_t>(adamw.elements()) * sizeof(float));
+  append(adamw.moment2(), static_cast<std::size_t>(adamw.elements()) * sizeof(float));
+  const std::int64_t steps = adamw.steps();
+  append(&steps, sizeof steps);
+  return bytes;
+}
+
+plait::train::TrainConfig config() {
+  plait::train::TrainConfig tc = sweep::train_config();
+  tc.lr.total_steps = 5;
+  return tc;
+}
+
+// TP 2 x DP (world / 2) with ZeRO-1 (at np=4: TP 2 x DP 2), and DP over the whole world with ZeRO-3.
+using Layouts = std::tuple<plait::Layout<plait::TensorParallel<2>, plait::ZeroStage<1>>, plait::Layout<plait::ZeroStage<3>>>;
+
+}  // namespace
+
+TEMPLATE_LIST_TEST_CASE("a NaN in one rank's gradient skips the step on every rank and changes nothing",
+                        "[parallel][step]", Layouts) {
+  plait::comm::Mpi world;
+  if (!sweep::runs_at_this_size(TestType::model_parallel, sweep::describe<TestType>())) return;
+  auto grid = [&] { return plait::ProcessGrid<plait::comm::Mpi>(world, TestType::tp::degree, TestType::pp::stages); };
+  const auto data = sweep::dataset();
+  const int faulty = world.size() - 1;  // at TP 2 x DP 2: the second TP rank of the second DP group
+  INFO(sweep::describe<TestType>() << ", rank " << world.rank() << " of " << world.size() << ", the NaN on rank "
+                                   << faulty);
+
+  Model<TestType> model(sweep::model_config(), 21, grid());
+  plait::train::Trainer<Model<TestType>> trainer(model, config());
+  trainer.after_backward([&](auto& state, std::int64_t step) {
+    if (step == 3 && world.rank() == faulty) state.local_grads()[state.local_grads_size() / 2] = std::numeric_limits<float>::quiet_NaN();
+  });
+  trainer.step(data, 1);
+  trainer.step(data, 2);
+  const auto before = training_state<TestType>(model, trainer);
+  const plait::train::StepMetrics bad = trainer.step(data, 3);
+  CHECK(bad.skipped);  // on every rank: a rank that did not skip would fail here
+  CHECK(bad.skipped_total == 1);
+  CHECK(bad.skipped_in_a_row == 1);
+  CHECK(!std::isfinite(bad.grad_norm));
+  CHECK(bad.to_json()["skipped"] == true);
+  CHECK(training_state<TestType>(model, trainer) == before);  // bit for bit
+  const plait::train::StepMetrics after[2] = {trainer.step(data, 4), trainer.step(data, 5)};
+  CHECK_FALSE(after[0].skipped);
+  CHECK(after[0].skipped_in_a_row == 0);
+  CHECK(after[1].skipped_total == 1);
+
+  // A run that never took step 3: the same batches and learning rates for steps 4 and 5, the same AdamW step count.
+  Model<TestType> clean_model(sweep::model_config(), 21, grid());
+  plait::train::Trainer<Model<TestType>> clean(clean_model, config());
+  clean.step(data, 1);
+  clean.step(data, 2);
+  const plait::train::StepMetrics want[2] = {clean.step(data, 4), clean.step(data, 5)};
+  for (int i = 0; i < 2; ++i) {
+    INFO("step " << 4 + i);
+    CHECK(after[i].loss == want[i].loss);
+    CHECK(after[i].grad_norm == want[i].grad_norm);
+    CHECK(std::isfinite(after[i].loss));
+  }
+  CHECK(training_state<TestType>(model, trainer) == training_state<TestType>(clean_model, clean));
+  CHECK(model.gather_parameters() == clean_model.gather_parameters());
+}
