@@ -14,11 +14,14 @@ layout=(--pp 2 --schedule zb --checkpoint full --steps 2 --batch 4 --layers 2 --
         --seq-len 32 --sample-tokens 0)
 run() { timeout 60 "$mpiexec" "${root[@]}" -np 2 --oversubscribe --mca mpi_yield_when_idle 1 --bind-to none "$@"; }
 fail() { [[ -f ${log:-} ]] && cat "$log"; echo "FAIL: $*"; exit 1; }
-library=$(ls "$built"/layout-*.so) && [[ $(wc -l <<< "$library") == 1 ]] || fail "no single library in '$built'"
+# The newest library: the one built for this plait-train (a rebuilt plait-train looks up another key).
+library=$(ls -t "$built"/layout-*.so | head -n 1) && [[ -n $library ]] || fail "no library in '$built'"
 [[ -f ${library%.so}.hash ]] || fail "no content hash recorded beside '$library'"
 [[ $(stat -c %a "$built") == 700 ]] || fail "the cache directory was made with mode $(stat -c %a "$built"), not 700"
-cp -a "$built" cache
-lib=cache/$(basename "$library")
+mkdir -m 700 cache
+key=$(basename "${library%.so}")
+cp -p "$built/$key".* cache/
+lib=cache/$key.so
 
 # refused "MESSAGE (regex)" [env ...] -- FLAGS: exit 2, the message, nothing built or trained.
 refused() {

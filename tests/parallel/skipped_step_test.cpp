@@ -66,7 +66,8 @@ TEMPLATE_LIST_TEST_CASE("a NaN in one rank's gradient skips the step on every ra
       if (at < 0) at = (grads - state.local_grads()) + n / 2;
       if (replica < 0 && seg.tp_replicated) replica = (grads - state.local_grads()) + n / 2;
     });
-    if (TestType::tp::degree > 1) CHECK(replica >= 0);
+    // Up to TP 2 x DP 2 the faulty rank's ZeRO-1 shard holds norm weights (at DP 4 its quarter may not).
+    if (TestType::tp::degree > 1 && world.size() <= 4) CHECK(replica >= 0);
     if (replica >= 0) at = replica;
     REQUIRE(at >= 0);
     state.local_grads()[at] = std::numeric_limits<float>::quiet_NaN();
