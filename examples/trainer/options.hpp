@@ -65,6 +65,8 @@ struct Options {
   std::int64_t stop_after = 0;     // stop after this step (a job's time limit); 0: run to --steps
   std::string config;              // every flag's value, as --config reads them (written beside metrics and checkpoints)
   std::string init_from_hf;        // start (fine-tune) from this Hugging Face LLaMA model directory
+  std::int64_t max_skipped = 5;    // end the run after this many steps in a row with a non-finite loss or norm
+  std::string save_failure = "stop";  // continue | stop: what a save that could not be written does to the run
 };
 
 // The C++ type of the layout the flags name, e.g. plait::Layout<plait::TensorParallel<2>, ...>.
@@ -186,6 +188,11 @@ inline std::vector<Flag> flags(Options& o) {
        "as plait-export-hf writes them): fine-tuning, under any layout, each rank reading only its slices; the "
        "model's shape comes from the flags and must match config.json (a mismatch names the flag to give)",
        str(o.init_from_hf)},
+      {"--max-skipped", "N", "a step whose loss or gradient norm is not finite (NaN, inf) is skipped on every rank, "
+       "changing nothing; N such steps in a row end the run with an error (default 5)", i64(o.max_skipped)},
+      {"--save-failure", "stop|continue", "when a checkpoint cannot be written (disk full, quota), the previous one "
+       "is kept intact and the run stops with an error (stop, the default), or says so and trains on (continue)",
+       str(o.save_failure)},
       {"--jit-cache", "DIR", "where layouts that are not compiled in are built and kept (default ~/.cache/plait)",
        str(o.jit_cache)},
   };
@@ -268,6 +275,10 @@ inline Options parse(int argc, char** argv) {
   PLAIT_CHECK(!o.save_async || !o.save.empty(), "--save-async needs --save DIR to say where");
   PLAIT_CHECK(o.sample_tokens >= 0, "--sample-tokens must be 0 (no sample) or more");
   PLAIT_CHECK(o.log_every >= 1, "--log-every must be at least 1");
+  PLAIT_CHECK(o.max_skipped >= 1, "--max-skipped must be at least 1 (steps in a row with a non-finite loss before the "
+              "run ends), got ", o.max_skipped);
+  PLAIT_CHECK(o.save_failure == "stop" || o.save_failure == "continue", "--save-failure takes stop or continue, got '",
+              o.save_failure, "'");
   PLAIT_CHECK(std::isfinite(o.peak_gflops) && o.peak_gflops >= 0.0,
               "--peak-gflops must be a positive number (or 0: measure the GEMM rate)");
   PLAIT_CHECK(o.device == "host" || o.device == "cuda", "--device takes host or cuda, got '", o.device, "'");

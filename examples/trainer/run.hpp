@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "options.hpp"
+#include "preemption.hpp"
 #include "setup.hpp"
 #include "plait/comm/process_grid.hpp"
 #include "plait/model/transformer.hpp"
@@ -102,6 +103,7 @@ template <class Layout, class Backend, class Comm>
 int train(const Options& o, Comm world, const Device& device) {
   using Model = plait::Transformer<Layout, Backend, Comm>;
   const bool lead = world.rank() == 0;
+  catch_preemption_signals();  // from here a SIGTERM or SIGUSR1 ends the run after a step, saved
   plait::ProcessGrid<Comm> grid(world, Layout::tp::degree, Layout::pp::stages);
 
   const plait::train::DataSource source =
@@ -223,10 +225,43 @@ int train(const Options& o, Comm world, const Device& device) {
       std::printf("saved: %s (step %lld%s)\n", checkpoints.last_path().c_str(), static_cast<long long>(finished),
                   o.save_async ? ", written in the background" : "");
   };
+  // A save that cannot be written (disk full, quota, a file-size limit) leaves the previous checkpoint as it was
+  // (saves go to DIR.tmp, renamed at the end); every rank learns of it at the same call, and --save-failure says
+  // whether the run stops there or trains on.
+  auto on_save_failure = [&](std::int64_t step, const plait::Error& e) {
+    std::string kept = "no earlier checkpoint was written by this run";
+    if (checkpoints.last_step() > 0)
+      kept = "the previous checkpoint " + checkpoints.last_path() + " (step " + std::to_string(checkpoints.last_step()) +
+             ") is intact";
+    else if (!resumed_from.empty())
+      kept = "the checkpoint this run resumed from, " + resumed_from + ", is intact";
+    if (o.save_failure == "stop")
+      plait::core::fail("the save at step ", step, " failed: ", e.what(), "; ", kept, ". Free space (or give another "
+                        "--save), then --resume; --save-failure continue trains on past a failed save");
+    if (lead) {
+      std::printf("warning: the save at step %lld failed: %s; %s; training goes on (--save-failure continue)\n",
+                  static_cast<long long>(step), e.what(), kept.c_str());
+      std::fflush(stdout);
+    }
+  };
+  auto finish_save = [&] {  // the background save still running, if any
+    std::int64_t running = 0;
+    try {
+      running = checkpoints.pending_step();
+      report_saved(checkpoints.wait());
+    } catch (const plait::Error& e) {
+      on_save_failure(running, e);
+    }
+  };
   auto save = [&](std::int64_t step) {
     const auto start_save = std::chrono::steady_clock::now();
-    report_saved(checkpoints.wait());  // a background save still running is finished first
-    checkpoints.save(step);
+    finish_save();
+    try {
+      checkpoints.save(step);
+    } catch (const plait::Error& e) {
+      on_save_failure(step, e);
+      return;
+    }
     const double held = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_save).count();
     if (!o.save_async) report_saved(step);
     else if (lead) std::printf("saving: %s (step %lld) in the background; training was held %.3f s\n",
@@ -249,14 +284,27 @@ int train(const Options& o, Comm world, const Device& device) {
       val_text = buf;
     }
     if (metrics.is_open()) metrics << line.dump() << '\n' << std::flush;
-    if (lead && (step % o.log_every == 0 || step == last_step || !val_text.empty())) {
+    if (lead && (step % o.log_every == 0 || step == last_step || !val_text.empty() || m.skipped)) {
       const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       const double eta = elapsed / static_cast<double>(step - first_step + 1) * static_cast<double>(last_step - step);
-      std::printf("step %5lld/%lld  loss %.4f%s  lr %.2e  grad_norm %.3f  %8.0f tok/s  mfu %5.1f%%  eta %s\n",
+      std::string skipped_text;
+      if (m.skipped)
+        skipped_text = "  SKIPPED (non-finite loss or gradient norm; nothing updated; " +
+                       std::to_string(m.skipped_in_a_row) + " in a row of --max-skipped " +
+                       std::to_string(o.max_skipped) + ", " + std::to_string(m.skipped_total) + " in all)";
+      else if (m.skipped_total > 0)
+        skipped_text = "  skipped " + std::to_string(m.skipped_total);
+      std::printf("step %5lld/%lld  loss %.4f%s  lr %.2e  grad_norm %.3f  %8.0f tok/s  mfu %5.1f%%  eta %s%s\n",
                   static_cast<long long>(step), static_cast<long long>(o.steps), m.loss, val_text.c_str(), m.lr,
-                  m.grad_norm, m.tokens_per_s, 100.0 * m.mfu, format_duration(eta).c_str());
+                  m.grad_norm, m.tokens_per_s, 100.0 * m.mfu, format_duration(eta).c_str(), skipped_text.c_str());
       std::fflush(stdout);
     }
+    if (m.skipped_in_a_row >= o.max_skipped)  // the ranks agreed on every skip: all of them stop here alike
+      plait::core::fail("step ", step, ": the loss or gradient norm was not finite in ", m.skipped_in_a_row,
+                        " steps in a row (--max-skipped ", o.max_skipped, "), so their updates were skipped and the "
+                        "model is as it was after step ", step - m.skipped_in_a_row, ". Lower the learning rate (--lr ",
+                        o.lr, "), lengthen the warmup (--warmup ", o.warmup, "), clip harder (--clip ", o.clip,
+                        "), check the data around this step, or resume from an earlier checkpoint");
     if (lead && static_cast<std::int64_t>(m.epoch) > static_cast<std::int64_t>(previous_epoch)) {
       std::printf("epoch %lld of the data done at step %lld (%lld sequences of %lld tokens, each seen once); the next "
                   "epoch is reshuffled\n",
@@ -265,11 +313,35 @@ int train(const Options& o, Comm world, const Device& device) {
       std::fflush(stdout);
     }
     previous_epoch = m.epoch;
-    if (o.save_every > 0 && step % o.save_every == 0 && step != last_step) save(step);
+    const bool saved_now = o.save_every > 0 && step % o.save_every == 0 && step != last_step;
+    if (saved_now) save(step);
+    int signalled_rank = 0, signal = 0;
+    if (step != last_step && preempted(world, &signalled_rank, &signal)) {
+      const auto start_save = std::chrono::steady_clock::now();
+      if (!o.save.empty() && !saved_now) save(step);
+      finish_save();  // a background save finishes before the process ends
+      const double held = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_save).count();
+      if (lead) {
+        if (o.save.empty())
+          std::printf("preempted: %s on rank %d; stopped after step %lld of %lld on every rank; nothing saved (no "
+                      "--save)\n", signal_name(signal), signalled_rank, static_cast<long long>(step),
+                      static_cast<long long>(last_step));
+        else if (checkpoints.last_step() == step)
+          std::printf("preempted: %s on rank %d; stopped after step %lld of %lld on every rank, saved %s in %.2f s; "
+                      "go on with --resume %s\n", signal_name(signal), signalled_rank, static_cast<long long>(step),
+                      static_cast<long long>(last_step), checkpoints.last_path().c_str(), held, o.save.c_str());
+        else
+          std::printf("preempted: %s on rank %d; stopped after step %lld of %lld on every rank; its save failed (see "
+                      "above)\n", signal_name(signal), signalled_rank, static_cast<long long>(step),
+                      static_cast<long long>(last_step));
+        std::fflush(stdout);
+      }
+      return 0;
+    }
   }
   if (!o.save.empty()) {
     save(last_step);
-    report_saved(checkpoints.wait());  // a background save finishes before the run ends
+    finish_save();  // a background save finishes before the run ends
   }
   const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   if (tc.record_timeline) {  // the last step's pipeline, as measured: bubble, and a picture of it

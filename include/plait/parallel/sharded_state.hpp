@@ -189,15 +189,19 @@ class ShardedState {
     }
   }
 
-  // The sum of squares of the whole model's gradient, the same on every rank (each element counted once).
+  // The sum of squares of the whole model's gradient, the same on every rank (each element counted once), and not
+  // finite when any rank's gradient holds a NaN or an infinity, replicas included.
   double grad_sum_squares() {
-    Buffer<double> sum(1, core::MemoryKind::workspace);  // accumulated where the gradients are: one download
+    // Accumulated where the gradients are: one download. The replicas TP ranks other than the first hold are summed
+    // apart and added times 0: nothing when finite, a NaN when not (a fault on one rank must not pass unseen, or
+    // that rank alone would apply it and the replicas would part).
+    Buffer<double> sum(2, core::MemoryKind::workspace);
     for_each_owned([&](const Segment& seg, T*, const G* g, std::int64_t, std::int64_t n) {
-      if (seg.tp_replicated && tp_.rank() != 0) return;
-      B::sum_squares_into(g, n, sum.data());
+      B::sum_squares_into(g, n, sum.data() + (seg.tp_replicated && tp_.rank() != 0 ? 1 : 0));
     });
-    double local = 0.0;
-    B::download(sum.data(), &local, 1);
+    double sums[2] = {0.0, 0.0};
+    B::download(sum.data(), sums, 2);
+    double local = sums[0] + 0.0 * sums[1];
     if (stage >= 1) dp_.control().all_reduce(&local, 1, comm::ReduceOp::sum);  // shards are disjoint over DP
     tp_.control().all_reduce(&local, 1, comm::ReduceOp::sum);
     if (pp_ != nullptr) pp_->control().all_reduce(&local, 1, comm::ReduceOp::sum);  // stages hold different layers

@@ -665,8 +665,14 @@ class PendingSave {
   // rotation (keep_last > 0, DIR being ROOT/step-N), removes the oldest complete checkpoints beyond keep_last.
   void finish(int keep_last) {
     auto& world = model_.grid().world().control();
-    std::string error = error_;
-    comm::agree_or_throw(world, error);
+    try {
+      comm::agree_or_throw(world, error_);
+    } catch (const core::Error&) {  // a rank could not write its file: what the others wrote would only fill the disk
+      std::error_code ec;
+      if (world.rank() == 0) std::filesystem::remove_all(tmp_, ec);
+      throw;
+    }
+    std::string error;
     const std::int64_t mine[4] = {static_cast<std::int64_t>(runs_.size()), elements_, bytes_,
                                   static_cast<std::int64_t>(hash_)};
     std::vector<std::int64_t> all(static_cast<std::size_t>(4 * world.size()));
@@ -790,6 +796,9 @@ class CheckpointWriter {
       finish();
     }
   }
+
+  // The step of the save still running (0: none).
+  std::int64_t pending_step() const { return pending_ ? pending_->step() : 0; }
 
   // Finishes the running save, if any; returns its step (0: none was running).
   std::int64_t wait() {

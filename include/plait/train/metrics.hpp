@@ -23,6 +23,9 @@ struct StepMetrics {
   double epoch = 0.0;  // passes over the training data completed after this step (1.5: half-way through the second)
   std::int64_t peak_bytes = 0;
   std::int64_t param_bytes = 0, grad_bytes = 0, optimizer_bytes = 0, activation_peak_bytes = 0;
+  // A step whose loss or gradient norm was not finite changed nothing (train/step.hpp); the counts include it.
+  bool skipped = false;
+  std::int64_t skipped_total = 0, skipped_in_a_row = 0;
 
   nlohmann::json to_json() const {
     return {{"step", step},
@@ -37,7 +40,9 @@ struct StepMetrics {
             {"param_bytes", param_bytes},
             {"grad_bytes", grad_bytes},
             {"optimizer_bytes", optimizer_bytes},
-            {"activation_peak_bytes", activation_peak_bytes}};
+            {"activation_peak_bytes", activation_peak_bytes},
+            {"skipped", skipped},
+            {"skipped_total", skipped_total}};
   }
 };
 

@@ -1,12 +1,14 @@
 // One optimizer step of a model under its layout: this data-parallel rank's part of the global batch in
 // micro-batches, gradients reduced as the ZeRO stage says, the global gradient norm and its clip factor, AdamW
 // with the scheduled learning rate on what this rank owns, the parameters made whole again, and the step's
-// metrics (loss over the global batch, tokens/s, MFU, memory).
+// metrics (loss over the global batch, tokens/s, MFU, memory). A step whose loss or gradient norm is not finite
+// changes nothing (every rank agrees to skip it) and says so in its metrics.
 #pragma once
 
 #include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "plait/comm/communicator.hpp"
@@ -61,6 +63,9 @@ class Trainer {
   std::int64_t grad_accum() const { return config_.global_batch / (model_.grid().dp_size() * config_.micro_batch); }
 
   // Optimizer step `step` (1-based) on the global batch the dataset gives for that step.
+  // A step whose global loss or gradient norm is not finite (a NaN or an infinity on any rank) is skipped on every
+  // rank: parameters, master weights, AdamW's moments and its step count stay as they were; the data and the
+  // learning rate schedule move on (the next step trains on the next batch). metrics.skipped says so.
   StepMetrics step(const TokenDataset& data, std::int64_t step) {
     const auto start = std::chrono::steady_clock::now();
     const std::int64_t seq = data.seq(), mb = config_.micro_batch;
@@ -79,16 +84,28 @@ class Trainer {
     if (config_.record_timeline) model_.grid().pp().control().barrier();  // stages start their clocks together
     double loss_sum = model_.forward_backward_microbatches(inputs_.data(), targets_.data(), count, mb, seq,
                                                            1.0 / tokens, config_.record_timeline ? &timeline_ : nullptr);
+    if (after_backward_) after_backward_(state, step);
     state.reduce_gradients();
     const double norm = std::sqrt(state.grad_sum_squares());
-    PLAIT_CHECK(std::isfinite(norm), "the gradient norm is not finite at step ", step,
-                ": lower the learning rate (--lr) or check the data");
+    // The loss is reduced before the update so that the decision to skip can see it: TP ranks hold the same loss,
+    // and only the last pipeline stage has one.
+    model_.grid().dp().control().all_reduce(&loss_sum, 1, comm::ReduceOp::sum);
+    model_.grid().pp().control().all_reduce(&loss_sum, 1, comm::ReduceOp::sum);
+    // The norm and the loss are sums over every rank, so a NaN anywhere is a NaN everywhere; but an infinity may
+    // come out finite on one rank and not another (sums taken in another order), so the ranks agree explicitly: a
+    // one-integer all-reduce, nothing next to the step.
+    int bad = std::isfinite(norm) && std::isfinite(loss_sum) ? 0 : 1;
+    model_.grid().world().control().all_reduce(&bad, 1, comm::ReduceOp::max);
     const double lr = config_.lr(step);
-    last_clip_factor_ = clip_factor(norm, config_.clip_norm);
-    optimizer_.step(state, lr, last_clip_factor_);
-    state.sync_parameters();
-    model_.grid().dp().control().all_reduce(&loss_sum, 1, comm::ReduceOp::sum);  // TP ranks hold the same loss
-    model_.grid().pp().control().all_reduce(&loss_sum, 1, comm::ReduceOp::sum);  // only the last stage has one
+    if (bad) {
+      ++skipped_, ++skipped_in_a_row_;
+      last_clip_factor_ = 0.0;
+    } else {
+      skipped_in_a_row_ = 0;
+      last_clip_factor_ = clip_factor(norm, config_.clip_norm);
+      optimizer_.step(state, lr, last_clip_factor_);
+      state.sync_parameters();
+    }
     B::synchronize();
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
@@ -97,6 +114,9 @@ class Trainer {
     out.loss = loss_sum / tokens;
     out.lr = lr;
     out.grad_norm = norm;
+    out.skipped = bad != 0;
+    out.skipped_total = skipped_;
+    out.skipped_in_a_row = skipped_in_a_row_;
     out.step_seconds = seconds;
     out.tokens_per_s = tokens / seconds;
     out.epoch = static_cast<double>(step * config_.global_batch) / static_cast<double>(data.windows_per_epoch());
@@ -112,6 +132,14 @@ class Trainer {
   }
 
   double last_clip_factor() const { return last_clip_factor_; }
+
+  // Steps skipped for a non-finite loss or gradient norm: in all, and in a row up to the last step.
+  std::int64_t skipped() const { return skipped_; }
+  std::int64_t skipped_in_a_row() const { return skipped_in_a_row_; }
+
+  // Called on every rank after the backward pass of each step, before the gradients are reduced, with the model's
+  // state and the step: where a test puts a fault into one rank's gradients (as a bad device would).
+  void after_backward(std::function<void(typename Model::State&, std::int64_t)> hook) { after_backward_ = std::move(hook); }
 
   // The mean token loss, forward only, over `batches` global batches of `data`'s fixed windows (the same ones at
   // every call, whatever the layout): each data-parallel rank takes its share in micro-batches, and the sums are
@@ -163,6 +191,8 @@ class Trainer {
   AdamW<B> optimizer_;
   std::vector<std::int32_t> inputs_, targets_;
   double last_clip_factor_ = 1.0;
+  std::int64_t skipped_ = 0, skipped_in_a_row_ = 0;
+  std::function<void(typename Model::State&, std::int64_t)> after_backward_;
   parallel::Timeline timeline_;
 };
 
