@@ -4,9 +4,11 @@
 // the head start at zero, get exactly zero gradients, and stay zero through an AdamW step with weight decay. At TP 1
 // the two are bit-identical; under mpirun at TP 2 and TP 4 (with and without sequence parallelism) they agree to
 // DESIGN.md's tolerances, on vocabularies that leave some ranks a partial slice and some ranks no valid row at all.
-// Host<double>, Host<float> and Host<bf16> each; the tied embedding too.
+// Host<double>, Host<float> and Host<bf16> each; the tied embedding too. The logits for sampling are the unpadded
+// model's, and a sample drawn at a temperature that makes every id about equally likely never draws a padding id.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <string>
@@ -23,6 +25,7 @@
 #include "plait/model/gather.hpp"
 #include "plait/model/transformer.hpp"
 #include "plait/train/optimizer.hpp"
+#include "plait/train/sample.hpp"
 
 namespace {
 
@@ -48,6 +51,7 @@ plait::ModelConfig unpadded(const Case& c) { return config(c.tokenizer_vocab, 0,
 struct Pass {
   double loss = 0.0;
   Tensors grads;
+  std::vector<double> logits;  // the last position's, for sampling (before the AdamW step)
   std::int64_t padding_checked = 0;  // padding elements this rank found zero (values and gradients)
 };
 
@@ -95,11 +99,26 @@ Pass pass(Model& model, std::int64_t tokenizer_vocab) {
   model.state().reduce_gradients();
   p.grads = gradients(model);
   p.padding_checked = padding_zero(model, true);
+  p.logits = model.last_logits(tokens.data(), batch, seq);
   using B = typename Model::Backend;
   plait::train::AdamW<B> adam(model.state().optimizer_elements(), plait::train::AdamWConfig{.weight_decay = 0.1});
   adam.step(model.state(), 1e-2, 1.0);
   padding_zero(model, false);
   return p;
+}
+
+// 24 ids drawn at temperature 1e4, where the logits' differences vanish: a draw over the padded rows would pick one
+// 5 times in 16 (vocabulary 11) or 11 in 16 (vocabulary 5). Checks that each is a token and that they are not all
+// the same id (the temperature flattened the distribution), and returns them.
+template <class Model>
+std::vector<std::int32_t> sample(Model& model, std::int64_t tokenizer_vocab) {
+  std::vector<std::int32_t> context(seq);
+  for (std::int64_t i = 0; i < seq; ++i) context[static_cast<std::size_t>(i)] = static_cast<std::int32_t>(i % tokenizer_vocab);
+  std::vector<std::int32_t> drawn = plait::train::sample(model, context, 24, 1e4, 9);
+  drawn.erase(drawn.begin(), drawn.begin() + seq);
+  for (std::int32_t id : drawn) CHECK((id >= 0 && id < tokenizer_vocab));
+  CHECK(*std::max_element(drawn.begin(), drawn.end()) > *std::min_element(drawn.begin(), drawn.end()));
+  return drawn;
 }
 
 template <class T>
@@ -120,6 +139,9 @@ void bit_identical_at_tp1() {
     CHECK(got.padding_checked == (padded_vocab - c.tokenizer_vocab) * 16 * (c.tied ? 1 : 2));
     CHECK(got.loss == want.loss);
     CHECK(got.grads == want.grads);
+    CHECK(got.logits.size() == static_cast<std::size_t>(batch * c.tokenizer_vocab));
+    CHECK(got.logits == want.logits);
+    CHECK(sample(with_padding, c.tokenizer_vocab) == sample(without, c.tokenizer_vocab));
     CHECK(with_padding.gather_parameters() == without.gather_parameters());  // after the AdamW step too
   }
 }
@@ -158,6 +180,8 @@ void equals_one_rank() {
       CHECK(got.grads[i].first == want.grads[i].first);
       CHECK(layer_testing::relative(got.grads[i].second, want.grads[i].second) <= grad_tolerance);
     }
+    CHECK(layer_testing::relative(got.logits, want.logits) <= grad_tolerance);
+    if constexpr (std::is_same_v<T, double>) sample(model, c.tokenizer_vocab);  // a collective under TP
   }
   world.all_reduce(&saw_empty_rank, 1, plait::comm::ReduceOp::sum);
   CHECK(saw_empty_rank > 0);  // some rank held padding only, and still computed the same function
