@@ -73,10 +73,11 @@ struct CheckpointData {
 namespace detail {
 
 inline nlohmann::json model_json(const ModelConfig& c) {
-  return {{"vocab", c.unpadded_vocab()}, {"padded_vocab", c.vocab}, {"hidden", c.hidden}, {"layers", c.layers}, {"heads", c.heads},
+  return {{"vocab", c.unpadded_vocab()}, {"hidden", c.hidden}, {"layers", c.layers}, {"heads", c.heads},
           {"kv_heads", c.kv_heads}, {"ffn", c.ffn}, {"tied_embedding", c.tied_embedding},
-          // Not checked on a load (any sequence length may resume); what an export to Hugging Face writes.
-          {"max_seq", c.max_seq}, {"rope_theta", c.rope_theta}, {"norm_eps", c.norm_eps}};
+          // Not checked on a load (any sequence length, and any padding, may resume); what an export to Hugging Face
+          // writes, and what the saving run padded its vocabulary to.
+          {"max_seq", c.max_seq}, {"rope_theta", c.rope_theta}, {"norm_eps", c.norm_eps}, {"padded_vocab", c.vocab}};
 }
 
 // The canonical element layout of a model: per tensor code its full size without padding rows (0: absent) and first

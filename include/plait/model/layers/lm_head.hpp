@@ -7,8 +7,8 @@
 // vocabulary, so on each rank the tokenizer's ids are a prefix of its slice, and the logits, the softmax and both
 // gradients are computed over that prefix alone (the first `valid` rows of the rank's head):
 //
-//   vocab 601 padded to 768, TP 4 (192 rows each):  rank 0: 192 valid | 1: 192 | 2: 192 | 3: 25 valid, 167 padding
-//   vocab 5 padded to 16, TP 4 (4 rows each):       rank 0: 4 valid   | 1: 1   | 2: 0   | 3: 0
+//   vocab 601 padded to 1024 (128 x TP), TP 4, 256 rows a rank:  rank 0: 256 valid | 1: 256 | 2: 89 | 3: 0
+//   vocab 5 padded to 16, TP 4, 4 rows a rank:                   rank 0: 4 valid   | 1: 1   | 2: 0  | 3: 0
 //
 // Pitfalls: a rank with no valid column still joins every all-reduce: its row max is -inf (the max of nothing, which
 // the other ranks' maxima replace) and its sums are 0; its GEMMs are skipped (a 0-wide GEMM is not one cuBLASLt runs).
