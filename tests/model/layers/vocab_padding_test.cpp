@@ -65,20 +65,19 @@ Tensors gradients(Model& model) {
 }
 
 // Checks that every padding element this rank holds is zero, in the values and (with_grads) the gradients, and
-// returns how many it checked.
+// returns how many it checked. (CHECK, not REQUIRE: a rank that stopped here would leave the others in a collective.)
 template <class Model>
 std::int64_t padding_zero(Model& model, bool with_grads) {
-  std::int64_t checked = 0;
+  std::int64_t checked = 0, nonzero = 0;
   for (const auto& p : model.parameters().infos())
-    for (std::int64_t r = 0; r < p.rows(); ++r) {
-      if (!p.padding_row(r)) continue;
-      INFO(p.name << " row " << p.slice.row_begin + r);
-      for (std::int64_t c = 0; c < p.cols(); ++c, ++checked) {
+    for (std::int64_t r = 0; r < p.rows(); ++r)
+      for (std::int64_t c = 0; p.padding_row(r) && c < p.cols(); ++c, ++checked) {
         const std::int64_t at = p.offset + r * p.cols() + c;
-        REQUIRE(static_cast<double>(model.state().local_values()[at]) == 0.0);
-        if (with_grads) REQUIRE(static_cast<double>(model.state().local_grads()[at]) == 0.0);
+        nonzero += static_cast<double>(model.state().local_values()[at]) != 0.0;
+        if (with_grads) nonzero += static_cast<double>(model.state().local_grads()[at]) != 0.0;
       }
-    }
+  INFO((with_grads ? "values and gradients" : "values") << " of the padding rows");
+  CHECK(nonzero == 0);
   return checked;
 }
 
