@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # plait-train on token shards in the llm.c format, as a user with a tokenizer of their own has them: a glob of two
-# shards (uint16 tokens, a vocabulary of 601 that TP 2 pads to 602) trains under mpirun with a falling loss and a
-# falling validation loss on a held-out shard, reports the end of its first epoch, and prints its sample as token ids;
-# a truncated shard, shards that record no vocabulary, a glob matching nothing and held-out data of another kind are
-# refused on every rank with what to change.
+# shards (uint16 tokens, a vocabulary of 601 that TP 2 pads to 768, a multiple of 128 x TP) trains under mpirun with
+# a falling loss and a falling validation loss on a held-out shard, reports the end of its first epoch, and prints
+# its sample as token ids; a truncated shard, shards that record no vocabulary, a glob matching nothing and held-out
+# data of another kind are refused on every rank with what to change.
 # Usage: trainer_shards_test.sh PLAIT_TRAIN MPIEXEC WORK_DIR
 set -euo pipefail
 train=$1 mpiexec=$2 work=$3
@@ -38,7 +38,7 @@ awk -v a="${val[0]}" -v b="${val[2]}" 'BEGIN { exit !(b < a - 0.5) }' ||
   { echo "FAIL: val_loss ${val[*]} did not fall"; exit 1; }
 grep -q "step    30/30  loss [0-9.]*  val_loss [0-9.]*" train.log || { echo "FAIL: no val_loss in the progress line"; exit 1; }
 echo "val_loss ${val[*]}"
-grep -q "data: 6002 tokens (2 token shards, vocabulary 601 padded to 602)" train.log || { echo "FAIL: data line"; exit 1; }
+grep -q "data: 6002 tokens (2 token shards, vocabulary 601 padded to 768)" train.log || { echo "FAIL: data line"; exit 1; }
 grep -q "sample (token ids" train.log || { echo "FAIL: no sample"; exit 1; }
 read -r first last < <(sed -n 's/^done: .*loss \([0-9.]*\) -> \([0-9.]*\),.*/\1 \2/p' train.log)
 awk -v a="$first" -v b="$last" 'BEGIN { exit !(b < a - 1.0) }' || { echo "FAIL: loss $first -> $last did not fall"; exit 1; }

@@ -15,7 +15,7 @@ void usage(std::FILE* to) {
                "Writes the parameters of the plait checkpoint CKPT (a directory plait-train --save wrote) as a Hugging "
                "Face\nLLaMA model in DIR: config.json and model.safetensors (LlamaForCausalLM's tensor names; q and k "
                "rows in its\nrotary order). --dtype: the weights' type (default float32: exact; bf16 rounds to nearest "
-               "even).\nThe vocabulary is the model's, padding to a multiple of TP included.\n");
+               "even).\nThe vocabulary is the tokenizer's: a padded model's padding rows are not written.\n");
 }
 
 }  // namespace

@@ -125,7 +125,7 @@ inline std::vector<Flag> flags(Options& o) {
        "(a path or a quoted glob such as 'data/train_*.bin'; scripts/prepare_data.py writes them), instead of the "
        "embedded corpus", str(o.data)},
       {"--vocab", "N", "the tokenizer's vocabulary for token shards (default: what the shards record; 50257 for "
-       "GPT-2); the model's is padded up to a multiple of --tp", i64(o.vocab)},
+       "GPT-2); the model's is padded up to a multiple of 128 x --tp", i64(o.vocab)},
       {"--val-data", "FILE|GLOB", "held-out data for the validation loss (text or token shards, like --data)",
        str(o.val_data)},
       {"--val-fraction", "F", "hold out the last fraction F of --data (or of the embedded corpus) for the validation "

@@ -172,11 +172,12 @@ int train(const Options& o, Comm world, const Device& device) {
                 world.size(), grid.tp_size(), Layout::tp::sequence_parallel ? " (sequence parallel)" : "",
                 grid.pp_size(), o.schedule.c_str(), grid.dp_size(), Layout::zero::stage, o.checkpoint.c_str(),
                 device.per_rank.c_str());
-    std::string kind = "bytes";
+    const std::string padded =
+        config.vocab > config.unpadded_vocab() ? " padded to " + std::to_string(config.vocab) : "";
+    std::string kind = "bytes" + (padded.empty() ? "" : ", vocabulary " + std::to_string(config.unpadded_vocab()) + padded);
     if (source.shards)
       kind = std::to_string(source.files.size()) + " token shard" + (source.files.size() > 1 ? "s" : "") +
-             ", vocabulary " + std::to_string(o.vocab) +
-             (config.vocab > o.vocab ? " padded to " + std::to_string(config.vocab) : "");
+             ", vocabulary " + std::to_string(config.unpadded_vocab()) + padded;
     std::printf("data: %lld tokens (%s); %lld sequences of %lld per step (micro-batch %lld x %lld per rank); "
                 "MFU against %.1f GFLOP/s per rank (%s)\n",
                 static_cast<long long>(data.size()), kind.c_str(), static_cast<long long>(tc.global_batch), static_cast<long long>(o.seq_len),

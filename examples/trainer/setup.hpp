@@ -37,15 +37,26 @@ inline void resolve_vocab(Options& o) {
   if (o.vocab == 0) o.vocab = d.vocab;
 }
 
-// The model's vocabulary: the tokenizer's padded up to a multiple of TP (the padding rows are never a target).
+// Rows of the vocabulary per TP rank come in multiples of this (Megatron's make-vocab-size-divisible-by): the
+// embedding's and the head's slices stay aligned for GEMMs whatever the tokenizer's size.
+inline constexpr std::int64_t vocab_multiple = 128;
+
+// The tokenizer's vocabulary (resolve_vocab sets it; bytes until then).
+inline std::int64_t tokenizer_vocab(const Options& o) {
+  return o.vocab > 0 ? o.vocab : plait::train::ByteTokenizer::vocab;
+}
+
+// The model's vocabulary: the tokenizer's padded up to a multiple of 128 x TP (the padding rows are zero, never a
+// logit, never saved: model/config.hpp).
 inline std::int64_t model_vocab(const Options& o) {
-  const std::int64_t vocab = o.vocab > 0 ? o.vocab : plait::train::ByteTokenizer::vocab;
-  return (vocab + o.tp - 1) / o.tp * o.tp;
+  const std::int64_t multiple = vocab_multiple * o.tp;
+  return (tokenizer_vocab(o) + multiple - 1) / multiple * multiple;
 }
 
 inline plait::ModelConfig model_config(const Options& o) {
   plait::ModelConfig config;
   config.vocab = model_vocab(o);
+  config.tokenizer_vocab = tokenizer_vocab(o);
   config.hidden = o.hidden;
   config.layers = o.layers;
   config.heads = o.heads;
@@ -123,7 +134,7 @@ inline void check_before_building(const Options& o, int world_size) {
   PLAIT_CHECK(o.init_from_hf.empty() || o.resume.empty(),
               "--init-from-hf starts a run and --resume continues one: give one of them");
   if (!o.init_from_hf.empty())  // config.json against the flags; the tensors are checked as they are read
-    plait::train::check_hf_llama_config(plait::train::read_hf_config(o.init_from_hf), model_config(o), o.tp,
+    plait::train::check_hf_llama_config(plait::train::read_hf_config(o.init_from_hf), model_config(o),
                                         o.init_from_hf);
 }
 

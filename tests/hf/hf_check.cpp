@@ -2,7 +2,9 @@
 // two ranks of `mpirun -np 2`): the plait checkpoint CKPT loaded as a checkpoint and the Hugging Face model HF_DIR
 // (plait-export-hf's output of CKPT) loaded with --init-from-hf's loader must hold the same parameters, bit for bit;
 // then the last position's logits of each token sequence given, from the checkpoint's model, for the independent
-// reference forward (llama_reference.py) to check. Prints "bit-identical: ..." and one "logits ..." line per sequence.
+// reference forward (llama_reference.py) to check. Both models pad the checkpoint's vocabulary as plait-train does
+// under TP 2 (to a multiple of 256): the import fills only the tokenizer's rows, and the logits are the tokenizer's.
+// Prints "bit-identical: ..." and one "logits ..." line per sequence.
 // Usage: mpirun -np 2 hf_check CKPT HF_DIR TOKENS[,TOKENS...] [TOKENS,...]   (each argument one sequence)
 #include <cstdint>
 #include <cstdio>
@@ -45,6 +47,8 @@ int main(int argc, char** argv) {
     const std::int64_t seq = static_cast<std::int64_t>(sequences[0].size());
     for (const auto& s : sequences) PLAIT_CHECK(static_cast<std::int64_t>(s.size()) == seq, "sequences of one length, please");
     config.max_seq = std::max(config.max_seq, seq);
+    config.tokenizer_vocab = config.vocab;  // the checkpoint's rows; padded here as plait-train pads under TP 2
+    config.vocab = (config.vocab + 255) / 256 * 256;
 
     plait::ProcessGrid<plait::comm::Mpi> grid(world, 2, 1);
     Model saved(config, 1, grid), imported(config, 2, grid);  // other seeds: everything must come from the files
@@ -71,8 +75,8 @@ int main(int argc, char** argv) {
     const std::vector<double> logits = saved.last_logits(tokens.data(), static_cast<std::int64_t>(sequences.size()), seq);
     for (std::size_t b = 0; lead && b < sequences.size(); ++b) {
       std::printf("logits %zu", b);
-      for (std::int64_t v = 0; v < config.vocab; ++v)
-        std::printf(" %.9g", logits[b * static_cast<std::size_t>(config.vocab) + static_cast<std::size_t>(v)]);
+      const auto vocab = static_cast<std::size_t>(config.unpadded_vocab());
+      for (std::size_t v = 0; v < vocab; ++v) std::printf(" %.9g", logits[b * vocab + v]);
       std::printf("\n");
     }
     return 0;

@@ -1,11 +1,13 @@
 // Checkpoints across layouts and ranks: under the same layout a resumed run is bit-identical to one that never
 // stopped; a checkpoint saved under one layout loads under any other with exactly the saved values; and a bad
-// file makes every rank throw the same error instead of leaving some ranks waiting in a collective.
+// file makes every rank throw the same error instead of leaving some ranks waiting in a collective. A padded
+// vocabulary is saved by the tokenizer's rows, so a run saved under one TP resumes under a TP that pads it otherwise.
 #include <catch2/catch.hpp>
 
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -35,6 +37,25 @@ std::vector<double> steps(plait::train::Trainer<Model<Layout>>& trainer, std::in
 using Layouts = std::tuple<plait::Layout<plait::ZeroStage<0>>, plait::Layout<plait::TensorParallel<2>, plait::ZeroStage<1>>,
                            plait::Layout<plait::ZeroStage<3>>,
                            plait::Layout<plait::Pipeline<2, plait::OneFOneB>, plait::ZeroStage<2>>>;
+
+// The sweep's model with its 16 tokens padded as plait-train pads (a multiple of 128 x TP), but to a multiple of 12 x
+// TP: 24 rows at TP 2 (12 a rank: 12 and 4 valid), 48 at TP 4 (12, 4, 0 and 0 valid).
+plait::ModelConfig padded_model(int tp) {
+  plait::ModelConfig c = sweep::model_config();
+  c.tokenizer_vocab = c.vocab;
+  c.vocab = (c.vocab + 12 * tp - 1) / (12 * tp) * (12 * tp);
+  return c;
+}
+
+// Every padding element this rank holds is zero.
+template <class M>
+bool padding_is_zero(M& model) {
+  for (const auto& p : model.parameters().infos())
+    for (std::int64_t r = 0; r < p.rows(); ++r)
+      for (std::int64_t c = 0; p.padding_row(r) && c < p.cols(); ++c)
+        if (model.state().local_values()[p.offset + r * p.cols() + c] != 0.0f) return false;
+  return true;
+}
 
 }  // namespace
 
@@ -84,6 +105,42 @@ TEST_CASE("a checkpoint saved under one layout loads under another with exactly 
   plait::train::Trainer<plait::Transformer<plait::SingleDevice, plait::Host<float>>> one(single, sweep::train_config());
   REQUIRE(plait::train::load_checkpoint(path, single, one.optimizer()) == 2);
   CHECK(single.gather_parameters() == want);
+  world.barrier();
+}
+
+TEST_CASE("a padded vocabulary saved under TP 2 resumes under TP 4 and on one rank", "[parallel][checkpoint]") {
+  using From = plait::Layout<plait::TensorParallel<2>, plait::ZeroStage<1>>;
+  using To = plait::Layout<plait::TensorParallel<4>>;
+  plait::comm::Mpi world;
+  if (!fits<From>(world)) return;
+  Model<From> saved(padded_model(2), 5, plait::ProcessGrid<plait::comm::Mpi>(world, 2, 1));
+  plait::train::Trainer<Model<From>> trainer(saved, sweep::train_config());
+  steps<From>(trainer, 1, 2);
+  plait::train::save_checkpoint(path, saved, trainer.optimizer(), 2);
+  CHECK(padding_is_zero(saved));  // two AdamW steps with weight decay left the padding as it started
+  const auto want = saved.gather_parameters();
+  const double next = steps<From>(trainer, 3, 3)[0];
+  std::ifstream metadata(path + "/metadata.json");
+  const std::string text((std::istreambuf_iterator<char>(metadata)), std::istreambuf_iterator<char>());
+  CHECK(text.find("\"vocab\": 16") != std::string::npos);  // the tokenizer's
+  CHECK(text.find("\"padded_vocab\": 24") != std::string::npos);
+
+  // Under TP 4 (48 rows, two ranks with padding only), where the world holds it.
+  if (fits<To>(world)) {
+    Model<To> loaded(padded_model(4), 6, plait::ProcessGrid<plait::comm::Mpi>(world, 4, 1));
+    plait::train::Trainer<Model<To>> other(loaded, sweep::train_config());
+    REQUIRE(plait::train::load_checkpoint(path, loaded, other.optimizer()) == 2);
+    CHECK(loaded.gather_parameters() == want);
+    CHECK(padding_is_zero(loaded));
+    CHECK(steps<To>(other, 3, 3)[0] == Approx(next).epsilon(1e-5));  // the moments came along too
+    CHECK(padding_is_zero(loaded));
+  }
+  // On one rank, unpadded: the same 16 rows.
+  plait::Transformer<plait::SingleDevice, plait::Host<float>> single(sweep::model_config(), 7);
+  plait::train::Trainer<plait::Transformer<plait::SingleDevice, plait::Host<float>>> one(single, sweep::train_config());
+  REQUIRE(plait::train::load_checkpoint(path, single, one.optimizer()) == 2);
+  CHECK(single.gather_parameters() == want);
+  CHECK(one.step(sweep::dataset(), 3).loss == Approx(next).epsilon(1e-5));
   world.barrier();
 }
 

@@ -1,6 +1,7 @@
 // Checkpoints on one rank: a resumed run is bit-identical to one that never stopped; a damaged, truncated, foreign
 // or mismatched checkpoint is refused with a message that says what is wrong, before the model is touched; a failed
-// save keeps the previous checkpoint; and a file of plait's first (single-file) format still loads.
+// save keeps the previous checkpoint; and a file of plait's first (single-file) format still loads, into a model that
+// pads its vocabulary too.
 #include <catch2/catch.hpp>
 
 #include <cstdint>
@@ -157,6 +158,15 @@ TEST_CASE("a bad checkpoint is refused with a message that says what is wrong", 
     Model fresh(c, 5);
     CHECK(other.gather_parameters() == fresh.gather_parameters());
   }
+  SECTION("another tokenizer vocabulary, padded or not: names the vocabulary") {
+    auto c = config();
+    c.vocab = 24;
+    c.tokenizer_vocab = 20;
+    Model other(c, 5);
+    plait::train::Trainer<Model> t(other, train_config());
+    CHECK_THROWS_WITH(plait::train::load_checkpoint(path, other, t.optimizer()),
+                      Catch::Contains("its vocab is 16, this run's is 20"));
+  }
   CHECK(model.gather_parameters() == before);
   std::filesystem::remove_all(path);
   std::filesystem::remove_all(bad);
@@ -223,5 +233,17 @@ TEST_CASE("a checkpoint of plait's first format (one float64 file) still loads",
   REQUIRE(plait::train::load_checkpoint(path, loaded, trainer.optimizer()) == 7);
   CHECK(loaded.gather_parameters() == model.gather_parameters());
   CHECK(trainer.optimizer().steps() == 7);
+  // Its vocab (the rows it holds) loads into a model that pads that vocabulary, whose padding rows stay zero.
+  auto padded = config();
+  padded.tokenizer_vocab = padded.vocab;
+  padded.vocab = 24;
+  Model wider(padded, 99);
+  plait::train::Trainer<Model> wider_trainer(wider, train_config());
+  REQUIRE(plait::train::load_checkpoint(path, wider, wider_trainer.optimizer()) == 7);
+  CHECK(wider.gather_parameters() == model.gather_parameters());
+  for (const auto& p : wider.parameters().infos())
+    for (std::int64_t r = 0; r < p.rows(); ++r)
+      for (std::int64_t k = 0; p.padding_row(r) && k < p.cols(); ++k)
+        CHECK(wider.state().local_values()[p.offset + r * p.cols() + k] == 0.0f);
   std::filesystem::remove(path);
 }

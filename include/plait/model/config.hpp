@@ -1,5 +1,10 @@
 // The shape of a LLaMA-style decoder as runtime values, with the counts every other layer derives from it:
 // parameters, and FLOPs per token by paper.md's formula (6N + 12 L H Q T), which MFU is measured against.
+//
+// The vocabulary: `vocab` rows size the embedding and the LM head (a trainer pads the tokenizer's vocabulary up to a
+// multiple of 128 x TP, as Megatron does, so that every TP rank holds an equal, aligned slice); ids below
+// `tokenizer_vocab` are tokens, rows from it up to `vocab` are padding: zero from the start, never a logit of the
+// softmax, never a gradient, never saved (checkpoints and exports hold the tokenizer's rows only).
 #pragma once
 
 #include <cstdint>
@@ -10,7 +15,8 @@
 namespace plait::model {
 
 struct ModelConfig {
-  std::int64_t vocab = 256;
+  std::int64_t vocab = 256;            // rows of the embedding and the head, padding included
+  std::int64_t tokenizer_vocab = 0;    // the ids that are tokens, [0, tokenizer_vocab); 0: all of vocab (no padding)
   std::int64_t hidden = 128;
   std::int64_t layers = 4;
   std::int64_t heads = 4;
@@ -21,6 +27,8 @@ struct ModelConfig {
   double norm_eps = 1e-5;
   bool tied_embedding = false;    // true: the LM head reuses the embedding table
 
+  // The tokenizer's vocabulary: the rows that hold parameters (those beyond are padding).
+  std::int64_t unpadded_vocab() const { return tokenizer_vocab > 0 ? tokenizer_vocab : vocab; }
   std::int64_t head_dim() const { return hidden / heads; }
   std::int64_t kv_dim() const { return kv_heads * head_dim(); }
 
@@ -31,8 +39,10 @@ struct ModelConfig {
            + hidden * hidden                // Wo
            + 3 * hidden * ffn;              // Wgate, Wup, Wdown
   }
+  // The trained parameters: the padding rows of the vocabulary are not among them (nor in the FLOPs: no logit of a
+  // padding row is computed).
   std::int64_t parameters() const {
-    return vocab * hidden * (tied_embedding ? 1 : 2) + layers * layer_parameters() + hidden;
+    return unpadded_vocab() * hidden * (tied_embedding ? 1 : 2) + layers * layer_parameters() + hidden;
   }
 
   // Model FLOPs per token for forward + backward at sequence length seq (paper.md; PaLM's accounting).
@@ -45,6 +55,8 @@ struct ModelConfig {
   void validate() const {
     PLAIT_CHECK(vocab > 0 && hidden > 0 && layers > 0 && heads > 0 && kv_heads > 0 && ffn > 0 && max_seq > 0,
                 "every model dimension must be positive");
+    PLAIT_CHECK(tokenizer_vocab >= 0 && tokenizer_vocab <= vocab, "the tokenizer's vocabulary (", tokenizer_vocab,
+                ") must fit in the model's padded vocabulary (", vocab, ")");
     PLAIT_CHECK(hidden % heads == 0, "hidden (", hidden, ") must be divisible by heads (", heads, ")");
     PLAIT_CHECK(head_dim() % 2 == 0, "the head size hidden/heads (", head_dim(), ") must be even for rotary embeddings");
     PLAIT_CHECK(heads % kv_heads == 0, "heads (", heads, ") must be a multiple of kv_heads (", kv_heads, ")");

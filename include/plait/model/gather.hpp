@@ -2,7 +2,8 @@
 // single-rank model's declaration order (tensor_names.hpp). The sharded state gives this rank's parameters whole
 // (gathered over DP under ZeRO-3); each split tensor is gathered over TP by the slice this rank holds; each pipeline
 // stage then broadcasts its tensors to the others, in stage order. A collective: every rank calls it and every rank
-// gets the result. For tests, checkpoints' cross-checks and exports, not for training steps.
+// gets the result. For tests, checkpoints' cross-checks and exports, not for training steps. A tensor over a padded
+// vocabulary comes without its padding rows: (valid_rows, cols), as the unpadded model holds it.
 #pragma once
 
 #include <cstdint>
@@ -19,19 +20,20 @@ namespace plait::model {
 
 namespace detail {
 
-// The full tensor p from every TP rank's slice of it; `local` holds this rank's parameters (host memory).
+// The full tensor p, its padding rows left out, from every TP rank's slice of it; `local` holds this rank's
+// parameters (host memory).
 template <class T, class C>
 std::vector<double> gather_over_tp(const ParameterInfo& p, const T* local, comm::ProcessGrid<C>& grid) {
   const int tp = grid.tp_size();
   const std::int64_t rows = p.rows(), cols = p.cols();
-  std::vector<double> full(static_cast<std::size_t>(p.slice.full_rows * p.slice.full_cols));
+  std::vector<double> full(static_cast<std::size_t>(p.full_numel()));
   std::vector<double> mine(static_cast<std::size_t>(p.numel())), every(static_cast<std::size_t>(p.numel() * tp));
   for (std::int64_t i = 0; i < p.numel(); ++i) mine[static_cast<std::size_t>(i)] = static_cast<double>(local[p.offset + i]);
   std::vector<std::int64_t> where{p.slice.row_begin, p.slice.col_begin}, wheres(static_cast<std::size_t>(2 * tp));
   grid.tp().control().all_gather(mine.data(), every.data(), p.numel());
   grid.tp().control().all_gather(where.data(), wheres.data(), 2);
   for (int r = 0; r < tp; ++r)
-    for (std::int64_t i = 0; i < rows; ++i)
+    for (std::int64_t i = 0; i < rows && wheres[2 * r] + i < p.slice.valid_rows; ++i)
       for (std::int64_t j = 0; j < cols; ++j)
         full[static_cast<std::size_t>((wheres[2 * r] + i) * p.slice.full_cols + wheres[2 * r + 1] + j)] =
             every[static_cast<std::size_t>(r * p.numel() + i * cols + j)];

@@ -1,7 +1,8 @@
 // The layout of a model's parameters in one flat buffer: a named entry per tensor (its offset, the shape this rank
 // holds, and where that part sits in the full tensor), grouped into units (embedding, each layer, head) that ZeRO
 // shards and gathers. Initial values depend only on (seed, name, position in the full tensor), so a model split
-// over any number of ranks starts as exactly the slices of the unsplit one.
+// over any number of ranks starts as exactly the slices of the unsplit one. A tensor over a padded vocabulary says
+// which of its full rows are padding: those start at zero (and, their gradients being zero, stay there).
 #pragma once
 
 #include <cstdint>
@@ -24,9 +25,12 @@ struct Init {
   static Init constant(double value) { return {Kind::constant, value}; }
 };
 
-// This rank's part of a (full_rows, full_cols) tensor: rows [row_begin, +rows), columns [col_begin, +cols).
+// This rank's part of a (full_rows, full_cols) tensor: rows [row_begin, +rows), columns [col_begin, +cols). Full
+// rows from valid_rows on are padding (the embedding's and the head's rows beyond the tokenizer's vocabulary): zero,
+// never trained, not part of the tensor as checkpoints and exports see it, whose full shape is (valid_rows, full_cols).
 struct Slice {
   std::int64_t full_rows = -1, full_cols = -1, row_begin = 0, col_begin = 0;
+  std::int64_t valid_rows = -1;  // -1: all of full_rows
 };
 
 struct ParameterInfo {
@@ -42,6 +46,9 @@ struct ParameterInfo {
   std::int64_t numel() const { return shape.numel(); }
   std::int64_t rows() const { return shape.rank == 1 ? 1 : shape[0]; }
   std::int64_t cols() const { return numel() / rows(); }
+  // Whether local row r is a padding row; the elements of the full tensor without its padding.
+  bool padding_row(std::int64_t r) const { return slice.row_begin + r >= slice.valid_rows; }
+  std::int64_t full_numel() const { return slice.valid_rows * slice.full_cols; }
 };
 
 class ParameterTable {
@@ -66,6 +73,7 @@ class ParameterTable {
     info.slice = slice;
     if (info.slice.full_rows < 0) info.slice.full_rows = info.rows();
     if (info.slice.full_cols < 0) info.slice.full_cols = info.cols();
+    if (info.slice.valid_rows < 0) info.slice.valid_rows = info.slice.full_rows;
     info.unit = static_cast<int>(units_.size()) - 1;
     total_ += info.numel();
     units_.back().end = total_;
@@ -98,9 +106,9 @@ class ParameterTable {
       for (std::int64_t r = 0; r < rows; ++r) {
         for (std::int64_t c = 0; c < cols; ++c) {
           const std::int64_t full_index = (p.slice.row_begin + r) * p.slice.full_cols + (p.slice.col_begin + c);
-          const double value = p.init.kind == Init::Kind::constant
-                                   ? p.init.value
-                                   : p.init.value * rng.normal(static_cast<std::uint64_t>(full_index));
+          const double value = p.padding_row(r)                  ? 0.0
+                               : p.init.kind == Init::Kind::constant ? p.init.value
+                                                                     : p.init.value * rng.normal(static_cast<std::uint64_t>(full_index));
           values[p.offset + r * cols + c] = static_cast<T>(value);
         }
       }

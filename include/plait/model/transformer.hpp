@@ -155,10 +155,10 @@ class Transformer {
     return sum;
   }
 
-  // Logits of the last position of each sequence, all of the vocabulary: (batch, vocab), for sampling; every rank
-  // gets them.
+  // Logits of the last position of each sequence over the tokenizer's vocabulary (no padding id): (batch,
+  // unpadded_vocab), for sampling; every rank gets them.
   std::vector<double> last_logits(const std::int32_t* tokens, std::int64_t batch, std::int64_t seq) {
-    std::vector<double> out(static_cast<std::size_t>(batch * config_.vocab), 0.0);
+    std::vector<double> out(static_cast<std::size_t>(batch * config_.unpadded_vocab()), 0.0);
     logits_out_ = &out;
     execute(forward_program(), tokens, nullptr, 1, batch, seq, 0.0, false, nullptr);
     logits_out_ = nullptr;
@@ -424,7 +424,10 @@ class Transformer {
       embedding_.check_tokens(tokens, all);
       B::upload(tokens, tokens_here.data(), all);
     }
-    if (targets_here.size() != 0) B::upload(targets, targets_here.data(), all);
+    if (targets_here.size() != 0) {
+      lm_head_.check_targets(targets, all);
+      B::upload(targets, targets_here.data(), all);
+    }
     Stage stage{*this, tokens_here.data(), targets != nullptr ? targets_here.data() : nullptr, losses.data(), d,
                 grad_scale, backward, std::vector<ChunkState>(static_cast<std::size_t>(count * chunks))};
     parallel::run_program(schedule, stage_, stage, grid_.pp(), timeline);

@@ -17,6 +17,12 @@
 // the elements it holds (checking each file it reads against the size and hash in the metadata); every rank throws
 // the same error if any rank cannot, before the model is touched.
 //
+// A padded vocabulary (model/config.hpp) is saved by the tokenizer's rows: the canonical layout holds the embedding
+// and the LM head as (tokenizer vocab, hidden), and the metadata's "vocab" is the tokenizer's (its "padded_vocab",
+// what the saving run padded to, is not checked). So a run padded to 256 under TP 2 resumes padded to 512 under TP 4,
+// or unpadded on one rank; a load leaves the padding rows as they are, zero. Checkpoints written before the padding
+// was left out recorded the padded size as "vocab" with its rows: they load where that equals the tokenizer's.
+//
 // Memory: beside the host copy of its own state (its values, moments and masters: what it owns), a rank holds the
 // run tables and one staging buffer of checkpoint_staging_bytes (4 MiB); never the whole model. A single-file
 // checkpoint of plait's first format (PLAITCKP) is still read (each rank reads all of it, in float64).
@@ -68,13 +74,15 @@ struct CheckpointData {
 namespace detail {
 
 inline nlohmann::json model_json(const ModelConfig& c) {
-  return {{"vocab", c.vocab}, {"hidden", c.hidden}, {"layers", c.layers}, {"heads", c.heads},
+  return {{"vocab", c.unpadded_vocab()}, {"hidden", c.hidden}, {"layers", c.layers}, {"heads", c.heads},
           {"kv_heads", c.kv_heads}, {"ffn", c.ffn}, {"tied_embedding", c.tied_embedding},
-          // Not checked on a load (any sequence length may resume); what an export to Hugging Face writes.
-          {"max_seq", c.max_seq}, {"rope_theta", c.rope_theta}, {"norm_eps", c.norm_eps}};
+          // Not checked on a load (any sequence length, and any padding, may resume); what an export to Hugging Face
+          // writes, and what the saving run padded its vocabulary to.
+          {"max_seq", c.max_seq}, {"rope_theta", c.rope_theta}, {"norm_eps", c.norm_eps}, {"padded_vocab", c.vocab}};
 }
 
-// The canonical element layout of a model: per tensor code its full size (0: absent) and first element.
+// The canonical element layout of a model: per tensor code its full size without padding rows (0: absent) and first
+// element.
 struct CanonicalLayout {
   std::vector<std::int64_t> size, begin;
   std::int64_t total = 0;
@@ -86,7 +94,7 @@ CanonicalLayout canonical_layout(Model& model) {
   const std::int64_t count = model.tensors().count();
   out.size.assign(static_cast<std::size_t>(count), 0);
   for (const auto& p : model.parameters().infos())
-    out.size[static_cast<std::size_t>(model.tensors().code(p.name))] = p.slice.full_rows * p.slice.full_cols;
+    out.size[static_cast<std::size_t>(model.tensors().code(p.name))] = p.full_numel();
   // Each rank knows the tensors it holds; together they know all of them.
   model.grid().world().control().all_reduce(out.size.data(), count, comm::ReduceOp::max);
   out.begin.assign(static_cast<std::size_t>(count), 0);
@@ -99,7 +107,7 @@ CanonicalLayout canonical_layout(Model& model) {
 
 // Calls fn(canonical_index, local_index, optimizer_offset) for each element this rank updates, local_index being its
 // place in the state's local values. `unique` keeps only one rank per element over the world (TP rank 0 for
-// replicated tensors, DP rank 0 under ZeRO-0).
+// replicated tensors, DP rank 0 under ZeRO-0). Padding rows are no one's: they have no canonical element.
 template <class Model, class Fn>
 void for_each_owned_element(Model& model, const CanonicalLayout& canon, bool unique, Fn&& fn) {
   auto& grid = model.grid();
@@ -119,6 +127,7 @@ void for_each_owned_element(Model& model, const CanonicalLayout& canon, bool uni
     const std::int64_t cols = p.cols();
     for (std::int64_t i = 0; i < n; ++i) {
       const std::int64_t in_tensor = flat + i - p.offset, r = in_tensor / cols, c = in_tensor % cols;
+      if (p.padding_row(r)) continue;
       const std::int64_t full = (p.slice.row_begin + r) * p.slice.full_cols + p.slice.col_begin + c;
       fn(base + full, local + i, opt + i);
     }
@@ -460,9 +469,11 @@ inline Metadata read_metadata(const std::string& dir) {
   return d;
 }
 
+// `saved`'s vocab is the rows the checkpoint holds: the tokenizer's (or, before padding was left out of
+// checkpoints, the padded size, which loads where it equals this run's tokenizer vocabulary).
 inline void check_same_model(const std::string& path, const ModelConfig& saved, const ModelConfig& c) {
   const std::pair<const char*, std::pair<std::int64_t, std::int64_t>> fields[] = {
-      {"vocab", {saved.vocab, c.vocab}},    {"hidden", {saved.hidden, c.hidden}},
+      {"vocab", {saved.vocab, c.unpadded_vocab()}},    {"hidden", {saved.hidden, c.hidden}},
       {"layers", {saved.layers, c.layers}}, {"heads", {saved.heads, c.heads}},
       {"kv-heads", {saved.kv_heads, c.kv_heads}}, {"ffn", {saved.ffn, c.ffn}},
       {"tied", {saved.tied_embedding, c.tied_embedding}}};

@@ -7,9 +7,9 @@
 // are permuted within each head on the way out (plait row 2i -> HF row i, 2i+1 -> i + head_dim/2) and back on the way
 // in; attention scores are dot products of q and k, unchanged when both are permuted alike.
 //
-// The vocabulary: plait pads the model's vocabulary up to a multiple of TP. An export writes the model's vocabulary as
-// it is (padding included: vocab_size is the padded size, the extra rows are never a target), and an import into a
-// model whose vocabulary pads config.json's vocab_size V up to a multiple of TP fills rows >= V with zeros.
+// The vocabulary: plait pads the model's vocabulary (model/config.hpp), and its checkpoints hold the tokenizer's rows
+// only. An export writes them as they are (vocab_size is the tokenizer's V, unpadded), and an import of an HF model
+// of vocab_size V goes into a model whose tokenizer vocabulary is V, padded or not (its padding rows stay zero).
 //
 // Import memory: each rank reads from model.safetensors only the rows of the slices it holds (the parameter table's
 // slices, as load_checkpoint reads canonical element ranges), through one staging buffer of hf_staging_elements.
@@ -55,10 +55,11 @@ inline std::string hf_llama_name(std::int64_t layers, std::int64_t code) {
          in_layer[(code - 1) % model::layer_tensor_count];
 }
 
-// The full shape of tensor `code`, as both plait and HF store it: (rows, cols) for matrices, (cols) for norm weights.
+// The full shape of tensor `code`, as both plait's checkpoints and HF store it: (rows, cols) for matrices, (cols) for
+// norm weights; the vocabulary's without its padding.
 inline std::vector<std::int64_t> llama_full_shape(const ModelConfig& c, std::int64_t code) {
   const std::int64_t final_norm = 1 + model::layer_tensor_count * c.layers, D = c.hidden, hd = c.head_dim();
-  if (code == 0 || code == final_norm + 1) return {c.vocab, D};
+  if (code == 0 || code == final_norm + 1) return {c.unpadded_vocab(), D};
   if (code == final_norm) return {D};
   using K = model::LayerTensor;
   switch ((code - 1) % model::layer_tensor_count) {
@@ -79,11 +80,6 @@ inline bool hf_rotary_rows(std::int64_t layers, std::int64_t code) {
   const auto k = (code - 1) % model::layer_tensor_count;
   return k == model::LayerTensor::wq || k == model::LayerTensor::wk;
 }
-// Whether tensor `code` has one row per vocabulary entry (the embedding, the LM head).
-inline bool hf_vocab_rows(std::int64_t layers, std::int64_t code) {
-  return code == 0 || code == 2 + model::layer_tensor_count * layers;
-}
-
 // Row r of plait's q or k (head r / head_dim, dimension r % head_dim of it) is this row of HF's: an export moves
 // it there, an import reads it from there.
 inline std::int64_t hf_row_of_plait_row(std::int64_t r, std::int64_t head_dim) {
@@ -101,7 +97,7 @@ inline nlohmann::ordered_json hf_llama_config(const ModelConfig& c, const std::s
           {"num_attention_heads", c.heads},
           {"num_key_value_heads", c.kv_heads},
           {"head_dim", c.head_dim()},
-          {"vocab_size", c.vocab},
+          {"vocab_size", c.unpadded_vocab()},
           {"max_position_embeddings", c.max_seq},
           {"rms_norm_eps", c.norm_eps},
           {"rope_theta", c.rope_theta},
@@ -126,10 +122,10 @@ inline nlohmann::json read_hf_config(const std::string& dir) {
   }
 }
 
-// Throws unless the model described by config.json (`j`, read from `dir`) is the model `c`, split over tp ranks,
-// computes: the same shape field by field (naming the flag that sets it), a vocabulary that `c` pads by less than
-// tp, and the same equations (silu, no biases, plait's RMSNorm eps and rotary base, no rotary scaling).
-inline void check_hf_llama_config(const nlohmann::json& j, const ModelConfig& c, int tp, const std::string& dir) {
+// Throws unless the model described by config.json (`j`, read from `dir`) is the model `c` computes: the same shape
+// field by field (naming the flag that sets it), its vocab_size the tokenizer vocabulary of `c` (which `c` may pad),
+// and the same equations (silu, no biases, plait's RMSNorm eps and rotary base, no rotary scaling).
+inline void check_hf_llama_config(const nlohmann::json& j, const ModelConfig& c, const std::string& dir) {
   try {
     const std::string type = j.value("model_type", std::string());
     PLAIT_CHECK(type == "llama", "'", dir, "' holds a '", type, "' model; plait reads LLaMA models (model_type llama)");
@@ -148,9 +144,9 @@ inline void check_hf_llama_config(const nlohmann::json& j, const ModelConfig& c,
                   j.at("head_dim").get<std::int64_t>(), " where hidden / heads is ", c.head_dim(),
                   "; plait's heads are hidden / heads wide");
     const std::int64_t vocab = j.at("vocab_size");
-    PLAIT_CHECK(vocab <= c.vocab && c.vocab - vocab < tp, "the Hugging Face model '", dir, "' has a vocabulary of ",
-                vocab, ", this run's model has ", c.vocab, ": train on token shards of that tokenizer with --vocab ",
-                vocab, " (plait pads it to a multiple of TP)");
+    PLAIT_CHECK(vocab == c.unpadded_vocab(), "the Hugging Face model '", dir, "' has a vocabulary of ", vocab,
+                ", this run's model has ", c.unpadded_vocab(), ": train on token shards of that tokenizer with --vocab ",
+                vocab, " (plait pads it to a multiple of 128 x TP)");
     const bool tied = j.value("tie_word_embeddings", false);
     PLAIT_CHECK(tied == c.tied_embedding, "the Hugging Face model '", dir, "' ", tied ? "ties" : "does not tie",
                 " its LM head to the embedding: ", tied ? "give --tied" : "drop --tied");
@@ -295,15 +291,13 @@ void load_hugging_face(const std::string& dir, Model& model, AdamW<B>& optimizer
   try {
     const ModelConfig& c = model.config();
     const nlohmann::json config = read_hf_config(dir);
-    check_hf_llama_config(config, c, model.grid().tp_size(), dir);
-    const std::int64_t vocab = config.at("vocab_size");
+    check_hf_llama_config(config, c, dir);
     const detail::HfTensorFiles files(dir);
     // Every tensor of the model, whoever holds it, is checked on every rank: the same error everywhere.
     for (std::int64_t code = 0; code < static_cast<std::int64_t>(canon.size.size()); ++code) {
       if (canon.size[static_cast<std::size_t>(code)] == 0) continue;
       const std::string name = hf_llama_name(c.layers, code);
-      std::vector<std::int64_t> want = llama_full_shape(c, code);
-      if (hf_vocab_rows(c.layers, code)) want[0] = vocab;
+      const std::vector<std::int64_t> want = llama_full_shape(c, code);
       const SafetensorsTensor& t = files.file_of(name).tensor(name);
       PLAIT_CHECK(t.shape == want, "tensor '", name, "' of the Hugging Face model '", dir, "' has the shape ",
                   nlohmann::json(t.shape).dump(), ", the model needs ", nlohmann::json(want).dump());
@@ -320,17 +314,13 @@ void load_hugging_face(const std::string& dir, Model& model, AdamW<B>& optimizer
         const std::vector<std::int64_t> shape = llama_full_shape(c, code);
         const std::int64_t cols = shape.back(), in_tensor = at - canon.begin[static_cast<std::size_t>(code)];
         const std::int64_t row = in_tensor / cols, col = in_tensor % cols;
-        std::int64_t piece_end = canon.size[static_cast<std::size_t>(code)];
-        const bool rotary = hf_rotary_rows(c.layers, code), padding = hf_vocab_rows(c.layers, code) && row >= vocab;
-        if (rotary) piece_end = (row + 1) * cols;
-        if (hf_vocab_rows(c.layers, code) && row < vocab) piece_end = vocab * cols;
+        const bool rotary = hf_rotary_rows(c.layers, code);
+        const std::int64_t piece_end = rotary ? (row + 1) * cols : canon.size[static_cast<std::size_t>(code)];
         const std::int64_t n = std::min({r.canonical + r.count - at, piece_end - in_tensor, hf_staging_elements});
-        staging.assign(static_cast<std::size_t>(n), 0.0);  // padding rows stay zero
-        if (!padding) {
-          const std::string name = hf_llama_name(c.layers, code);
-          const std::int64_t source_row = rotary ? hf_row_of_plait_row(row, c.head_dim()) : row;
-          files.file_of(name).read(name, source_row * cols + col, n, staging.data());
-        }
+        staging.resize(static_cast<std::size_t>(n));
+        const std::string name = hf_llama_name(c.layers, code);
+        const std::int64_t source_row = rotary ? hf_row_of_plait_row(row, c.head_dim()) : row;
+        files.file_of(name).read(name, source_row * cols + col, n, staging.data());
         for (std::int64_t i = 0; i < n; ++i) {
           const std::int64_t k = at - r.canonical + i;
           here.set_parameter(r.local + k, r.opt + k, staging[static_cast<std::size_t>(i)]);

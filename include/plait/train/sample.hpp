@@ -1,5 +1,6 @@
 // Text generation from a trained model: temperature sampling from the last position's logits, the context cropped
-// to the model's max_seq. Deterministic for a seed.
+// to the model's max_seq. Deterministic for a seed. The logits are the tokenizer's vocabulary's (Transformer::
+// last_logits leaves a padded vocabulary's padding out), so no padding id is ever drawn.
 #pragma once
 
 #include <algorithm>

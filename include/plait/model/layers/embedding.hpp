@@ -4,6 +4,7 @@
 //
 //   table, full (vocab, D):  rank r holds rows [r vocab/TP, (r+1) vocab/TP)         Slice{vocab, D, r vocab/TP, 0}
 //   tokens (n) -> partial (n, D) -> leave -> out (local_rows(n), D)
+// Rows from the tokenizer's vocabulary on are padding (config.hpp): no token reads them, so they stay zero.
 #pragma once
 
 #include <cstdint>
@@ -23,16 +24,17 @@ class VocabParallelEmbedding {
   static constexpr int degree = Regions::degree;
 
   VocabParallelEmbedding(const ModelConfig& c, const Regions& regions, int rank)
-      : regions_(&regions), vocab_(c.vocab), dim_(c.hidden), rank_(rank) {}
+      : regions_(&regions), vocab_(c.vocab), tokens_(c.unpadded_vocab()), dim_(c.hidden), rank_(rank) {}
 
   std::int64_t local_vocab() const { return vocab_ / degree; }
-  Slice slice() const { return Slice{vocab_, dim_, rank_ * local_vocab(), 0}; }
+  Slice slice() const { return Slice{vocab_, dim_, rank_ * local_vocab(), 0, tokens_}; }
 
-  // Host tokens before they are uploaded: one outside the vocabulary is an error naming it.
+  // Host tokens before they are uploaded: one outside the tokenizer's vocabulary (a padding id included) is an error
+  // naming it.
   void check_tokens(const std::int32_t* tokens, std::int64_t n) const {
     for (std::int64_t i = 0; i < n; ++i)
-      PLAIT_CHECK(tokens[i] >= 0 && tokens[i] < vocab_, "token ", tokens[i], " at position ", i,
-                  " is outside the vocabulary [0, ", vocab_, ")");
+      PLAIT_CHECK(tokens[i] >= 0 && tokens[i] < tokens_, "token ", tokens[i], " at position ", i,
+                  " is outside the vocabulary [0, ", tokens_, ")");
   }
 
   // out (local_rows(n), D) = the embedding of tokens (n, the backend's buffer, checked by check_tokens).
@@ -55,7 +57,7 @@ class VocabParallelEmbedding {
 
  private:
   const Regions* regions_;
-  std::int64_t vocab_, dim_;
+  std::int64_t vocab_, tokens_, dim_;  // rows, padding included; the tokenizer's vocabulary; hidden
   int rank_;
 };
 
