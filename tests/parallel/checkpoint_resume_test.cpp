@@ -144,6 +144,36 @@ TEST_CASE("a padded vocabulary saved under TP 2 resumes under TP 4 and on one ra
   world.barrier();
 }
 
+// The scenario users ask for: a run saved at 8 ranks under TP 2 x PP 2 x ZeRO-1 (DP 2) goes on under TP 1 x PP 4 x
+// ZeRO-3 (DP 2) and on one rank, continuing the loss curve of the run that never stopped (to fp32 rounding). Also at
+// 4 ranks (DP 1), where both layouts fit.
+TEST_CASE("a run saved under TP 2 x PP 2 x ZeRO-1 goes on under PP 4 x ZeRO-3 and on one rank", "[parallel][checkpoint]") {
+  using From = plait::Layout<plait::TensorParallel<2>, plait::Pipeline<2, plait::OneFOneB>, plait::ZeroStage<1>>;
+  using To = plait::Layout<plait::Pipeline<4, plait::OneFOneB>, plait::ZeroStage<3>>;
+  plait::comm::Mpi world;
+  if (!fits<From>(world) || !fits<To>(world)) return;
+  const plait::ModelConfig config = sweep::model_config(1);  // 8 layers: 4 stages of 2
+  Model<From> saved(config, 5, plait::ProcessGrid<plait::comm::Mpi>(world, 2, 2));
+  plait::train::Trainer<Model<From>> trainer(saved, sweep::train_config());
+  steps<From>(trainer, 1, 2);
+  plait::train::save_checkpoint(path, saved, trainer.optimizer(), 2);
+  const std::vector<double> curve = steps<From>(trainer, 3, 4);  // the run that never stopped
+
+  Model<To> loaded(config, 6, plait::ProcessGrid<plait::comm::Mpi>(world, 1, 4));
+  plait::train::Trainer<Model<To>> other(loaded, sweep::train_config());
+  REQUIRE(plait::train::load_checkpoint(path, loaded, other.optimizer()) == 2);
+  const std::vector<double> resumed = steps<To>(other, 3, 4);
+  plait::Transformer<plait::SingleDevice, plait::Host<float>> single(config, 7);
+  plait::train::Trainer<plait::Transformer<plait::SingleDevice, plait::Host<float>>> one(single, sweep::train_config());
+  REQUIRE(plait::train::load_checkpoint(path, single, one.optimizer()) == 2);
+  for (std::size_t i = 0; i < curve.size(); ++i) {
+    INFO("step " << i + 3);
+    CHECK(resumed[i] == Approx(curve[i]).epsilon(1e-5));
+    CHECK(one.step(sweep::dataset(), static_cast<std::int64_t>(i) + 3).loss == Approx(curve[i]).epsilon(1e-5));
+  }
+  world.barrier();
+}
+
 TEST_CASE("a truncated checkpoint makes every rank throw the same error", "[parallel][checkpoint]") {
   using L = plait::Layout<plait::ZeroStage<1>>;
   plait::comm::Mpi world;

@@ -532,6 +532,9 @@ class RankFileReader {
     }
   }
 
+  // Frees the cached blocks (for a reader kept open while others are read).
+  void release() { blocks_.clear(); }
+
  private:
   struct Stored {
     std::int64_t canonical, offset, count;
@@ -554,8 +557,9 @@ class RankFileReader {
       }
     }
   }
-  // Copies n bytes at `offset` of the file into `to`. With block hashes, through a one-block cache: each block is
-  // checked against its hash when it is read, and only the blocks a load needs are read.
+  // Copies n bytes at `offset` of the file into `to`. With block hashes, through a cache of a few blocks (one for
+  // each of the three arrays a load reads side by side): each block is checked against its hash when it is read, and
+  // only the blocks a load needs are read.
   void read_bytes(std::int64_t offset, std::int64_t n, char* to) {
     if (file_.block_hashes.empty()) {
       in_.seekg(offset);
@@ -565,23 +569,38 @@ class RankFileReader {
     }
     while (n > 0) {
       const std::int64_t block = offset / file_.block_bytes, within = offset - block * file_.block_bytes;
-      if (block != cached_block_) load_block(block);
-      const std::int64_t k = std::min<std::int64_t>(n, static_cast<std::int64_t>(block_.size()) - within);
+      const std::vector<char>& data = cached(block);
+      const std::int64_t k = std::min<std::int64_t>(n, static_cast<std::int64_t>(data.size()) - within);
       PLAIT_CHECK(k > 0, "checkpoint file '", path_, "' is shorter than its runs say");
-      std::memcpy(to, block_.data() + within, static_cast<std::size_t>(k));
+      std::memcpy(to, data.data() + within, static_cast<std::size_t>(k));
       to += k, offset += k, n -= k;
     }
   }
-  void load_block(std::int64_t block) {
-    const std::int64_t begin = block * file_.block_bytes, size = std::min(file_.block_bytes, file_.bytes - begin);
-    block_.resize(static_cast<std::size_t>(std::max<std::int64_t>(size, 0)));
+  static constexpr std::size_t cached_blocks = 3;
+  struct Block {
+    std::int64_t index = -1;
+    std::uint64_t last_use = 0;
+    std::vector<char> data;
+  };
+  // The block, from the cache or read and checked (replacing the least recently used).
+  const std::vector<char>& cached(std::int64_t index) {
+    ++uses_;
+    for (Block& b : blocks_)
+      if (b.index == index) return b.last_use = uses_, b.data;
+    if (blocks_.size() < cached_blocks) blocks_.emplace_back();
+    Block& b = *std::min_element(blocks_.begin(), blocks_.end(),
+                                 [](const Block& x, const Block& y) { return x.last_use < y.last_use; });
+    const std::int64_t begin = index * file_.block_bytes, size = std::min(file_.block_bytes, file_.bytes - begin);
+    b.data.resize(static_cast<std::size_t>(std::max<std::int64_t>(size, 0)));
+    b.index = -1;
     in_.seekg(begin);
-    in_.read(block_.data(), static_cast<std::streamsize>(block_.size()));
+    in_.read(b.data.data(), static_cast<std::streamsize>(b.data.size()));
     PLAIT_CHECK(in_.good(), "cannot read the checkpoint file '", path_, "'");
-    PLAIT_CHECK(fnv1a(block_.data(), block_.size()) == file_.block_hashes[static_cast<std::size_t>(block)],
+    PLAIT_CHECK(fnv1a(b.data.data(), b.data.size()) == file_.block_hashes[static_cast<std::size_t>(index)],
                 "checkpoint '", path_, "' is corrupt: its contents do not match the hash in the metadata (block ",
-                block, ": a damaged copy or disk); resume from an earlier checkpoint");
-    cached_block_ = block;
+                index, ": a damaged copy or disk); resume from an earlier checkpoint");
+    b.index = index, b.last_use = uses_;
+    return b.data;
   }
 
   void check_hash() {
@@ -607,8 +626,8 @@ class RankFileReader {
   std::ifstream in_;
   std::vector<Stored> runs_;
   std::vector<char> raw_;
-  std::vector<char> block_;  // the last block read, checked
-  std::int64_t cached_block_ = -1;
+  std::vector<Block> blocks_;  // the last blocks read, checked
+  std::uint64_t uses_ = 0;
   std::vector<double> values_[3];
 };
 

@@ -252,11 +252,13 @@ inline HfExport export_hugging_face(const std::string& checkpoint, const std::st
     const std::int64_t n = SafetensorsTensor{"", dtype, declared[i].shape, 0, 0}.elements();
     full.assign(static_cast<std::size_t>(n), 0.0f);
     std::int64_t placed = 0;
-    for (auto& reader : readers)
+    for (auto& reader : readers) {
       reader.overlaps(begin, n, [&](std::int64_t at, std::int64_t k, const std::vector<double>* x) {
         for (std::int64_t j = 0; j < k; ++j) full[static_cast<std::size_t>(at - begin + j)] = static_cast<float>(x[0][static_cast<std::size_t>(j)]);
         placed += k;
       });
+      reader.release();  // one reader per rank file is open: none keeps blocks between tensors
+    }
     PLAIT_CHECK(placed == n, "checkpoint '", checkpoint, "' is incomplete: its files hold ", placed, " of the ", n,
                 " elements of '", table.name(codes[i]), "'");
     if (hf_rotary_rows(c.layers, codes[i])) {
