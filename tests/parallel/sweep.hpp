@@ -1,16 +1,12 @@
-// The correctness contract (DESIGN.md): every layout computes the same function as one rank with no parallelism.
-// run_layout<Layout, T>() trains a small model for 3 optimizer steps (with gradient accumulation) under the layout
-// at the world size mpirun gave, and compares the loss and gradient norm of every step, the clip factor, and the
-// gathered parameters at the end with the same training on one rank (computed in this process).
+// plait's own layout sweeps: the models, data and training settings they share, on top of the public equivalence
+// check (plait/testing/layout_equivalence.hpp, plait/testing/catch2.hpp). A layout trains for 3 optimizer steps (with
+// gradient accumulation) at the world size mpirun gave, and the loss and gradient norm of every step, the clip factor,
+// the held-out loss and the gathered parameters at the end are compared with the same training on one rank.
 #pragma once
 
 #include <catch2/catch.hpp>
 
-#include <algorithm>
-#include <cmath>
 #include <cstdint>
-#include <map>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -18,15 +14,11 @@
 #include "plait/comm/mpi.hpp"
 #include "plait/comm/single.hpp"
 #include "plait/model/transformer.hpp"
+#include "plait/testing/catch2.hpp"
+#include "plait/testing/layout_equivalence.hpp"
 #include "plait/train/step.hpp"
 
 namespace sweep {
-
-struct Result {
-  std::vector<double> loss, grad_norm, clip;
-  double val_loss = 0.0;
-  std::vector<std::pair<std::string, std::vector<double>>> parameters;
-};
 
 // Model 0 for the TP/SP/ZeRO sweep; model 1 (8 layers) for pipelines: 4 stages x 2 chunks; model 2 (5 layers)
 // for uneven splits (3 + 2 on two stages, 2 + 1 + 1 + 1 on four).
@@ -37,10 +29,7 @@ inline plait::ModelConfig model_config(int id = 0) {
 }
 
 inline plait::train::TokenDataset dataset() {
-  const plait::CounterRng rng(99, 1);
-  std::vector<std::int32_t> tokens(3000);
-  for (std::size_t i = 0; i < tokens.size(); ++i) tokens[i] = static_cast<std::int32_t>(rng.bits(i) % 16);
-  return plait::train::TokenDataset(tokens, 8, 5);
+  return plait::train::TokenDataset(plait::testing::random_tokens(16, 3000, 99), 8, 5);
 }
 
 inline plait::train::TrainConfig train_config() {
@@ -60,32 +49,20 @@ inline plait::train::TrainConfig train_config() {
   return tc;
 }
 
-template <class Model>
-Result train(Model& model) {
-  auto data = dataset();
-  plait::train::Trainer<Model> trainer(model, train_config());
-  Result r;
-  for (int step = 1; step <= 3; ++step) {
-    const auto m = trainer.step(data, step);
-    r.loss.push_back(m.loss);
-    r.grad_norm.push_back(m.grad_norm);
-    r.clip.push_back(trainer.last_clip_factor());
-  }
-  r.val_loss = trainer.evaluate(data, 2);  // forward only, over fixed windows: the validation loss
-  r.parameters = model.gather_parameters();
-  return r;
+// The sweeps' problems (Model 0, 1, 2 of model_config) as the public check takes them: the same tokens, seeds and
+// 3 steps for every layout and for the single rank it is compared with.
+template <int Model>
+plait::testing::Problem problem() {
+  plait::testing::Problem p;
+  p.model = model_config(Model);
+  p.train = train_config();
+  p.steps = 3;
+  p.eval_batches = 2;  // forward only, over fixed windows: the validation loss
+  p.tokens = plait::testing::random_tokens(16, 3000, 99);
+  p.init_seed = 2024;
+  p.data_seed = 5;
+  return p;
 }
-
-template <class T, int Model>
-const Result& reference() {
-  static const Result result = [] {
-    plait::Transformer<plait::SingleDevice, plait::Host<T>> model(model_config(Model), 2024);
-    return train(model);
-  }();
-  return result;
-}
-
-inline double relative(double a, double b) { return std::abs(a - b) / std::max(std::abs(b), 1e-300); }
 
 // The world sizes this executable is registered at (plait_add_layout_sweep's WORLD_SIZES).
 inline std::vector<int> world_sizes() { return {PLAIT_SWEEP_WORLD_SIZES}; }
@@ -105,49 +82,16 @@ inline bool runs_at_this_size(int ranks, const std::string& what) {
   return false;
 }
 
-template <class Layout>
-std::string describe() {
-  std::ostringstream s;
-  s << "TP " << Layout::tp::degree << (Layout::tp::sequence_parallel ? " +SP" : "") << ", PP " << Layout::pp::stages
-    << " x " << Layout::pp::schedule::virtual_stages << " chunk(s), ZeRO " << Layout::zero::stage;
-  return s.str();
-}
+using plait::testing::describe;  // "TP 2 +SP, PP 2 (zb), ZeRO 1, checkpoint full"
 
-// Runs Layout at this world size if it fits (world a multiple of TP x PP); where it does not, checks that it runs
-// at another of the sweep's world sizes and returns false.
+// Runs Layout at this world size if it fits and checks it against one rank (fp64: 1e-10 relative; fp32: 1e-5), and
+// that the reference clipped at every step (so that the clip factor's comparison means something); where it does not
+// fit, checks that it runs at another of the sweep's world sizes and returns false.
 template <class Layout, class T, int Model = 0>
 bool run_layout() {
-  plait::comm::Mpi world;
-  if (!runs_at_this_size(Layout::model_parallel, describe<Layout>())) return false;
-  const double tolerance = std::is_same_v<T, double> ? 1e-10 : 1e-5;
-  plait::ProcessGrid<plait::comm::Mpi> grid(world, Layout::tp::degree, Layout::pp::stages);
-  plait::Transformer<Layout, plait::Host<T>, plait::comm::Mpi> model(model_config(Model), 2024, grid);
-  const Result got = train(model);
-  const Result& want = reference<T, Model>();
-  INFO(describe<Layout>() << ", DP " << grid.dp_size() << ", rank " << world.rank() << ", "
-                          << (sizeof(T) == 8 ? "fp64" : "fp32"));
-  for (int s = 0; s < 3; ++s) {
-    INFO("step " << s + 1);
-    CHECK(relative(got.loss[s], want.loss[s]) < tolerance);
-    CHECK(relative(got.grad_norm[s], want.grad_norm[s]) < tolerance);
-    CHECK(want.clip[s] < 1.0);
-    CHECK(relative(got.clip[s], want.clip[s]) < tolerance);
-  }
-  CHECK(relative(got.val_loss, want.val_loss) < tolerance);
-  REQUIRE(got.parameters.size() == want.parameters.size());
-  for (std::size_t i = 0; i < got.parameters.size(); ++i) {
-    const auto& [name, values] = got.parameters[i];
-    const auto& expected = want.parameters[i].second;
-    INFO("parameter " << name);
-    REQUIRE(values.size() == expected.size());
-    double diff = 0.0, norm = 0.0;
-    for (std::size_t j = 0; j < values.size(); ++j) {
-      diff += (values[j] - expected[j]) * (values[j] - expected[j]);
-      norm += expected[j] * expected[j];
-    }
-    CHECK(std::sqrt(diff / norm) < tolerance);
-  }
-  return true;
+  const plait::testing::LayoutReport r = plait::testing::check_layout<Layout, T, &problem<Model>>(world_sizes());
+  if (r.ran()) CHECK(r.reference_clipped_steps == r.steps);
+  return r.ran();
 }
 
 template <int Zero>
