@@ -1,8 +1,10 @@
 # cmake -DMODE=install|subdirectory -DPLAIT_SOURCE_DIR=... -DPLAIT_BUILD_DIR=... -DWORK_DIR=... -DGENERATOR=...
-#       -DCXX=... [-DPLAIT_CUDA=...] -P downstream_test.cmake
-# Builds and runs examples/downstream, a project of its own, against plait as a user would get it:
-#   install:      `cmake --install` of this build tree into WORK_DIR/prefix, then find_package(plait) from there;
+#       -DCXX=... [-DPLAIT_CUDA=...] [-DEXAMPLE=downstream|01_layout_sweep] [-DPREFIX=...] -P downstream_test.cmake
+# Builds and runs a project of its own (examples/EXAMPLE, default downstream) against plait as a user would get it:
+#   install:      `cmake --install` of this build tree into WORK_DIR/prefix (or, with PREFIX, the install another
+#                 test made there), then find_package(plait) from there;
 #   subdirectory: add_subdirectory of plait's source tree.
+# examples/downstream is built and its program run; examples/01_layout_sweep is built and its tests run with ctest.
 # Everything happens under WORK_DIR, which belongs to this test alone (ctest runs tests in parallel).
 cmake_minimum_required(VERSION 3.25)
 foreach(var MODE PLAIT_SOURCE_DIR PLAIT_BUILD_DIR WORK_DIR GENERATOR CXX)
@@ -22,15 +24,23 @@ function(step what)
   endif()
 endfunction()
 
+if(NOT DEFINED EXAMPLE)
+  set(EXAMPLE downstream)
+endif()
 file(REMOVE_RECURSE ${WORK_DIR})
 file(MAKE_DIRECTORY ${WORK_DIR})
-set(project_args -S ${PLAIT_SOURCE_DIR}/examples/downstream -B ${WORK_DIR}/build -G ${GENERATOR}
+set(project_args -S ${PLAIT_SOURCE_DIR}/examples/${EXAMPLE} -B ${WORK_DIR}/build -G ${GENERATOR}
     -DCMAKE_CXX_COMPILER=${CXX} -DCMAKE_BUILD_TYPE=Release)
 
 if(MODE STREQUAL "install")
-  set(prefix ${WORK_DIR}/prefix)
-  step("install plait" ${CMAKE_COMMAND} --install ${PLAIT_BUILD_DIR} --prefix ${prefix})
-  foreach(f include/plait/core/tensor.hpp include/plait/kernels/attention.hpp lib/cmake/plait/plaitConfig.cmake
+  if(DEFINED PREFIX)  # installed by the test that owns it (a CTest fixture)
+    set(prefix ${PREFIX})
+  else()
+    set(prefix ${WORK_DIR}/prefix)
+    step("install plait" ${CMAKE_COMMAND} --install ${PLAIT_BUILD_DIR} --prefix ${prefix})
+  endif()
+  foreach(f include/plait/core/tensor.hpp include/plait/kernels/attention.hpp include/plait/testing/catch2.hpp
+            include/plait/testing/layout_equivalence.hpp lib/cmake/plait/plaitConfig.cmake
             lib/cmake/plait/plaitConfigVersion.cmake lib/cmake/plait/plaitTargets.cmake)
     if(NOT EXISTS ${prefix}/${f})
       message(FATAL_ERROR "the install has no ${f}")
@@ -64,5 +74,10 @@ else()
   message(FATAL_ERROR "MODE must be install or subdirectory, got '${MODE}'")
 endif()
 
-step("build the downstream project" ${CMAKE_COMMAND} --build ${WORK_DIR}/build --target downstream)
-step("run the downstream program" ${WORK_DIR}/build/downstream)
+if(EXAMPLE STREQUAL "downstream")
+  step("build the downstream project" ${CMAKE_COMMAND} --build ${WORK_DIR}/build --target downstream)
+  step("run the downstream program" ${WORK_DIR}/build/downstream)
+else()
+  step("build ${EXAMPLE}" ${CMAKE_COMMAND} --build ${WORK_DIR}/build -j 2)
+  step("run ${EXAMPLE}'s tests" ${CMAKE_CTEST_COMMAND} --test-dir ${WORK_DIR}/build --output-on-failure --no-tests=error)
+endif()
