@@ -157,11 +157,12 @@ def table(entries, predicted, title):
     """entries: (name, ranks, row index or None); predicted: evaluate's rows. Prints and returns the table's rows."""
     print(f"\n{title}")
     header = ("layout", "np", "step s", "pred s", "MFU %", "pred %", "mem GiB", "pred GiB", "mem pred/meas")
-    print("{:<28} {:>3} {:>9} {:>9} {:>7} {:>7} {:>9} {:>9} {:>13}".format(*header))
+    w = max([len(e[0]) for e in entries] + [6])
+    print(f"{{:<{w}}} {{:>3}} {{:>9}} {{:>9}} {{:>7}} {{:>7}} {{:>9}} {{:>9}} {{:>13}}".format(*header))
     rows = []
     for name, ranks, index, *_ in entries:
         if index is None:
-            print(f"{name:<28} {ranks:>3}  failed: see its log")
+            print(f"{name:<{w}} {ranks:>3}  failed: see its log")
             continue
         r = predicted[index]
         step, step_pred = number(r.get("step_time_s")), number(r.get("step_time_s_pred"))
@@ -169,11 +170,11 @@ def table(entries, predicted, title):
         # The planner's MFU of the measured time: the same FLOPs and peak, so it scales as 1 / step time.
         mfu = number(r.get("mfu")) if r.get("mfu") else mfu_pred * step_pred / step
         if r.get("unsupported_reason"):
-            print(f"{name:<28} {ranks:>3} {step:>9.4f}  unsupported by the planner: {r['unsupported_reason']}")
+            print(f"{name:<{w}} {ranks:>3} {step:>9.4f}  unsupported by the planner: {r['unsupported_reason']}")
             continue
         rows.append(dict(layout=name, np=ranks, step=step, step_pred=step_pred, mfu=mfu, mfu_pred=mfu_pred, mem=mem,
                          mem_pred=mem_pred))
-        print(f"{name:<28} {ranks:>3} {step:>9.4f} {step_pred:>9.4f} {100 * mfu:>7.3f} {100 * mfu_pred:>7.3f} "
+        print(f"{name:<{w}} {ranks:>3} {step:>9.4f} {step_pred:>9.4f} {100 * mfu:>7.3f} {100 * mfu_pred:>7.3f} "
               f"{mem:>9.5f} {mem_pred:>9.5f} {mem_pred / mem:>13.3f}")
     if rows:
         error = sum(abs(math.log(r["step_pred"] / r["step"])) for r in rows) / len(rows)
