@@ -255,7 +255,7 @@ class Watchdog {
       const FlightSnapshot s = recorder_.snapshot();
       // A look long after the last: this process was stopped (SIGSTOP, a debugger) or starved, so the others did not
       // keep it waiting; it waits from now. (A stopped rank the launcher wakes to end it must not blame the others.)
-      if (seconds_between(last_look, s.taken_ns) > 2.0 * seconds_between_looks() + 2.0) resumed = s.taken_ns;
+      if (seconds_between(last_look, s.taken_ns) > 2.0 * seconds_between_looks() + 1.0) resumed = s.taken_ns;
       last_look = s.taken_ns;
       const OpRecord* op = s.waiting();
       if (op != nullptr && seconds_between(std::max(op->started_ns, resumed), s.taken_ns) > limit) give_up(s, op, limit);
