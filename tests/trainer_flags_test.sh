@@ -27,6 +27,8 @@ refused 1 "learning rate must be a positive number (--lr), got -1" --lr -1
 refused 1 "learning rate must be a positive number (--lr), got nan" --lr nan
 refused 1 "(--min-lr-ratio), got 2" --min-lr-ratio 2
 refused 1 "(--clip), got -0.5" --clip -0.5
+refused 1 "--timeout takes seconds (0: no timeout) or auto, got 'soon'" --timeout soon
+refused 1 "--timeout takes seconds (0: no timeout) or auto, got '-1'" --timeout -1
 refused 1 "(--weight-decay), got -1" --weight-decay -1
 refused 1 "sample-tokens must be 0" --sample-tokens -3
 refused 1 "--device takes host or cuda, got 'gpu'" --device gpu

@@ -67,6 +67,8 @@ struct Options {
   std::string init_from_hf;        // start (fine-tune) from this Hugging Face LLaMA model directory
   std::int64_t max_skipped = 5;    // end the run after this many steps in a row with a non-finite loss or norm
   std::string save_failure = "stop";  // continue | stop: what a save that could not be written does to the run
+  std::string timeout = "auto";    // seconds a collective or a step may last before the job ends; auto; 0: never
+  double timeout_seconds = -1;     // --timeout as a number (-1: auto)
 };
 
 // The C++ type of the layout the flags name, e.g. plait::Layout<plait::TensorParallel<2>, ...>.
@@ -193,6 +195,10 @@ inline std::vector<Flag> flags(Options& o) {
       {"--save-failure", "stop|continue", "when a checkpoint cannot be written (disk full, quota), the previous one "
        "is kept intact and the run stops with an error (stop, the default), or says so and trains on (continue)",
        str(o.save_failure)},
+      {"--timeout", "S|auto", "a collective, a point-to-point wait or a step that lasts longer than S seconds ends the "
+       "job (exit 3) with a line naming the operation and the ranks that have not arrived, and each rank's record of "
+       "its last operations in METRICS.rank<R>.json (beside --metrics; else plait-train.rank<R>.json); 0: never "
+       "(default auto: 300 s, or 20 x the median of the first 3 steps if longer)", str(o.timeout)},
       {"--jit-cache", "DIR", "where layouts that are not compiled in are built and kept (default ~/.cache/plait)",
        str(o.jit_cache)},
   };
@@ -279,6 +285,12 @@ inline Options parse(int argc, char** argv) {
               "run ends), got ", o.max_skipped);
   PLAIT_CHECK(o.save_failure == "stop" || o.save_failure == "continue", "--save-failure takes stop or continue, got '",
               o.save_failure, "'");
+  if (o.timeout != "auto") {
+    char* end = nullptr;
+    o.timeout_seconds = std::strtod(o.timeout.c_str(), &end);
+    PLAIT_CHECK(!o.timeout.empty() && *end == '\0' && std::isfinite(o.timeout_seconds) && o.timeout_seconds >= 0.0,
+                "--timeout takes seconds (0: no timeout) or auto, got '", o.timeout, "'");
+  }
   PLAIT_CHECK(std::isfinite(o.peak_gflops) && o.peak_gflops >= 0.0,
               "--peak-gflops must be a positive number (or 0: measure the GEMM rate)");
   PLAIT_CHECK(o.device == "host" || o.device == "cuda", "--device takes host or cuda, got '", o.device, "'");

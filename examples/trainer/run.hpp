@@ -13,12 +13,15 @@
 #include <fstream>
 #include <optional>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "options.hpp"
 #include "preemption.hpp"
 #include "setup.hpp"
+#include "plait/comm/flight_recorder.hpp"
 #include "plait/comm/process_grid.hpp"
+#include "plait/comm/watchdog.hpp"
 #include "plait/model/transformer.hpp"
 #include "plait/parallel/schedule_timeline.hpp"
 #include "plait/train/checkpoint.hpp"
@@ -97,6 +100,22 @@ struct Device {
   std::string peak_source;  // e.g. "BLAS GEMM rate measured now"
   std::string per_rank;     // e.g. "2 OpenMP threads per rank"
 };
+
+// The watchdog as --timeout and --metrics set it: each rank's record beside the metrics (where the rank that times
+// out reads the others'), or, without --metrics, written by that rank alone to the working directory.
+inline plait::comm::WatchdogSettings watchdog_settings(const Options& o, int rank, std::int64_t run) {
+  plait::comm::WatchdogSettings w;
+  w.scale_by_steps = o.timeout_seconds < 0;
+  w.timeout_s = w.scale_by_steps ? 300.0 : o.timeout_seconds;
+  w.timeout_text = "--timeout " + o.timeout;
+  w.share = !o.metrics.empty();
+  w.record_prefix = w.share ? o.metrics : "plait-train";
+  w.unshared_note = "which ranks have not arrived is unknown: with --metrics FILE each rank keeps its record in "
+                    "FILE.rank<R>.json, where the others read it";
+  w.rank = rank;
+  w.run = run;
+  return w;
+}
 
 // Trains `Layout` on `Backend` over the ranks of `world` (its control communicator carries the host scalars).
 template <class Layout, class Backend, class Comm>
@@ -215,6 +234,13 @@ int train(const Options& o, Comm world, const Device& device) {
       config << o.config;
       PLAIT_CHECK(config.flush().good(), "cannot write the configuration file '", o.metrics, ".config'");
     });
+  // From here a collective or a step longer than --timeout ends the job with a message (comm/watchdog.hpp). The run's
+  // number (rank 0's clock) tells its records from those an earlier run left.
+  std::int64_t run_id = lead ? std::chrono::system_clock::now().time_since_epoch().count() : 0;
+  world.control().broadcast(&run_id, 1, 0);
+  using Control = std::remove_reference_t<decltype(world.control())>;
+  plait::comm::Watchdog watchdog(plait::comm::flight_recorder(), watchdog_settings(o, world.rank(), run_id),
+                                 [](int code) { Control::abort_job(code); });
   const auto start = std::chrono::steady_clock::now();
   double first_loss = 0.0, last_loss = 0.0, tokens_per_s_sum = 0.0;
   std::vector<double> step_seconds;  // after the first step (warm-up)
@@ -271,6 +297,7 @@ int train(const Options& o, Comm world, const Device& device) {
   };
   double previous_epoch = static_cast<double>((first_step - 1) * tc.global_batch) / static_cast<double>(data.windows_per_epoch());
   for (std::int64_t step = first_step; step <= last_step; ++step) {
+    watchdog.step_started(step);
     m = trainer.step(data, step);
     if (step == first_step) first_loss = m.loss;
     last_loss = m.loss;
@@ -339,6 +366,7 @@ int train(const Options& o, Comm world, const Device& device) {
       }
       return 0;
     }
+    watchdog.step_finished(m.step_seconds);
   }
   if (!o.save.empty()) {
     save(last_step);

@@ -1,4 +1,5 @@
-// Mpi: the Communicator concept on Open MPI, for the Host backend (ranks on CPUs stand in for GPUs).
+// Mpi: the Communicator concept on Open MPI, for the Host backend (ranks on CPUs stand in for GPUs). Every call is
+// recorded in the rank's flight recorder (comm/flight_recorder.hpp) under its group's name, for the watchdog.
 // Pitfalls: more ranks than cores need --oversubscribe (or mpi_yield_when_idle), or ranks spin on each other.
 #pragma once
 
@@ -6,10 +7,14 @@
 
 #include <climits>
 #include <cstdint>
+#include <cstdlib>
 #include <memory>
+#include <numeric>
+#include <string>
 #include <vector>
 
 #include "plait/comm/communicator.hpp"
+#include "plait/comm/flight_recorder.hpp"
 #include "plait/core/dtype.hpp"
 #include "plait/core/error.hpp"
 
@@ -63,6 +68,25 @@ inline void check(int code, const char* call) {
   MPI_Error_string(code, text, &length);
   core::fail(call, " failed: ", text);
 }
+// A communicator's group in the flight recorder: its members' world ranks and this rank's place.
+inline int record_group(MPI_Comm comm, std::string name) {
+  int size = 1, rank = 0;
+  MPI_Comm_size(comm, &size);
+  MPI_Comm_rank(comm, &rank);
+  std::vector<int> mine(static_cast<std::size_t>(size)), world(static_cast<std::size_t>(size));
+  std::iota(mine.begin(), mine.end(), 0);
+  MPI_Group group = MPI_GROUP_NULL, world_group = MPI_GROUP_NULL;
+  MPI_Comm_group(comm, &group);
+  MPI_Comm_group(MPI_COMM_WORLD, &world_group);
+  MPI_Group_translate_ranks(group, size, mine.data(), world_group, world.data());
+  MPI_Group_free(&group);
+  MPI_Group_free(&world_group);
+  return flight_recorder().add_group(std::move(name), std::move(world), rank);
+}
+inline int world_group() {
+  static const int group = record_group(MPI_COMM_WORLD, "world");  // one for every Mpi of the world
+  return group;
+}
 }  // namespace detail
 
 // Initialises MPI for the life of the object if nobody has (a program that links plait can also do it itself).
@@ -89,7 +113,7 @@ class MpiSession {
 class Mpi {
  public:
   // The world, or a communicator this object will free.
-  Mpi() : comm_(std::make_shared<Handle>(MPI_COMM_WORLD, false)) {}
+  Mpi() : comm_(std::make_shared<Handle>(MPI_COMM_WORLD, false, detail::world_group())) {}
   static Mpi world() { return Mpi(); }
   // Its own control communicator: MPI carries host memory.
   Mpi& control() { return *this; }
@@ -105,54 +129,74 @@ class Mpi {
     return s;
   }
   MPI_Comm native() const { return comm_->comm; }
+  // The group's name in the flight record and the watchdog's messages ("tp", "dp", "pp": ProcessGrid names its own).
+  void name_group(std::string name) { flight_recorder().rename_group(comm_->group, std::move(name)); }
+  // The group's index in the flight recorder (Nccl records its calls under its Mpi group's).
+  int recorded_group() const { return comm_->group; }
+
+  // Ends every rank of the job at once with `code` (MPI_Abort on the world); the watchdog calls it from its thread.
+  [[noreturn]] static void abort_job(int code) {
+    MPI_Abort(MPI_COMM_WORLD, code);
+    std::_Exit(code);
+  }
 
   // The ranks of this group that share this rank's node (memory), in rank order.
   Mpi node() const {
     MPI_Comm node = MPI_COMM_NULL;
     detail::check(MPI_Comm_split_type(comm_->comm, MPI_COMM_TYPE_SHARED, rank(), MPI_INFO_NULL, &node),
                   "MPI_Comm_split_type");
-    return Mpi(std::make_shared<Handle>(node, true));
+    return Mpi(std::make_shared<Handle>(node, true, detail::record_group(node, "node")));
   }
   // How many ranks of this group share this rank's node (to give each its share of the cores).
   int node_local_size() const { return node().size(); }
 
   template <class T>
   void all_reduce(T* data, std::int64_t n, ReduceOp op) {
+    const RecordedOp recorded = record(OpKind::all_reduce, n);
     detail::check(MPI_Allreduce(MPI_IN_PLACE, data, detail::count(n), detail::mpi_type<T>(), detail::mpi_op<T>(op),
                                 comm_->comm),
                   "MPI_Allreduce");
   }
   template <class T>
   void reduce_scatter(const T* send, T* recv, std::int64_t n) {
+    const RecordedOp recorded = record(OpKind::reduce_scatter, n);
     detail::check(MPI_Reduce_scatter_block(send, recv, detail::count(n), detail::mpi_type<T>(),
                                            detail::mpi_op<T>(ReduceOp::sum), comm_->comm),
                   "MPI_Reduce_scatter_block");
   }
   template <class T>
   void all_gather(const T* send, T* recv, std::int64_t n) {
+    const RecordedOp recorded = record(OpKind::all_gather, n);
     detail::check(MPI_Allgather(send, detail::count(n), detail::mpi_type<T>(), recv, detail::count(n),
                                 detail::mpi_type<T>(), comm_->comm),
                   "MPI_Allgather");
   }
   template <class T>
   void broadcast(T* data, std::int64_t n, int root) {
+    const RecordedOp recorded = record(OpKind::broadcast, n);
     detail::check(MPI_Bcast(data, detail::count(n), detail::mpi_type<T>(), root, comm_->comm), "MPI_Bcast");
   }
   template <class T>
   void send(const T* data, std::int64_t n, int peer, int tag) {
+    const RecordedOp recorded = record(OpKind::send, n, peer);
     detail::check(MPI_Send(data, detail::count(n), detail::mpi_type<T>(), peer, tag, comm_->comm), "MPI_Send");
   }
   template <class T>
   void recv(T* data, std::int64_t n, int peer, int tag) {
+    const RecordedOp recorded = record(OpKind::recv, n, peer);
     detail::check(MPI_Recv(data, detail::count(n), detail::mpi_type<T>(), peer, tag, comm_->comm, MPI_STATUS_IGNORE),
                   "MPI_Recv");
   }
-  void barrier() { detail::check(MPI_Barrier(comm_->comm), "MPI_Barrier"); }
+  void barrier() {
+    const RecordedOp recorded = record(OpKind::barrier, 0);
+    detail::check(MPI_Barrier(comm_->comm), "MPI_Barrier");
+  }
 
   // A send that returns at once; the buffer must stay untouched until wait_all() returns.
   using Request = MPI_Request;
   template <class T>
   Request isend(const T* data, std::int64_t n, int peer, int tag) {
+    const RecordedOp recorded = record(OpKind::isend, n, peer);  // returns at once: finished when posted
     MPI_Request request = MPI_REQUEST_NULL;
     detail::check(MPI_Isend(data, detail::count(n), detail::mpi_type<T>(), peer, tag, comm_->comm, &request), "MPI_Isend");
     return request;
@@ -165,6 +209,7 @@ class Mpi {
   }
   void wait_all(std::vector<Request>& requests) {
     if (requests.empty()) return;
+    const RecordedOp recorded = record(OpKind::wait_all, static_cast<std::int64_t>(requests.size()));
     detail::check(MPI_Waitall(static_cast<int>(requests.size()), requests.data(), MPI_STATUSES_IGNORE), "MPI_Waitall");
     requests.clear();
   }
@@ -172,14 +217,15 @@ class Mpi {
   Mpi split(int colour, int key) const {
     MPI_Comm sub = MPI_COMM_NULL;
     detail::check(MPI_Comm_split(comm_->comm, colour, key, &sub), "MPI_Comm_split");
-    return Mpi(std::make_shared<Handle>(sub, true));
+    return Mpi(std::make_shared<Handle>(sub, true, detail::record_group(sub, "split of " + group_name())));
   }
 
  private:
   struct Handle {
     MPI_Comm comm;
     bool owned;
-    Handle(MPI_Comm c, bool o) : comm(c), owned(o) {}
+    int group;  // in the flight recorder
+    Handle(MPI_Comm c, bool o, int g) : comm(c), owned(o), group(g) {}
     ~Handle() {
       int finalized = 0;
       MPI_Finalized(&finalized);
@@ -187,6 +233,10 @@ class Mpi {
     }
   };
   explicit Mpi(std::shared_ptr<Handle> handle) : comm_(std::move(handle)) {}
+  RecordedOp record(OpKind kind, std::int64_t n, int peer = -1) const {
+    return RecordedOp(flight_recorder(), comm_->group, kind, n, peer);
+  }
+  std::string group_name() const { return flight_recorder().group_name(comm_->group); }
   std::shared_ptr<Handle> comm_;
 };
 

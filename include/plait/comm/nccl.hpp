@@ -6,6 +6,11 @@
 // as a kernel launch does. test(), wait_all() and barrier() are where the host waits.
 // Plain C++ (nccl.h and the CUDA runtime's C API): g++ units may use it; link plait::cuda.
 //
+// The flight recorder (comm/flight_recorder.hpp) records each call under the Mpi group's name, marked `queued` (the
+// host went on; the GPU runs it later), and barrier() and wait_all(), where the host waits, as waits. On a timeout the
+// watchdog (comm/watchdog.hpp) aborts every NCCL communicator (ncclCommAbort, registered as an abort hook) before
+// MPI_Abort ends the job.
+//
 // Pipelines: NCCL pairs a send with the peer's receives in the order both were queued (tags are ignored), and a
 // send holds everything queued behind it on its communicator until the peer's matching receive runs. On one
 // communicator per pipeline group, 1F1B, ZB and interleaved deadlock (two stages' sends each waiting for the
@@ -29,12 +34,15 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <string>
 #include <type_traits>
 #include <utility>
 #include <vector>
 
 #include "plait/comm/communicator.hpp"
+#include "plait/comm/flight_recorder.hpp"
 #include "plait/comm/mpi.hpp"
+#include "plait/comm/watchdog.hpp"
 #include "plait/core/dtype.hpp"
 #include "plait/core/error.hpp"
 
@@ -106,6 +114,11 @@ class Nccl {
     ncclComm_t comm = nullptr;
     nccl_detail::check(ncclCommInitRank(&comm, group_.size(), id, group_.rank()), "ncclCommInitRank");
     handle_ = std::make_shared<Handle>(comm, work);
+    Handle* h = handle_.get();  // the hook is removed before the handle goes
+    h->abort_hook = abort_hooks().add([h] {
+      ncclCommAbort(h->comm);
+      for (const auto& channel : h->channels) ncclCommAbort(channel->comm);
+    });
   }
 
   int rank() const { return group_.rank(); }
@@ -113,21 +126,27 @@ class Nccl {
   // The control communicator over the same ranks: the Mpi group this one was built from (host memory).
   Mpi& control() { return group_; }
   cudaStream_t stream() const { return handle_->stream; }
+  // The group's name in the flight record: its Mpi group's.
+  void name_group(std::string name) { group_.name_group(std::move(name)); }
 
   template <class T>
   void all_reduce(T* data, std::int64_t n, ReduceOp op) {
+    record_queued(OpKind::all_reduce, n);
     queued("ncclAllReduce", [&] { return ncclAllReduce(data, data, count(n), nccl_detail::type_of<T>(), nccl_detail::op(op), handle_->comm, handle_->stream); });
   }
   template <class T>
   void reduce_scatter(const T* send, T* recv, std::int64_t n) {  // (size x n) -> n, summed
+    record_queued(OpKind::reduce_scatter, n);
     queued("ncclReduceScatter", [&] { return ncclReduceScatter(send, recv, count(n), nccl_detail::type_of<T>(), ncclSum, handle_->comm, handle_->stream); });
   }
   template <class T>
   void all_gather(const T* send, T* recv, std::int64_t n) {  // n -> (size x n), rank order
+    record_queued(OpKind::all_gather, n);
     queued("ncclAllGather", [&] { return ncclAllGather(send, recv, count(n), nccl_detail::type_of<T>(), handle_->comm, handle_->stream); });
   }
   template <class T>
   void broadcast(T* data, std::int64_t n, int root) {
+    record_queued(OpKind::broadcast, n);
     queued("ncclBroadcast", [&] { return ncclBroadcast(data, data, count(n), nccl_detail::type_of<T>(), root, handle_->comm, handle_->stream); });
   }
   // Point to point. NCCL matches messages by order between two ranks, not by tag: the tag is accepted for the
@@ -135,12 +154,14 @@ class Nccl {
   // neighbour (after open_neighbour_channels) a message goes over that pair's channel.
   template <class T>
   void send(const T* data, std::int64_t n, int peer, int /*tag*/) {
+    record_queued(OpKind::send, n, peer);
     point_to_point("ncclSend", outgoing(peer), true, [&](ncclComm_t comm, int to, cudaStream_t stream) {
       return ncclSend(data, count(n), nccl_detail::type_of<T>(), to, comm, stream);
     }, peer);
   }
   template <class T>
   void recv(T* data, std::int64_t n, int peer, int /*tag*/) {
+    record_queued(OpKind::recv, n, peer);
     point_to_point("ncclRecv", incoming(peer), true, [&](ncclComm_t comm, int from, cudaStream_t stream) {
       return ncclRecv(data, count(n), nccl_detail::type_of<T>(), from, comm, stream);
     }, peer);
@@ -159,6 +180,7 @@ class Nccl {
   };
   template <class T>
   Request isend(const T* data, std::int64_t n, int peer, int /*tag*/) {
+    record_queued(OpKind::isend, n, peer);
     nccl_detail::Channel* channel = outgoing(peer);
     const cudaStream_t stream = point_to_point("ncclSend", channel, false, [&](ncclComm_t comm, int to, cudaStream_t s) {
       return ncclSend(data, count(n), nccl_detail::type_of<T>(), to, comm, s);
@@ -179,6 +201,8 @@ class Nccl {
     return true;
   }
   void wait_all(std::vector<Request>& requests) {
+    const RecordedOp recorded(flight_recorder(), group_.recorded_group(), OpKind::wait_all,
+                              static_cast<std::int64_t>(requests.size()));
     for (auto& r : requests) nccl_detail::check(cudaEventSynchronize(r.event()), "cudaEventSynchronize");
     requests.clear();
     raise_async_error();
@@ -186,6 +210,7 @@ class Nccl {
 
   // Every rank has reached this point and the communication queued before it has finished (the host waits).
   void barrier() {
+    const RecordedOp recorded(flight_recorder(), group_.recorded_group(), OpKind::barrier, 0);
     all_reduce(handle_->scratch, 1, ReduceOp::sum);
     nccl_detail::check(cudaStreamSynchronize(handle_->stream), "cudaStreamSynchronize");
     raise_async_error();
@@ -241,6 +266,7 @@ class Nccl {
     cudaStream_t work = nullptr, stream = nullptr;
     cudaEvent_t work_ready = nullptr, comm_done = nullptr;
     float* scratch = nullptr;  // barrier()'s one element
+    int abort_hook = -1;       // in abort_hooks()
     Handle(ncclComm_t c, cudaStream_t w) : comm(c), work(w) {
       nccl_detail::check(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "cudaStreamCreateWithFlags");
       nccl_detail::check(cudaEventCreateWithFlags(&work_ready, cudaEventDisableTiming), "cudaEventCreateWithFlags");
@@ -251,6 +277,7 @@ class Nccl {
     Handle(const Handle&) = delete;
     Handle& operator=(const Handle&) = delete;
     ~Handle() {
+      abort_hooks().remove(abort_hook);
       channels.clear();
       cudaStreamSynchronize(stream);
       ncclCommDestroy(comm);
@@ -270,6 +297,12 @@ class Nccl {
     nccl_detail::check(call(), name);
     nccl_detail::check(cudaEventRecord(h.comm_done, h.stream), "cudaEventRecord");
     nccl_detail::check(cudaStreamWaitEvent(h.work, h.comm_done, 0), "cudaStreamWaitEvent");
+  }
+
+  // A call handed to a stream: recorded as started and finished at once (the host does not wait for it).
+  void record_queued(OpKind kind, std::int64_t n, int peer = -1) {
+    FlightRecorder& recorder = flight_recorder();
+    recorder.finish(recorder.start(group_.recorded_group(), kind, n, peer, true));
   }
 
   static constexpr int channel_tag = 0x7ccc;  // the MPI tag of open_neighbour_channels' ids

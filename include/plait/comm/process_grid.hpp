@@ -9,6 +9,7 @@
 // an error on every rank, never a hang.
 #pragma once
 
+#include <string>
 #include <utility>
 
 #include "plait/comm/communicator.hpp"
@@ -59,6 +60,12 @@ class ProcessGrid {
         pp_(world_.split(p.dp_rank * p.tp_size + p.tp_rank, p.pp_rank)),
         tp_size_(p.tp_size), dp_size_(p.dp_size), pp_size_(p.pp_size),
         tp_rank_(p.tp_rank), dp_rank_(p.dp_rank), pp_rank_(p.pp_rank) {
+    // The groups' names in the flight record and the watchdog's messages (comm/flight_recorder.hpp).
+    if constexpr (requires(C& c) { c.name_group(std::string()); }) {
+      tp_.name_group("tp");
+      dp_.name_group("dp");
+      pp_.name_group("pp");
+    }
     // A communicator whose point-to-point messages share one queue per group (Nccl) opens a channel per directed
     // pair of neighbouring stages, so that every pipeline schedule runs on it (comm/nccl.hpp); Mpi needs none.
     if constexpr (requires(C& c) { c.open_neighbour_channels(); })
