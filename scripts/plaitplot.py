@@ -75,6 +75,21 @@ def pyplot(prog):
     return plt
 
 
+def save(fig, path, dpi, prog):
+    """Write the figure; a PNG is reduced to a 256-colour palette (Pillow comes with matplotlib), which keeps line
+    plots legible at a third of the bytes, so that the pictures committed under docs/ stay near 100 KB."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    if path.suffix.lower() == ".png":
+        from PIL import Image
+
+        with Image.open(path) as image:
+            small = image.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT)
+        small.save(path, optimize=True)
+    print(f"{prog}: wrote {path} ({path.stat().st_size // 1024} KB)", file=sys.stderr)
+
+
 def find_binary(name, given, prog):
     """The path of a plait binary: `given`, else build/host's, else on PATH; exits saying how to build it."""
     root = Path(__file__).resolve().parent.parent

@@ -148,6 +148,7 @@ def main():
     parser.add_argument("--out", type=Path, required=True, help="the PNG (or .svg) to write")
     parser.add_argument("--dpi", type=int, default=100)
     args = parser.parse_args()
+    plt = plaitplot.pyplot(PROG)  # first: where it installs matplotlib, the script runs again from the start
     binary = plaitplot.find_binary("pipeline_schedules", args.bin, PROG)
 
     panels = []  # (about, rows, costs, label, scale, unit)
@@ -168,7 +169,6 @@ def main():
         for about, rows in simulate(names, args.stages, args.microbatches, costs, binary):
             panels.append((about, rows, costs, "", 1.0, "time (a forward through a stage = 1)"))
 
-    plt = plaitplot.pyplot(PROG)
     heights = [int(a["stages"]) + 1.2 for a, *_ in panels]
     fig, axes = plt.subplots(len(panels), 1, figsize=(11, 0.32 * sum(heights) + 0.6),
                              gridspec_kw={"height_ratios": heights}, squeeze=False)
@@ -176,9 +176,7 @@ def main():
         draw(ax, *panel)
     legend(fig)
     fig.tight_layout(rect=(0, 0.04, 1, 1))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(args.out, dpi=args.dpi)
-    print(f"{PROG}: wrote {args.out}")
+    plaitplot.save(fig, args.out, args.dpi, PROG)
 
 
 if __name__ == "__main__":
