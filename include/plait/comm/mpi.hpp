@@ -118,24 +118,28 @@ class Mpi {
 
   template <class T>
   void all_reduce(T* data, std::int64_t n, ReduceOp op) {
+    const CollectiveClock clock;
     detail::check(MPI_Allreduce(MPI_IN_PLACE, data, detail::count(n), detail::mpi_type<T>(), detail::mpi_op<T>(op),
                                 comm_->comm),
                   "MPI_Allreduce");
   }
   template <class T>
   void reduce_scatter(const T* send, T* recv, std::int64_t n) {
+    const CollectiveClock clock;
     detail::check(MPI_Reduce_scatter_block(send, recv, detail::count(n), detail::mpi_type<T>(),
                                            detail::mpi_op<T>(ReduceOp::sum), comm_->comm),
                   "MPI_Reduce_scatter_block");
   }
   template <class T>
   void all_gather(const T* send, T* recv, std::int64_t n) {
+    const CollectiveClock clock;
     detail::check(MPI_Allgather(send, detail::count(n), detail::mpi_type<T>(), recv, detail::count(n),
                                 detail::mpi_type<T>(), comm_->comm),
                   "MPI_Allgather");
   }
   template <class T>
   void broadcast(T* data, std::int64_t n, int root) {
+    const CollectiveClock clock;
     detail::check(MPI_Bcast(data, detail::count(n), detail::mpi_type<T>(), root, comm_->comm), "MPI_Bcast");
   }
   template <class T>
