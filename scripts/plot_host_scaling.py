@@ -58,8 +58,8 @@ def run(train, mpirun, family, ranks, batch, args):
     with tempfile.TemporaryDirectory() as tmp:
         metrics = Path(tmp) / "m.jsonl"
         command = [train, "--steps", str(args.steps), "--batch", str(batch), "--micro-batch", "1",
-                   "--layers", str(args.layers), "--hidden", str(args.hidden), "--heads", "4", "--kv-heads", "4",
-                   "--ffn", str(args.hidden * 8 // 3 // 8 * 8), "--seq-len", str(args.seq_len),
+                   "--layers", str(args.layers), "--hidden", str(args.hidden), "--heads", "8", "--kv-heads", "8",
+                   "--ffn", str(round(args.hidden * 8 / 3 / 64) * 64), "--seq-len", str(args.seq_len),
                    "--sample-tokens", "0", "--eval-every", "0", "--log-every", str(args.steps),
                    "--metrics", str(metrics), *flags]
         if ranks > 1 or args.always_mpirun:

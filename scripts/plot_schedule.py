@@ -174,6 +174,10 @@ def main():
                              gridspec_kw={"height_ratios": heights}, squeeze=False)
     for ax, panel in zip(axes[:, 0], panels):
         draw(ax, *panel)
+    if args.trace:  # measured and simulated on one time axis
+        right = max(ax.get_xlim()[1] for ax in axes[:, 0])
+        for ax in axes[:, 0]:
+            ax.set_xlim(0, right)
     legend(fig)
     fig.tight_layout(rect=(0, 0.04, 1, 1))
     plaitplot.save(fig, args.out, args.dpi, PROG)

@@ -46,6 +46,6 @@ JSON
 py plot_links.py --bin "$plan" --scales 0.5,1 --measured measured.json --out links.png
 png links.png
 py plot_host_scaling.py --bin "$train" --mpirun "$mpiexec" --ranks 1,2 --layouts dp --steps 2 --batch 4 \
-  --per-rank 2 --layers 1 --hidden 32 --seq-len 16 --out host.png
+  --per-rank 2 --layers 1 --hidden 64 --seq-len 16 --out host.png
 png host.png
 echo PASS
