@@ -11,8 +11,8 @@ weak scaling grows it with the ranks (the same sequences per rank). Prints a mar
   scripts/plot_host_scaling.py --ranks 1,2,4,8 --layouts dp,tp,pp2 --out docs/host_scaling.png
 
 Layout families: dp (data parallel, ZeRO 0), zero1, tp (TP = ranks), tp2 (TP 2 x DP), pp2 and pp4 (PP 2 or 4,
-1F1B, x DP), pp (PP = ranks, 1F1B). Pipelines are built on first use by plait-train (docs/layouts.md): the first run of each waits
-for a compile.
+1F1B, x DP), pp (PP = ranks, 1F1B). Pipelines are built on first use by plait-train (docs/layouts.md): the first
+run of each waits for a compile.
 """
 import argparse
 import json

@@ -26,7 +26,8 @@ import plaitplot  # noqa: E402
 
 PROG = "plot_links"
 HARDWARE = "dgx-a100-80gb"
-NETWORK_GBS, LINK_GBS = 25.0, 300.0  # the built-in's per-GPU bandwidths, one direction (include/plait/plan/hardware.hpp)
+# The built-in's per-GPU bandwidths, one direction (include/plait/plan/hardware.hpp).
+NETWORK_GBS, LINK_GBS = 25.0, 300.0
 # The paper's best runs (paper.md): name, model, seq, GPUs, TP, PP, SP.
 PAPER_LAYOUTS = [
     ("13B 2k, 64 GPUs: TP1 PP1", "llama-13b", 2048, 64, 1, 1, False),
@@ -113,8 +114,8 @@ def measured(ax, files):
         # Bus bandwidth, as NCCL's tests report it: a ring moves 2 (n-1)/n of the bytes through each rank.
         x = [b for b, _ in samples]
         y = [2 * (n - 1) / n * b / s / 1e9 for b, s in samples]
-        ax.plot(x, y, "o-", color=f"C{k}", markersize=3,
-                label=f"MPI, {n} ranks (fit {hw['link_bandwidth'] / 1e9:.2g} GB/s, {1e6 * hw['link_latency_s']:.0f} us)")
+        fit = f"fit {hw['link_bandwidth'] / 1e9:.2g} GB/s, {1e6 * hw['link_latency_s']:.0f} us"
+        ax.plot(x, y, "o-", color=f"C{k}", markersize=3, label=f"MPI, {n} ranks ({fit})")
     for gbs, name in [(LINK_GBS * 0.34, "A100 NVLink as the planner has it (300 GB/s x 0.34)"),
                       (NETWORK_GBS * 0.461, "HDR InfiniBand as the planner has it (25 GB/s x 0.46)")]:
         ax.axhline(gbs, color="0.5", ls="--", lw=0.8)

@@ -130,9 +130,10 @@ def draw(ax, about, rows, costs, label, scale, unit):
 def legend(fig):
     from matplotlib.patches import Patch
 
-    handles = [Patch(facecolor=tuple(1 - 0.45 * (1 - c) for c in (0.12, 0.47, 0.71)), edgecolor="black", label="F forward"),
-               Patch(facecolor=(0.12, 0.47, 0.71), edgecolor="black", label="B backward / b input gradient"),
-               Patch(facecolor=(0.12, 0.47, 0.71), edgecolor="black", hatch="////", label="W weight gradient"),
+    blue = (0.12, 0.47, 0.71)
+    handles = [Patch(facecolor=tuple(1 - 0.45 * (1 - c) for c in blue), edgecolor="black", label="F forward"),
+               Patch(facecolor=blue, edgecolor="black", label="B backward / b input gradient"),
+               Patch(facecolor=blue, edgecolor="black", hatch="////", label="W weight gradient"),
                Patch(facecolor="0.88", label="idle (bubble)")]
     fig.legend(handles=handles, loc="lower center", ncol=4, fontsize=8, frameon=False)
 

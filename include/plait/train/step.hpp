@@ -91,7 +91,8 @@ class Trainer {
     double bubble = 0.0;
     if (config_.record_timeline) {
       bubble = std::chrono::duration<double>(std::chrono::steady_clock::now() - pipeline_start).count();
-      for (const auto& t : timeline_.stages.at(static_cast<std::size_t>(model_.grid().pp_rank()))) bubble -= t.end - t.start;
+      for (const auto& t : timeline_.stages.at(static_cast<std::size_t>(model_.grid().pp_rank())))
+        bubble -= t.end - t.start;
       bubble = std::max(bubble, 0.0);
     }
     if (after_backward_) after_backward_(state, step);
