@@ -8,21 +8,21 @@ are rank 0's under mpirun). Several files are overlaid, one colour each, named i
 Usage: scripts/plot_metrics.py METRICS.jsonl [MORE.jsonl ...] [--out FILE.png] [--title T]
 The PNG goes to the first file with a .png suffix unless --out says otherwise. matplotlib is not needed by the
 build or tests: when it is missing, the script installs it into a virtual environment under
-${XDG_CACHE_HOME:-~/.cache}/plait/plot-venv (or with pip --user where venv is unavailable) and runs itself again.
+${XDG_CACHE_HOME:-~/.cache}/plait/plot-venv and runs itself again (scripts/plaitplot.py).
 """
 import argparse
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import plaitplot  # noqa: E402
 
 MIB = 1024.0 * 1024.0
 
 
 def fail(message):
-    print(f"plot_metrics: {message}", file=sys.stderr)
-    sys.exit(2)
+    plaitplot.fail("plot_metrics", message)
 
 
 def read_metrics(path):
@@ -46,39 +46,6 @@ def read_metrics(path):
     return rows
 
 
-def ensure_matplotlib():
-    """Import matplotlib, installing it into plait's plot venv (and re-executing there) when it is missing."""
-    try:
-        import matplotlib  # noqa: F401
-        return
-    except ImportError:
-        pass
-    if os.environ.get("PLAIT_PLOT_REEXEC"):
-        fail("matplotlib is still missing after installing it; install it by hand (pip install matplotlib)")
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    venv = cache / "plait" / "plot-venv"
-    python = venv / "bin" / "python"
-    if python.exists() and subprocess.run([str(python), "-c", "import matplotlib"], capture_output=True).returncode == 0:
-        reexec(python)
-    print(f"plot_metrics: matplotlib not found, installing it into {venv} (once)", flush=True)
-    try:
-        if not python.exists():
-            subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True)
-        pip = [str(python), "-m", "pip", "install", "--quiet", "matplotlib"]
-    except (subprocess.CalledProcessError, OSError):
-        print("plot_metrics: python3 -m venv is unavailable, using pip install --user instead", flush=True)
-        python = Path(sys.executable)
-        pip = [sys.executable, "-m", "pip", "install", "--quiet", "--user", "matplotlib"]
-    if subprocess.run(pip).returncode != 0:
-        fail("could not install matplotlib (is PyPI reachable?); install it by hand: pip install matplotlib")
-    reexec(python)
-
-
-def reexec(python):
-    os.environ["PLAIT_PLOT_REEXEC"] = "1"
-    os.execv(str(python), [str(python), os.path.abspath(__file__)] + sys.argv[1:])
-
-
 def series(rows, key, scale=1.0):
     """(steps, values) of the rows that have `key`."""
     points = [(r["step"], r[key] / scale) for r in rows if isinstance(r.get(key), (int, float))]
@@ -94,11 +61,7 @@ def main():
 
     runs = [(path, read_metrics(path)) for path in args.metrics]
     out = args.out or args.metrics[0].with_suffix(".png")
-    ensure_matplotlib()
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = plaitplot.pyplot("plot_metrics")
 
     fig, (ax_loss, ax_tok, ax_mem) = plt.subplots(3, 1, figsize=(9, 6), sharex=True)
     for i, (path, rows) in enumerate(runs):

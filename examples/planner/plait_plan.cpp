@@ -37,14 +37,19 @@ const char* top_usage =
     "'plait-plan <command> --help' for each command's options.\n";
 
 const char* recommend_usage =
-    "usage: plait-plan recommend --model llama-13b|llama-30b|llama-65b|FILE.json --seq-len T --gpus G\n"
+    "usage: plait-plan recommend --model llama-7b|llama-13b|llama-30b|llama-65b|FILE.json --seq-len T --gpus G\n"
     "                            --global-batch B --hardware dgx-a100-80gb|dgx-h100|FILE.json\n"
     "                            [--top K] [--format table|csv|json] [--kernels fa2+rms|fa2|both] [--headroom GIB]\n"
+    "                            [--link-scale X] [--network-scale X] [--latency-scale X] [--collectives A]\n"
     "Prints the K (default 5) fastest layouts that fit in GPU memory, with predicted memory per GPU, step time,\n"
     "MFU (paper.md's formula) and what bounds each. Searches TP (within a node), PP and schedule (1F1B,\n"
     "interleaved x2, zero-bubble, GPipe), micro-batch 1..8, full recompute or none, sequence parallelism, ZeRO 0..3.\n"
     "--headroom GIB keeps that much of each GPU's memory free (default 0): the memory model is fitted to the edge\n"
-    "of what ran, and some layouts that ran are predicted within 1 GiB of it.\n";
+    "of what ran, and some layouts that ran are predicted within 1 GiB of it.\n"
+    "--link-scale X, --network-scale X, --latency-scale X and --collectives fastest|ring|tree ask what if the\n"
+    "collectives were other: the intra-node (NVLink) and inter-node (InfiniBand) bandwidths times X, both latencies\n"
+    "times X (a slower link, or a communication library that reaches less of it), the all-reduce forced to a ring\n"
+    "or a tree (default: the faster of the two at each size, as NCCL picks).\n";
 
 const char* evaluate_usage =
     "usage: plait-plan evaluate --hardware H --in RUNS.csv --out PRED.csv\n"
@@ -72,9 +77,14 @@ const char* layout_usage =
     "usage: plait-plan layout --model llama-13b|...|FILE.json --seq-len T --gpus G --global-batch B --hardware H\n"
     "                         [--tp N] [--pp N] [--schedule gpipe|1f1b|interleaved:V|zb] [--micro-batch B]\n"
     "                         [--zero K] [--checkpoint none|selective|full] [--sp yes|no] [--kernels fa2+rms|fa2]\n"
-    "                         [--format table|json]\n"
+    "                         [--format table|json] [--link-scale X] [--network-scale X] [--latency-scale X]\n"
+    "                         [--collectives fastest|ring|tree]\n"
     "Predicts one layout (defaults: tp 1, pp 1, 1f1b, micro-batch 1, ZeRO 0, no checkpointing, fa2+rms): memory\n"
-    "of the fullest rank by kind (bytes) and the step time by part (seconds), as plait-train's flags name them.\n";
+    "of the fullest rank by kind (bytes) and the step time by part (seconds), as plait-train's flags name them.\n"
+    "--link-scale X, --network-scale X, --latency-scale X and --collectives fastest|ring|tree ask what if the\n"
+    "collectives were other: the intra-node (NVLink) and inter-node (InfiniBand) bandwidths times X, both latencies\n"
+    "times X (a slower link, or a communication library that reaches less of it), the all-reduce forced to a ring\n"
+    "or a tree (default: the faster of the two at each size, as NCCL picks).\n";
 
 std::map<std::string, std::vector<std::string>> parse(int argc, char** argv, const std::vector<std::string>& known,
                                                       const char* usage) {
@@ -146,12 +156,39 @@ Workload workload_from(std::map<std::string, std::vector<std::string>>& o, const
   return w;
 }
 
+const std::vector<std::string> link_flags = {"--link-scale", "--network-scale", "--latency-scale", "--collectives"};
+
+// --hardware, with the what-ifs of link_flags applied (hardware.hpp's with_links).
+Hardware hardware_from(std::map<std::string, std::vector<std::string>>& o, const char* usage) {
+  const Hardware hw = load_hardware(need(o, "--hardware", usage));
+  auto scale = [&](const std::string& k) {
+    if (!o.count(k)) return 1.0;
+    const double x = need_number(o, k, usage);
+    if (x <= 0) throw UsageError(k + " must be positive, got '" + o[k].back() + "'");
+    return x;
+  };
+  CollectiveAlgorithm algorithm = CollectiveAlgorithm::fastest;
+  if (o.count("--collectives")) {
+    const std::string a = o["--collectives"].back();
+    if (a == "ring") algorithm = CollectiveAlgorithm::ring;
+    else if (a == "tree") algorithm = CollectiveAlgorithm::tree;
+    else if (a != "fastest") throw UsageError("--collectives must be fastest, ring or tree, got '" + a + "'");
+  }
+  return with_links(hw, scale("--link-scale"), scale("--network-scale"), scale("--latency-scale"), algorithm);
+}
+
+std::vector<std::string> with_link_flags(std::vector<std::string> known) {
+  known.insert(known.end(), link_flags.begin(), link_flags.end());
+  return known;
+}
+
 int layout_cmd(int argc, char** argv) {
-  auto o = parse(argc, argv, {"--model", "--seq-len", "--gpus", "--global-batch", "--hardware", "--tp", "--pp",
-                              "--schedule", "--micro-batch", "--zero", "--checkpoint", "--sp", "--kernels", "--format"},
+  auto o = parse(argc, argv, with_link_flags({"--model", "--seq-len", "--gpus", "--global-batch", "--hardware", "--tp",
+                                              "--pp", "--schedule", "--micro-batch", "--zero", "--checkpoint", "--sp",
+                                              "--kernels", "--format"}),
                  layout_usage);
   const Workload w = workload_from(o, layout_usage);
-  const Hardware hw = load_hardware(need(o, "--hardware", layout_usage));
+  const Hardware hw = hardware_from(o, layout_usage);
   Candidate l;
   l.zero = 0;
   if (o.count("--tp")) l.tp = static_cast<int>(need_int(o, "--tp", layout_usage));
@@ -218,11 +255,11 @@ int layout_cmd(int argc, char** argv) {
 }
 
 int recommend(int argc, char** argv) {
-  auto o = parse(argc, argv, {"--model", "--seq-len", "--gpus", "--global-batch", "--hardware", "--top", "--format",
-                              "--kernels", "--headroom"},
+  auto o = parse(argc, argv, with_link_flags({"--model", "--seq-len", "--gpus", "--global-batch", "--hardware", "--top",
+                                              "--format", "--kernels", "--headroom"}),
                  recommend_usage);
   const Workload w = workload_from(o, recommend_usage);
-  const Hardware hw = load_hardware(need(o, "--hardware", recommend_usage));
+  const Hardware hw = hardware_from(o, recommend_usage);
   const long long top = o.count("--top") ? need_int(o, "--top", recommend_usage) : 5;
   const std::string format = o.count("--format") ? o["--format"].back() : "table";
   if (format != "table" && format != "csv" && format != "json")

@@ -8,6 +8,7 @@
 // Mpi group it was built from (NCCL takes device pointers only).
 #pragma once
 
+#include <chrono>
 #include <concepts>
 #include <cstdint>
 #include <string>
@@ -18,6 +19,31 @@
 namespace plait::comm {
 
 enum class ReduceOp { sum, max };
+
+// Seconds this thread has spent inside the collectives (all-reduce, reduce-scatter, all-gather, broadcast) of a
+// communicator that keeps count: Mpi does, for the whole of each blocking call. The trainer reads it around a step
+// to split the step into compute, communication and bubble (train/step.hpp). Pitfall: a collective's time includes
+// waiting for the last rank to arrive, so a rank that is ahead counts its wait as communication. Nccl queues its
+// collectives on a stream and does not count; point-to-point messages do not count (a pipeline's receive wait is
+// its bubble).
+inline double& collective_seconds() {
+  thread_local double seconds = 0.0;
+  return seconds;
+}
+
+// Adds its lifetime to collective_seconds(): one on the stack of each counted collective.
+class CollectiveClock {
+ public:
+  CollectiveClock() : start_(std::chrono::steady_clock::now()) {}
+  ~CollectiveClock() {
+    collective_seconds() += std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  }
+  CollectiveClock(const CollectiveClock&) = delete;
+  CollectiveClock& operator=(const CollectiveClock&) = delete;
+
+ private:
+  std::chrono::steady_clock::time_point start_;
+};
 
 }  // namespace plait::comm
 

@@ -153,6 +153,7 @@ class Mpi {
   template <class T>
   void all_reduce(T* data, std::int64_t n, ReduceOp op) {
     const RecordedOp recorded = record(OpKind::all_reduce, n);
+    const CollectiveClock clock;
     detail::check(MPI_Allreduce(MPI_IN_PLACE, data, detail::count(n), detail::mpi_type<T>(), detail::mpi_op<T>(op),
                                 comm_->comm),
                   "MPI_Allreduce");
@@ -160,6 +161,7 @@ class Mpi {
   template <class T>
   void reduce_scatter(const T* send, T* recv, std::int64_t n) {
     const RecordedOp recorded = record(OpKind::reduce_scatter, n);
+    const CollectiveClock clock;
     detail::check(MPI_Reduce_scatter_block(send, recv, detail::count(n), detail::mpi_type<T>(),
                                            detail::mpi_op<T>(ReduceOp::sum), comm_->comm),
                   "MPI_Reduce_scatter_block");
@@ -167,6 +169,7 @@ class Mpi {
   template <class T>
   void all_gather(const T* send, T* recv, std::int64_t n) {
     const RecordedOp recorded = record(OpKind::all_gather, n);
+    const CollectiveClock clock;
     detail::check(MPI_Allgather(send, detail::count(n), detail::mpi_type<T>(), recv, detail::count(n),
                                 detail::mpi_type<T>(), comm_->comm),
                   "MPI_Allgather");
@@ -174,6 +177,7 @@ class Mpi {
   template <class T>
   void broadcast(T* data, std::int64_t n, int root) {
     const RecordedOp recorded = record(OpKind::broadcast, n);
+    const CollectiveClock clock;
     detail::check(MPI_Bcast(data, detail::count(n), detail::mpi_type<T>(), root, comm_->comm), "MPI_Bcast");
   }
   template <class T>

@@ -52,6 +52,7 @@ void run_program(const PipelineSchedule& schedule, int stage, S& s, C& pipeline,
   if (timeline != nullptr) {
     timeline->microbatches = schedule.microbatches;
     timeline->chunks = schedule.chunks;
+    timeline->schedule = schedule.name;
     timeline->stages.assign(static_cast<std::size_t>(schedule.stages), {});
   }
   const std::int64_t elements = s.message_elements();

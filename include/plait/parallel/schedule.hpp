@@ -314,6 +314,7 @@ struct TimedAction {
 };
 struct Timeline {
   int microbatches = 1, chunks = 1;
+  std::string schedule;  // the schedule's name (PipelineSchedule::name), for pictures of it
   std::vector<std::vector<TimedAction>> stages;  // stages[stage]: its actions, in program order
 };
 
@@ -340,6 +341,7 @@ inline Timeline execute(const PipelineSchedule& s, const StepCosts& costs) {
   Timeline timeline;
   timeline.microbatches = M;
   timeline.chunks = V;
+  timeline.schedule = s.name;
   timeline.stages.resize(S);
 
   auto where = [&](int stage) {

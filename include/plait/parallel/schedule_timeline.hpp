@@ -67,7 +67,8 @@ inline std::string timeline_text(const Timeline& t, bool microbatch_digits = fal
 
 // Chrome trace event format: one complete ("X") event per compute action, pid 0, tid = stage, ts and dur in
 // microseconds (times are read as seconds unless microseconds_per_unit says otherwise), plus metadata events that
-// name the threads "stage s".
+// name the threads "stage s", and "otherData": the schedule's name, stages, micro-batches, chunks, step time (in
+// the timeline's unit) and both forms of its bubble.
 inline nlohmann::json chrome_trace(const Timeline& t, double microseconds_per_unit = 1e6) {
   nlohmann::json events = nlohmann::json::array();
   for (std::size_t s = 0; s < t.stages.size(); ++s) {
@@ -89,7 +90,15 @@ inline nlohmann::json chrome_trace(const Timeline& t, double microseconds_per_un
                         {"args", {{"microbatch", a.action.microbatch}, {"chunk", a.action.chunk}}}});
     }
   }
-  return {{"traceEvents", events}, {"displayTimeUnit", "ms"}};
+  // What a picture of the trace needs besides the events (scripts/plot_schedule.py reads it; viewers ignore it).
+  const nlohmann::json about = {{"schedule", t.schedule},
+                                {"stages", t.stages.size()},
+                                {"microbatches", t.microbatches},
+                                {"chunks", t.chunks},
+                                {"step_time", step_time(t)},
+                                {"bubble_ratio", bubble_ratio(t)},
+                                {"bubble_fraction", bubble_fraction(t)}};
+  return {{"traceEvents", events}, {"displayTimeUnit", "ms"}, {"otherData", about}};
 }
 
 }  // namespace plait::parallel

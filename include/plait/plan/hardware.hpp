@@ -87,6 +87,10 @@ inline PrecisionBytes precision_bytes(const Calibration& c) {
   return {};
 }
 
+// How an all-reduce is timed (time_model.hpp's allreduce_seconds): the faster of ring and tree, as NCCL picks by
+// size, or one of them forced, for plait-plan's what-if --collectives.
+enum class CollectiveAlgorithm { fastest, ring, tree };
+
 struct Hardware {
   std::string name;
   double peak_flops = 0;            // dense bf16 FLOP/s per GPU
@@ -98,7 +102,26 @@ struct Hardware {
   double network_bandwidth = 0;     // inter-node bytes/s per GPU, one direction
   double network_latency_s = 5e-6;
   Calibration calibration;
+  // A what-if of plait-plan's, not a property of a machine: no hardware file holds it (with_links).
+  CollectiveAlgorithm collectives = CollectiveAlgorithm::fastest;
 };
+
+// The same hardware with its collectives changed, for "what if the links or the library were other": bandwidths
+// and latencies scaled (a slower link, or a communication library that reaches a smaller share of it: both scale
+// what the collectives get) and the all-reduce algorithm given. `link` is the intra-node link (NVLink), `network`
+// the inter-node one (InfiniBand).
+inline Hardware with_links(Hardware hw, double link_scale, double network_scale, double latency_scale,
+                           CollectiveAlgorithm collectives) {
+  PLAIT_CHECK(link_scale > 0 && network_scale > 0 && latency_scale > 0,
+              "link, network and latency scales must be positive, got ", link_scale, ", ", network_scale, ", ",
+              latency_scale);
+  hw.link_bandwidth *= link_scale;
+  hw.network_bandwidth *= network_scale;
+  hw.link_latency_s *= latency_scale;
+  hw.network_latency_s *= latency_scale;
+  hw.collectives = collectives;
+  return hw;
+}
 
 // The paper's cluster: DGX A100 80GB, NVLink 3 (600 GB/s both directions), 8 x 200 Gb/s HDR InfiniBand per node.
 // Calibration fitted by `plait-plan fit` on the paper's "layouts" study (13B 2k/64 GPUs, 13B 8k/128, 65B 2k/128;

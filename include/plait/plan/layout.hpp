@@ -166,16 +166,17 @@ inline ModelConfig model_from_spec(const std::string& spec) {
   return m;
 }
 
-// llama-13b, llama-30b, llama-65b (or 13B, 30B, 65B as the paper's runs name them), a model written inline
-// (model_from_spec), or a JSON file with ModelConfig's fields (vocab, hidden, layers, heads, kv_heads, ffn).
+// llama-7b, llama-13b, llama-30b, llama-65b (or 7B, 13B, 30B, 65B as the paper's runs name them), a model written
+// inline (model_from_spec), or a JSON file with ModelConfig's fields (vocab, hidden, layers, heads, kv_heads, ffn).
 inline ModelConfig load_model(const std::string& name_or_file) {
+  if (name_or_file == "llama-7b" || name_or_file == "7B") return llama(32, 4096, 32, 11008);
   if (name_or_file == "llama-13b" || name_or_file == "13B") return llama(40, 5120, 40, 13824);
   if (name_or_file == "llama-30b" || name_or_file == "30B") return llama(60, 6656, 52, 17920);
   if (name_or_file == "llama-65b" || name_or_file == "65B") return llama(80, 8192, 64, 22016);
   if (name_or_file.find('=') != std::string::npos) return model_from_spec(name_or_file);
   std::ifstream in(name_or_file);
-  PLAIT_CHECK(in.good(), "model '", name_or_file, "' is neither llama-13b, llama-30b, llama-65b nor a readable JSON ",
-              "file");
+  PLAIT_CHECK(in.good(), "model '", name_or_file, "' is neither llama-7b, llama-13b, llama-30b, llama-65b nor a ",
+              "readable JSON file");
   try {
     nlohmann::json j;
     in >> j;

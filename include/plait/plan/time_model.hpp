@@ -42,12 +42,15 @@ inline double gemm_seconds(const Hardware& hw, double m, double n, double k) {
 }
 
 // Ring all-reduce moves 2 (n-1)/n of the bytes with 2 (n-1) latencies; a tree 2 log2(n) latencies and about
-// twice the bytes. NCCL picks by size; so do we.
-inline double allreduce_seconds(double bytes, double n, double bandwidth, double latency) {
+// twice the bytes. NCCL picks by size; so do we, unless told which (a what-if: hardware.hpp's with_links).
+inline double allreduce_seconds(double bytes, double n, double bandwidth, double latency,
+                                CollectiveAlgorithm algorithm = CollectiveAlgorithm::fastest) {
   if (n <= 1) return 0.0;
   const double ring = 2.0 * (n - 1.0) / n * bytes / bandwidth + 2.0 * (n - 1.0) * latency;
   const double tree = 2.0 * bytes / bandwidth + 2.0 * std::log2(n) * latency;
-  return std::min(ring, tree);
+  return algorithm == CollectiveAlgorithm::ring ? ring
+         : algorithm == CollectiveAlgorithm::tree ? tree
+                                                  : std::min(ring, tree);
 }
 
 // Bytes the memory-bound kernels of one layer move for `tokens` tokens per TP rank, forward and backward: norms
@@ -118,7 +121,8 @@ inline StepTime step_time(const Workload& w, const Candidate& l, const Hardware&
   const bool tp_in_node = l.tp <= hw.gpus_per_node;
   const double tp_bw = (tp_in_node ? hw.link_bandwidth * c.link_efficiency : hw.network_bandwidth * c.network_efficiency);
   const double tp_lat = tp_in_node ? hw.link_latency_s : hw.network_latency_s;
-  const double one_allreduce = allreduce_seconds(tokens * h * bytes.activations, t, tp_bw, tp_lat);
+  const double one_allreduce =
+      allreduce_seconds(tokens * h * bytes.activations, t, tp_bw, tp_lat, hw.collectives);
   const double tp_per_layer = one_allreduce * (l.recompute == Recompute::full ? 6.0 : 4.0);
 
   const double layer = forward + backward + recompute;
@@ -173,10 +177,14 @@ inline StepTime step_time(const Workload& w, const Candidate& l, const Hardware&
     const bool in_node = l.tp * l.pp * dp <= hw.gpus_per_node;
     const double bw = in_node ? hw.link_bandwidth * c.link_efficiency : hw.network_bandwidth * c.network_efficiency;
     const double lat = in_node ? hw.link_latency_s : hw.network_latency_s;
-    const double full = allreduce_seconds(bytes.grads * params, dp, bw, lat);
+    const double full = allreduce_seconds(bytes.grads * params, dp, bw, lat, hw.collectives);
     const double half = 0.5 * full;
     const double once = l.zero <= 1 ? full : l.zero == 2 ? half : 0.0;
-    out.data_comm = once * (l.pp > 1 ? c.data_parallel_exposed_pipelined : c.data_parallel_exposed);
+    // What the stack hides behind backward is at most the step's backward: beyond it (few micro-batches per GPU,
+    // or a slow link or library) the reduction is exposed whatever data_parallel_exposed says.
+    const double exposed = l.pp > 1 ? c.data_parallel_exposed_pipelined : c.data_parallel_exposed;
+    const double backward_of_step = mb * slowest_layers * backward;
+    out.data_comm = once * exposed + std::max(0.0, once * (1.0 - exposed) - backward_of_step);
     // The per-micro-batch collectives overlap with the micro-batch's compute at best: what exceeds it is exposed.
     const double per_micro_batch_comm = l.zero == 2 ? half : l.zero == 3 ? 3.0 * half : 0.0;
     if (per_micro_batch_comm > 0) {

@@ -18,6 +18,10 @@ struct StepMetrics {
   double lr = 0.0;
   double grad_norm = 0.0;
   double step_seconds = 0.0;
+  // The step split, averaged over the ranks (train/step.hpp): time inside collectives (comm/communicator.hpp's
+  // count: the Host backend's MPI; 0 under NCCL, whose collectives run on a stream), pipeline idle between the
+  // stage's computations (0 without a recorded timeline, and with one stage), and the rest.
+  double compute_seconds = 0.0, comm_seconds = 0.0, bubble_seconds = 0.0;
   double tokens_per_s = 0.0;
   double mfu = 0.0;  // fraction of peak
   double epoch = 0.0;  // passes over the training data completed after this step (1.5: half-way through the second)
@@ -33,6 +37,9 @@ struct StepMetrics {
             {"lr", lr},
             {"grad_norm", grad_norm},
             {"step_s", step_seconds},
+            {"compute_s", compute_seconds},
+            {"comm_s", comm_seconds},
+            {"bubble_s", bubble_seconds},
             {"tokens_per_s", tokens_per_s},
             {"mfu", mfu},
             {"epoch", epoch},

@@ -5,6 +5,7 @@
 // changes nothing (every rank agrees to skip it) and says so in its metrics.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -81,9 +82,19 @@ class Trainer {
     B::memory().reset_peaks();
     auto& state = model_.state();
     model_.zero_grad();
+    const double collectives_before = comm::collective_seconds();
+    const auto pipeline_start = std::chrono::steady_clock::now();
     if (config_.record_timeline) model_.grid().pp().control().barrier();  // stages start their clocks together
     double loss_sum = model_.forward_backward_microbatches(inputs_.data(), targets_.data(), count, mb, seq,
                                                            1.0 / tokens, config_.record_timeline ? &timeline_ : nullptr);
+    // The bubble: this stage's time in the pipeline (the barrier's wait included) outside its computations.
+    double bubble = 0.0;
+    if (config_.record_timeline) {
+      bubble = std::chrono::duration<double>(std::chrono::steady_clock::now() - pipeline_start).count();
+      for (const auto& t : timeline_.stages.at(static_cast<std::size_t>(model_.grid().pp_rank())))
+        bubble -= t.end - t.start;
+      bubble = std::max(bubble, 0.0);
+    }
     if (after_backward_) after_backward_(state, step);
     state.reduce_gradients();
     const double norm = std::sqrt(state.grad_sum_squares());
@@ -108,6 +119,11 @@ class Trainer {
     }
     B::synchronize();
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    // compute + communication + bubble = the step, each the mean over the ranks (one small all-reduce, after the
+    // step's clock has stopped).
+    double split[2] = {comm::collective_seconds() - collectives_before, bubble};
+    model_.grid().world().control().all_reduce(split, 2, comm::ReduceOp::sum);
+    const double ranks = model_.grid().world().size();
 
     StepMetrics out;
     out.step = step;
@@ -118,6 +134,9 @@ class Trainer {
     out.skipped_total = skipped_;
     out.skipped_in_a_row = skipped_in_a_row_;
     out.step_seconds = seconds;
+    out.comm_seconds = split[0] / ranks;
+    out.bubble_seconds = split[1] / ranks;
+    out.compute_seconds = std::max(seconds - out.comm_seconds - out.bubble_seconds, 0.0);
     out.tokens_per_s = tokens / seconds;
     out.epoch = static_cast<double>(step * config_.global_batch) / static_cast<double>(data.windows_per_epoch());
     out.mfu = model_flops_utilization(model_.config(), seq, tokens, seconds, config_.peak_flops,
