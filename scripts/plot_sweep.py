@@ -3,16 +3,15 @@
 layout, from the rows of `plait-plan evaluate`'s output.
 
 Usage: scripts/plot_sweep.py PRED.csv --out FILE.png [--rows 0,1,2]
-matplotlib is installed on first use into plait's plot venv by scripts/plot_metrics.py's ensure_matplotlib.
+matplotlib is installed on first use into plait's plot venv (scripts/plaitplot.py).
 """
 import argparse
 import csv
-import os
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import plot_metrics  # noqa: E402
+import plaitplot  # noqa: E402
 
 import sweep_bench  # noqa: E402
 
@@ -23,13 +22,7 @@ def main():
     parser.add_argument("--out", type=Path, required=True, help="the PNG to write")
     parser.add_argument("--rows", help="the rows to draw, 0-based and comma-separated (default: all)")
     args = parser.parse_args()
-    # ensure_matplotlib re-runs the script it belongs to under the venv's python: make that this script.
-    plot_metrics.__file__ = os.path.abspath(__file__)
-    plot_metrics.ensure_matplotlib()
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = plaitplot.pyplot("plot_sweep")
 
     with open(args.predicted, newline="") as f:
         rows = list(csv.DictReader(f))
@@ -57,8 +50,7 @@ def main():
         ax.legend(fontsize=8)
     fig.suptitle(f"benchmark sweep: {args.predicted.name}")
     fig.tight_layout()
-    fig.savefig(args.out, dpi=110)
-    print(f"plot_sweep: wrote {args.out}")
+    plaitplot.save(fig, args.out, 110, "plot_sweep")
 
 
 if __name__ == "__main__":

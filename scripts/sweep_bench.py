@@ -5,7 +5,7 @@ Each layout is trained by plait-train under mpirun for --steps steps and appende
 planner's runs format); `plait-plan evaluate` then predicts every row of the file, and a table sets measured against
 predicted step time, MFU and peak memory per layout of this sweep. --fit FILE refits the planner's constants on the
 whole runs file (`plait-plan fit`) and prints the table again with the refitted file. --png FILE draws the table
-(scripts/plot_sweep.py; matplotlib is installed on first use as scripts/plot_metrics.py does).
+(scripts/plot_sweep.py; matplotlib is installed on first use, scripts/plaitplot.py).
 
 A layout is its C++ type, as plait_add_layout_sweep takes it ("plait::Layout<plait::TensorParallel<2>,
 plait::ZeroStage<1>>"), or plait-train's flags ("--tp 2 --zero 1"). Layouts plait-train has not compiled in are built

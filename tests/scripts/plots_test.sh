@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The plotting scripts (scripts/plot_*.py) on small inputs, each writing a non-empty PNG: schedules simulated and a
-# measured trace beside its simulation, the planner's scaling and link what-ifs, the Host scaling sweep, and a
-# metrics file. matplotlib is installed on demand once (scripts/plaitplot.py); where it can be neither imported nor
-# installed (no network), the test prints SKIPPED and CTest marks it skipped.
+# measured trace beside its simulation, the planner's scaling and link what-ifs, the Host scaling sweep, a benchmark
+# sweep's rows and a metrics file. matplotlib is installed on demand once (scripts/plaitplot.py); where it can be
+# neither imported nor installed (no network), the test prints SKIPPED and CTest marks it skipped.
 # Usage: plots_test.sh SOURCE_DIR PLAIT_TRAIN PLAIT_PLAN PIPELINE_SCHEDULES MPIEXEC WORK_DIR
 set -euo pipefail
 src=$1 train=$2 plan=$3 schedules=$4 mpiexec=$5 work=$6
@@ -48,4 +48,12 @@ png links.png
 py plot_host_scaling.py --bin "$train" --mpirun "$mpiexec" --ranks 1,2 --layouts dp --steps 2 --batch 4 \
   --per-rank 2 --layers 1 --hidden 64 --seq-len 16 --out host.png
 png host.png
+# A benchmark sweep's rows as plait-plan evaluate writes them (scripts/sweep_bench.py --png draws these).
+cat > sweep_pred.csv <<'CSV'
+gpus,tp,pp,zero,seq_parallel,schedule,act_ckpt,step_time_s,peak_mem_gib,step_time_s_pred,mfu_pred,mem_gib_pred,unsupported_reason
+2,1,1,1,,,disabled,0.34,0.00064,0.30,0.25,0.00067,
+4,2,2,0,1,zb,disabled,0.50,0.00043,0.45,0.10,0.00044,
+CSV
+py plot_sweep.py sweep_pred.csv --out sweep.png
+png sweep.png
 echo PASS
