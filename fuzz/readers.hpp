@@ -54,6 +54,8 @@ inline Bytes rank_file(const std::vector<std::pair<std::uint64_t, std::uint64_t>
 
 // The metadata.json that describes one rank file as a save writes it: runs and elements from the file's own
 // counts, its size, its hash and those of its blocks of `block_bytes` (small, so that a small file has several).
+// The model's elements are more than the file's, as where other ranks hold the rest: a load then asks the file for
+// every canonical element its runs claim.
 inline Bytes checkpoint_metadata(const Bytes& rank, std::int64_t block_bytes = 64) {
   std::uint64_t counts[2] = {0, 0};
   if (rank.size() >= 24) std::memcpy(counts, rank.data() + 8, 16);
@@ -66,7 +68,7 @@ inline Bytes checkpoint_metadata(const Bytes& rank, std::int64_t block_bytes = 6
                                 {"ffn", 24}, {"tied_embedding", false}, {"max_seq", 8}};
   const nlohmann::json j = {
       {"format", "plait checkpoint"}, {"version", train::checkpoint_directory_version}, {"model", model},
-      {"step", 3}, {"optimizer_steps", 3}, {"elements", static_cast<std::int64_t>(counts[1])}, {"dtype", "float32"},
+      {"step", 3}, {"optimizer_steps", 3}, {"elements", std::int64_t{1} << 20}, {"dtype", "float32"},
       {"ranks",
        {{{"file", train::detail::rank_file_name(0)}, {"runs", static_cast<std::int64_t>(counts[0])},
          {"elements", static_cast<std::int64_t>(counts[1])}, {"bytes", rank.size()},
