@@ -7,6 +7,9 @@
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
+#include <istream>
+#include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -218,11 +221,26 @@ inline bool count_at_least(const std::string& text, int least) {
          std::stoi(text) >= least;
 }
 
+// --config's reader: CLI11's TOML one, refusing a key without a value (`steps=[]`), which CLI11 2.1 would convert
+// by reading the first of no values (out of bounds; found by fuzz/command_line_fuzz.cpp).
+class ConfigReader : public CLI::ConfigTOML {
+ public:
+  std::vector<CLI::ConfigItem> from_config(std::istream& input) const override {
+    std::vector<CLI::ConfigItem> items = CLI::ConfigTOML::from_config(input);
+    for (const CLI::ConfigItem& item : items)  // "++" and "--" open and close a [section]: no values there
+      if (item.inputs.empty() && item.name != "++" && item.name != "--")
+        throw CLI::ConfigError("'" + item.fullname() + "' has no value");
+    return items;
+  }
+};
+
 // The run's flags as `--config` reads them (one `name=value` a line, TOML), every flag with its value: what
 // plait-train writes beside its metrics and into its checkpoints, so that the run can be repeated exactly.
 inline std::string config_text(const CLI::App& app) { return app.config_to_str(true, false); }
 
-inline Options parse(int argc, char** argv) {
+// The flags of the command line (and of --config's file), checked; nullopt after --help, which prints the help
+// when `print_help` says so. Any wrong value throws plait::Error with what to give instead.
+inline std::optional<Options> read_flags(int argc, const char* const* argv, bool print_help = true) {
   Options o;
   CLI::App app("Trains a LLaMA-style model on the embedded corpus (plait's own text) or --data FILE.\nUnder mpirun, "
                "the P ranks form TP x PP x DP (DP = P / (TP x PP)).", "plait-train");
@@ -234,14 +252,15 @@ inline Options parse(int argc, char** argv) {
     option->type_name(f.value_name);
     if (!f.value_name.empty()) option->capture_default_str();  // --config's file lists every value
   }
+  app.config_formatter(std::make_shared<ConfigReader>());
   app.set_config("--config", "", "read flags from FILE, one name=value a line (TOML, the format plait-train writes "
                  "beside its metrics as METRICS.config); flags given on the command line win")->type_name("FILE");
   app.allow_extras();
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp&) {
-    std::printf("%s", app.help().c_str());
-    std::exit(0);
+    if (print_help) std::printf("%s", app.help().c_str());
+    return std::nullopt;
   } catch (const CLI::ParseError& e) {
     plait::core::fail(e.what(), ": see plait-train --help");
   }
@@ -308,6 +327,13 @@ inline Options parse(int argc, char** argv) {
   if (o.eval_every == 0) o.eval_every = std::max<std::int64_t>(1, o.steps / 10);
   if (o.warmup == 0) o.warmup = std::max<std::int64_t>(1, o.steps / 10);
   return o;
+}
+
+// plait-train's flags; --help prints the help and ends the program.
+inline Options parse(int argc, char** argv) {
+  std::optional<Options> o = read_flags(argc, argv);
+  if (!o) std::exit(0);
+  return *o;
 }
 
 inline std::string format_duration(double seconds) {

@@ -7,11 +7,11 @@
 #include <thrust/fill.h>
 #include <thrust/system/omp/execution_policy.h>
 #include <thrust/transform.h>
-#include <thrust/transform_reduce.h>
 
 #include <algorithm>
 #include <cstdint>
 #include <functional>
+#include <vector>
 
 #include "plait/backend/concepts.hpp"
 #include "plait/core/memory.hpp"
@@ -71,10 +71,22 @@ struct Host : HostMemory {
     const T f = static_cast<T>(factor);
     thrust::transform(thrust::omp::par, x, x + n, x, [f](T v) { return v * f; });
   }
+  // Fixed chunks summed in their order: the same bits at any number of threads. (Thrust's OpenMP reduction, used
+  // before, binds a reference to a null execution policy inside Thrust, which UndefinedBehaviorSanitizer reports.)
   static double sum_squares(const T* x, std::int64_t n) {
-    return thrust::transform_reduce(
-        thrust::omp::par, x, x + n, [](T v) { return static_cast<double>(v) * static_cast<double>(v); }, 0.0,
-        thrust::plus<double>());
+    constexpr std::int64_t chunk = std::int64_t{1} << 14;
+    const std::int64_t chunks = (n + chunk - 1) / chunk;
+    std::vector<double> partial(static_cast<std::size_t>(chunks));
+#pragma omp parallel for schedule(static)
+    for (std::int64_t c = 0; c < chunks; ++c) {
+      double sum = 0.0;
+      for (std::int64_t i = c * chunk; i < std::min(n, (c + 1) * chunk); ++i)
+        sum += static_cast<double>(x[i]) * static_cast<double>(x[i]);
+      partial[static_cast<std::size_t>(c)] = sum;
+    }
+    double total = 0.0;
+    for (double p : partial) total += p;
+    return total;
   }
 
   // ---- layer operations: the CPU references of kernels/ (backward passes accumulate into their outputs)

@@ -52,9 +52,17 @@ struct ModelConfig {
   }
 
   // Throws with a sentence per problem; called at model construction on every rank.
+  static constexpr std::int64_t max_width = std::int64_t{1} << 20, max_vocab = std::int64_t{1} << 24,
+                                max_layers = std::int64_t{1} << 14;
+
   void validate() const {
     PLAIT_CHECK(vocab > 0 && hidden > 0 && layers > 0 && heads > 0 && kv_heads > 0 && ffn > 0 && max_seq > 0,
                 "every model dimension must be positive");
+    // Beyond these no model is trained, and counts of parameters and activations would leave 64 bits.
+    PLAIT_CHECK(hidden <= max_width && ffn <= max_width && vocab <= max_vocab && layers <= max_layers &&
+                    max_seq <= max_vocab,
+                "a model dimension is too large: hidden and ffn at most ", max_width, ", vocab and max_seq at most ",
+                max_vocab, ", layers at most ", max_layers);
     PLAIT_CHECK(tokenizer_vocab >= 0 && tokenizer_vocab <= vocab, "the tokenizer's vocabulary (", tokenizer_vocab,
                 ") must fit in the model's padded vocabulary (", vocab, ")");
     PLAIT_CHECK(hidden % heads == 0, "hidden (", hidden, ") must be divisible by heads (", heads, ")");

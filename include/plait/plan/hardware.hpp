@@ -4,7 +4,9 @@
 #pragma once
 
 #include <algorithm>
+#include <cstdint>
 #include <fstream>
+#include <limits>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -220,7 +222,21 @@ void read_fields(const nlohmann::json& j, const char* what, const std::vector<st
                 "'; known keys: ", known);
   PLAIT_CHECK(missing.empty(), what, " lacks ", missing, ": a hardware file gives every key (plait-plan fit and ",
               "plait-bench-calibrate write complete files)");
-  visit([&](const char* key, auto& field) { field = j.at(key).get<std::decay_t<decltype(field)>>(); });
+  visit([&](const char* key, auto& field) {
+    using Field = std::decay_t<decltype(field)>;
+    if constexpr (std::is_integral_v<Field> && !std::is_same_v<Field, bool>) {  // not a float cast out of range
+      const nlohmann::json& v = j.at(key);
+      constexpr auto least = std::int64_t{std::numeric_limits<Field>::min()};
+      constexpr auto most = std::uint64_t{std::numeric_limits<Field>::max()};
+      PLAIT_CHECK(v.is_number_unsigned() ? v.get<std::uint64_t>() <= most
+                                         : v.is_number_integer() && v.get<std::int64_t>() >= least &&
+                                               v.get<std::int64_t>() <= static_cast<std::int64_t>(most),
+                  what, " key '", key, "' must be a whole number that fits, got ", v.dump());
+      field = v.get<Field>();
+    } else {
+      field = j.at(key).get<Field>();
+    }
+  });
 }
 }  // namespace detail
 

@@ -105,7 +105,10 @@ struct RunRow {
   std::string unsupported_reason;
 };
 
-inline std::int64_t parse_int(const CsvTable& t, std::size_t r, const std::string& col, const std::string& path) {
+// Column `col` of row r as an integer within [least, most]: the bounds keep the planner's products (tokens of a
+// batch, FLOPs) within 64 bits and its divisions away from zero; a value beyond them is no run's.
+inline std::int64_t parse_int(const CsvTable& t, std::size_t r, const std::string& col, const std::string& path,
+                              std::int64_t least = -(std::int64_t{1} << 24), std::int64_t most = std::int64_t{1} << 24) {
   const std::string& v = t.get(r, col);
   std::size_t used = 0;
   long long x = 0;
@@ -116,6 +119,8 @@ inline std::int64_t parse_int(const CsvTable& t, std::size_t r, const std::strin
   }
   PLAIT_CHECK(!v.empty() && used == v.size(), path, ":", t.lines[r], ": column '", col, "' must be an integer, got '",
               v, "'");
+  PLAIT_CHECK(x >= least && x <= most, path, ":", t.lines[r], ": column '", col, "' must be from ", least, " to ", most,
+              ", got ", x);
   return x;
 }
 
@@ -136,11 +141,11 @@ inline RunRow parse_run(const CsvTable& t, std::size_t r, const std::string& pat
   } catch (const Error& e) {
     core::fail(path, ":", t.lines[r], ": ", e.what());
   }
-  run.workload.seq_len = parse_int(t, r, "seq_len", path);
-  run.workload.gpus = parse_int(t, r, "gpus", path);
+  run.workload.seq_len = parse_int(t, r, "seq_len", path, 1);
+  run.workload.gpus = parse_int(t, r, "gpus", path, 1);
   // The paper's global batch: 2048 sequences at 2k, 512 at 8k (about 4.2M tokens), unless the row says.
   run.workload.global_batch = t.column("global_batch") >= 0 && !t.get(r, "global_batch").empty()
-                                  ? parse_int(t, r, "global_batch", path)
+                                  ? parse_int(t, r, "global_batch", path, 1)
                                   : (4 * 1024 * 1024) / run.workload.seq_len;
   auto& l = run.layout;
   l.tp = static_cast<int>(parse_int(t, r, "tp", path));

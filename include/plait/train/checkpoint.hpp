@@ -35,6 +35,7 @@
 #include <exception>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -72,6 +73,29 @@ struct CheckpointData {
 };
 
 namespace detail {
+
+// An integer field of a checkpoint's JSON (`key` of object j): a number that is not a whole one within 64 bits is
+// corruption, not a cast out of range. Missing: `fallback` if given, else a json out_of_range.
+inline std::int64_t json_integer(const nlohmann::json& j, const char* key, const std::string& path,
+                                 std::optional<std::int64_t> fallback = std::nullopt) {
+  if (fallback && !j.contains(key)) return *fallback;
+  const nlohmann::json& v = j.at(key);
+  PLAIT_CHECK(v.is_number_integer() &&
+                  !(v.is_number_unsigned() && v.get<std::uint64_t>() > std::uint64_t{std::numeric_limits<std::int64_t>::max()}),
+              "checkpoint '", path, "' is corrupt: its field '", key, "' is ", v.dump(), ", not a whole number");
+  return v.get<std::int64_t>();
+}
+
+// The model's shape from a checkpoint's "model" object.
+inline void read_model_json(const nlohmann::json& m, const std::string& path, ModelConfig& c) {
+  c.vocab = json_integer(m, "vocab", path);
+  c.hidden = json_integer(m, "hidden", path);
+  c.layers = json_integer(m, "layers", path);
+  c.heads = json_integer(m, "heads", path);
+  c.kv_heads = json_integer(m, "kv_heads", path);
+  c.ffn = json_integer(m, "ffn", path);
+  c.tied_embedding = m.at("tied_embedding");
+}
 
 inline nlohmann::json model_json(const ModelConfig& c) {
   return {{"vocab", c.unpadded_vocab()}, {"hidden", c.hidden}, {"layers", c.layers}, {"heads", c.heads},
@@ -196,31 +220,31 @@ inline CheckpointData read_checkpoint(const std::string& path) {
     core::fail("checkpoint '", path, "' is corrupt: its header is not valid JSON (", e.what(), ")");
   }
   CheckpointData d;
+  std::int64_t elements = 0;
   try {
-    PLAIT_CHECK(j.at("version").get<int>() == checkpoint_version, "checkpoint '", path, "' has format version ",
-                j.at("version").get<int>(), "; this plait reads version ", checkpoint_version);
-    const auto& m = j.at("model");
-    d.model.vocab = m.at("vocab");
-    d.model.hidden = m.at("hidden");
-    d.model.layers = m.at("layers");
-    d.model.heads = m.at("heads");
-    d.model.kv_heads = m.at("kv_heads");
-    d.model.ffn = m.at("ffn");
-    d.model.tied_embedding = m.at("tied_embedding");
-    d.step = j.at("step");
-    d.optimizer_steps = j.at("optimizer_steps");
+    const std::int64_t version = detail::json_integer(j, "version", path);
+    PLAIT_CHECK(version == checkpoint_version, "checkpoint '", path, "' has format version ", version,
+                "; this plait reads version ", checkpoint_version);
+    detail::read_model_json(j.at("model"), path, d.model);
+    d.step = detail::json_integer(j, "step", path);
+    d.optimizer_steps = detail::json_integer(j, "optimizer_steps", path);
     for (const auto& t : j.at("tensors")) {
       d.names.push_back(t.at("name"));
-      d.sizes.push_back(t.at("elements"));
+      d.sizes.push_back(detail::json_integer(t, "elements", path));
     }
+    elements = detail::json_integer(j, "elements", path);
   } catch (const nlohmann::json::exception& e) {
     core::fail("checkpoint '", path, "' is corrupt: its header lacks a field (", e.what(), ")");
   }
-  const std::int64_t elements = j.at("elements").get<std::int64_t>();
-  const std::int64_t expected = 16 + static_cast<std::int64_t>(header_length) + 3 * 8 * elements + 8;
-  PLAIT_CHECK(file_size == expected, "checkpoint '", path, "' is ", file_size < expected ? "truncated" : "too long", ": ",
-              file_size, " bytes where its header says ", expected,
-              " (an interrupted copy? plait's saves write FILE.tmp and rename it, so FILE itself is never half-written)");
+  // The arrays' size from the header, bounded by the file's before it is multiplied (a hostile count must not wrap
+  // around to a size that matches, nor be allocated).
+  const std::int64_t data_bytes = file_size - 24 - static_cast<std::int64_t>(header_length);
+  const std::int64_t expected =
+      elements >= 0 && elements <= data_bytes / 24 ? 24 + static_cast<std::int64_t>(header_length) + 24 * elements : -1;
+  PLAIT_CHECK(file_size == expected, "checkpoint '", path, "' is ", expected < 0 || file_size < expected ? "truncated" : "too long", ": ",
+              file_size, " bytes where its header says ", elements, " elements (",
+              expected < 0 ? "more than the file holds" : std::to_string(expected) + " bytes",
+              "; an interrupted copy? plait's saves write FILE.tmp and rename it, so FILE itself is never half-written)");
   for (auto* v : {&d.parameters, &d.m, &d.v}) {
     v->resize(static_cast<std::size_t>(elements));
     in.read(reinterpret_cast<char*>(v->data()), static_cast<std::streamsize>(8 * elements));
@@ -421,22 +445,17 @@ inline Metadata read_metadata(const std::string& dir) {
   Metadata d;
   try {
     PLAIT_CHECK(j.at("format").get<std::string>() == "plait checkpoint", "'", dir, "' is not a plait checkpoint");
-    PLAIT_CHECK(j.at("version").get<int>() == checkpoint_directory_version, "checkpoint '", dir, "' has format version ",
-                j.at("version").get<int>(), "; this plait reads version ", checkpoint_directory_version);
+    const std::int64_t version = json_integer(j, "version", dir);
+    PLAIT_CHECK(version == checkpoint_directory_version, "checkpoint '", dir, "' has format version ", version,
+                "; this plait reads version ", checkpoint_directory_version);
     const auto& m = j.at("model");
-    d.model.vocab = m.at("vocab");
-    d.model.hidden = m.at("hidden");
-    d.model.layers = m.at("layers");
-    d.model.heads = m.at("heads");
-    d.model.kv_heads = m.at("kv_heads");
-    d.model.ffn = m.at("ffn");
-    d.model.tied_embedding = m.at("tied_embedding");
-    d.model.max_seq = m.value("max_seq", d.model.max_seq);  // absent from checkpoints older than the HF export
+    read_model_json(m, dir, d.model);
+    d.model.max_seq = json_integer(m, "max_seq", dir, d.model.max_seq);  // absent from checkpoints older than the HF export
     d.model.rope_theta = m.value("rope_theta", d.model.rope_theta);
     d.model.norm_eps = m.value("norm_eps", d.model.norm_eps);
-    d.step = j.at("step");
-    d.optimizer_steps = j.at("optimizer_steps");
-    d.elements = j.at("elements");
+    d.step = json_integer(j, "step", dir);
+    d.optimizer_steps = json_integer(j, "optimizer_steps", dir);
+    d.elements = json_integer(j, "elements", dir);
     const std::string dtype = j.at("dtype");
     PLAIT_CHECK(dtype == "float32" || dtype == "float64", "checkpoint '", dir, "' holds ", dtype,
                 " arrays; this plait reads float32 and float64");
@@ -444,21 +463,25 @@ inline Metadata read_metadata(const std::string& dir) {
     for (const auto& r : j.at("ranks")) {
       RankFile f;
       f.name = r.at("file");
-      f.runs = r.at("runs");
-      f.elements = r.at("elements");
-      f.bytes = r.at("bytes");
+      f.runs = json_integer(r, "runs", dir);
+      f.elements = json_integer(r, "elements", dir);
+      f.bytes = json_integer(r, "bytes", dir);
       f.hash = std::stoull(r.at("hash").get<std::string>(), nullptr, 16);
+      // The file's layout from its counts, compared without overflow: runs and elements are bounded by the bytes
+      // before they are multiplied, so a hostile count cannot wrap around to a size that matches.
+      const std::int64_t array_bytes = 3 * std::int64_t{d.dtype_bytes};
+      PLAIT_CHECK(f.name.find('/') == std::string::npos && f.runs >= 0 && f.elements >= 0 && f.bytes >= 24 &&
+                      f.runs <= (f.bytes - 24) / 16 && f.elements <= (f.bytes - 24 - 16 * f.runs) / array_bytes &&
+                      f.bytes == 24 + 16 * f.runs + array_bytes * f.elements,
+                  "checkpoint '", dir, "' is corrupt: its metadata describes the file '", f.name, "' inconsistently");
       if (r.contains("block_hashes")) {
-        f.block_bytes = r.at("block_bytes");
+        f.block_bytes = json_integer(r, "block_bytes", dir);
         for (const auto& h : r.at("block_hashes")) f.block_hashes.push_back(std::stoull(h.get<std::string>(), nullptr, 16));
         PLAIT_CHECK(f.block_bytes > 0 && static_cast<std::int64_t>(f.block_hashes.size()) ==
-                                             std::max<std::int64_t>(1, (f.bytes + f.block_bytes - 1) / f.block_bytes),
+                                             std::max<std::int64_t>(1, f.bytes / f.block_bytes + (f.bytes % f.block_bytes != 0)),
                     "checkpoint '", dir, "' is corrupt: its metadata lists the wrong number of block hashes for '",
                     f.name, "'");
       }
-      PLAIT_CHECK(f.name.find('/') == std::string::npos && f.runs >= 0 && f.elements >= 0 &&
-                      f.bytes == 24 + 16 * f.runs + 3 * d.dtype_bytes * f.elements,
-                  "checkpoint '", dir, "' is corrupt: its metadata describes the file '", f.name, "' inconsistently");
       d.files.push_back(f);
     }
   } catch (const nlohmann::json::exception& e) {
@@ -508,6 +531,11 @@ class RankFileReader {
       read_bytes(at, sizeof pair, reinterpret_cast<char*>(pair));
       at += sizeof pair;
       r = {static_cast<std::int64_t>(pair[0]), offset, static_cast<std::int64_t>(pair[1])};
+      // Each run within the file's elements and the canonical order's range, so that no sum below can overflow
+      // and no read can reach past the file.
+      PLAIT_CHECK(r.canonical >= 0 && r.count >= 0 && r.count <= f.elements - offset &&
+                      r.canonical <= std::numeric_limits<std::int64_t>::max() / 2 - r.count,
+                  "checkpoint file '", path_, "' is corrupt: its run ", &r - runs_.data(), " lies outside its elements");
       offset += r.count;
     }
     PLAIT_CHECK(offset == f.elements, "checkpoint file '", path_, "' is corrupt: its runs do not add up");

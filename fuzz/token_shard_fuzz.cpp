@@ -1,0 +1,8 @@
+// libFuzzer target: --data, a token shard (or text, without the magic).
+// Read as fuzz/readers.hpp's read_input reads it; a plait::Error is a refusal, anything else a finding.
+#include "target.hpp"
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  plait::fuzz::run("token_shard", data, size);
+  return 0;
+}
