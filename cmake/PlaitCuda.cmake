@@ -1,6 +1,7 @@
 # The Cuda backend's build: finds nvcc and the CUDA toolkit (cudart, cuBLASLt, CCCL, NCCL) and defines plait::cuda,
 # the target every CUDA translation unit links. PLAIT_CUDA=OFF touches nothing CUDA; AUTO enables CUDA when nvcc is
-# found (CUDACXX, CMAKE_CUDA_COMPILER, PATH, /usr/local/cuda); ON makes a missing toolkit an error. Sets PLAIT_HAS_CUDA.
+# found (CUDACXX, CMAKE_CUDA_COMPILER, PATH, /usr/local/cuda) and a GPU is visible or CMAKE_CUDA_ARCHITECTURES is
+# given; ON makes a missing toolkit an error. Sets PLAIT_HAS_CUDA.
 #
 # Pitfalls: plait::plait is for g++ units (Debian's Thrust on the OpenMP system); a CUDA unit must see the toolkit's
 # CCCL only, so nothing here puts a directory holding another thrust/ on nvcc's include path. Pass raw pointers and std
@@ -35,9 +36,10 @@ if(NOT CMAKE_CUDA_COMPILER)
   return()
 endif()
 
-# Unless given (the cuda preset builds for A100 (80) and H100/H200 (90)): the architectures of the GPUs this machine
-# has, or, where it has none, 90 alone: there the CUDA build is a compile check, and one architecture halves nvcc's
-# time (minutes of CI on 2 cores). Set before enable_language so CMake's compiler default (an old arch) never applies.
+# Unless given (the cuda and gpu presets give them): the architectures of the GPUs this machine has. Where it has
+# none, AUTO builds the Host backend only: nothing could run the CUDA targets there, and compiling them took minutes
+# of CI's 2 cores (the cuda preset, or -DPLAIT_CUDA=ON, builds them without a GPU, for sm_90 unless told otherwise).
+# Set before enable_language so CMake's compiler default (an old arch) never applies.
 if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES OR CMAKE_CUDA_ARCHITECTURES STREQUAL "")
   set(_plait_archs "")
   find_program(_plait_nvidia_smi nvidia-smi)
@@ -54,6 +56,11 @@ if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES OR CMAKE_CUDA_ARCHITECTURES STREQUAL "")
     endif()
   endif()
   if(NOT _plait_archs)
+    if(_plait_cuda_mode STREQUAL "AUTO")
+      message(STATUS "plait: nvcc found but no GPU visible: building the Host backend only (PLAIT_CUDA=AUTO); "
+                     "-DPLAIT_CUDA=ON or the cuda preset builds the CUDA targets without a GPU")
+      return()
+    endif()
     set(_plait_archs 90)
   endif()
   set(CMAKE_CUDA_ARCHITECTURES "${_plait_archs}" CACHE STRING "CUDA architectures to build for")

@@ -7,21 +7,34 @@
 # Usage: trainer_flags_test.sh PLAIT_TRAIN MPIEXEC WORK_DIR
 set -euo pipefail
 train=$1 mpiexec=$2 work=$3
-mkdir -p "$work" && cd "$work" && rm -rf jit-cache ./*.log
+mkdir -p "$work" && cd "$work" && rm -rf jit-cache ./*.log ./refused.*.rc
 root=(); [[ $(id -u) == 0 ]] && root=(--allow-run-as-root)
 printf 'short' > short.txt
 : > not-a-directory
-# refused NP "MESSAGE (regex)" FLAGS...: exit 2 within the timeout, the message, no layout built, no step run.
+# refused NP "MESSAGE (regex)" FLAGS...: exit 2 within the timeout, the message, no layout built, no step run. The
+# runs are started side by side (each mostly waits: mpirun lingers about 2 s after a rank exits non-zero) and
+# check_refused checks each in order once all have ended.
+expects=() labels=()
 refused() {
-  local np=$1 expect=$2; shift 2
-  local rc=0
-  timeout 60 "$mpiexec" "${root[@]}" -np "$np" --oversubscribe --bind-to none "$train" --steps 2 --sample-tokens 0 \
-    --jit-cache jit-cache "$@" > refused.log 2>&1 || rc=$?
-  [[ $rc == 2 ]] || { cat refused.log; echo "FAIL: $* at $np ranks: exit $rc, not 2"; exit 1; }
-  grep -q -- "$expect" refused.log || { cat refused.log; echo "FAIL: $*: no '$expect'"; exit 1; }
-  ! grep -q "building the layout" refused.log || { echo "FAIL: $*: built a layout before refusing"; exit 1; }
-  ! grep -q "^step" refused.log || { echo "FAIL: $*: trained before refusing"; exit 1; }
-  echo "refused ($np ranks) $*: $(grep -m1 'error:' refused.log)"
+  local np=$1 n=${#expects[@]}
+  expects+=("$2") labels+=("$np ranks: ${*:3}")
+  shift 2
+  (rc=0
+   timeout 60 "$mpiexec" "${root[@]}" -np "$np" --oversubscribe --bind-to none "$train" --steps 2 --sample-tokens 0 \
+     --jit-cache jit-cache "$@" > "refused.$n.log" 2>&1 || rc=$?
+   echo "$rc" > "refused.$n.rc") &
+}
+check_refused() {
+  wait
+  local n log
+  for n in "${!expects[@]}"; do
+    log=refused.$n.log
+    [[ $(cat "refused.$n.rc") == 2 ]] || { cat "$log"; echo "FAIL: ${labels[n]}: exit $(cat "refused.$n.rc"), not 2"; exit 1; }
+    grep -q -- "${expects[n]}" "$log" || { cat "$log"; echo "FAIL: ${labels[n]}: no '${expects[n]}'"; exit 1; }
+    ! grep -q "building the layout" "$log" || { echo "FAIL: ${labels[n]}: built a layout before refusing"; exit 1; }
+    ! grep -q "^step" "$log" || { echo "FAIL: ${labels[n]}: trained before refusing"; exit 1; }
+    echo "refused (${labels[n]}): $(grep -m1 'error:' "$log")"
+  done
 }
 refused 1 "learning rate must be a positive number (--lr), got -1" --lr -1
 refused 1 "learning rate must be a positive number (--lr), got nan" --lr nan
@@ -44,5 +57,6 @@ refused 2 "multiple of data-parallel degree x micro-batch = 1 x 3" --pp 2 --batc
 refused 2 "heads must be divisible by TP" --tp 2 --heads 3 --kv-heads 1 --hidden 192
 refused 2 "cannot write in the layout cache directory 'not-a-directory/cache'" --checkpoint full \
   --jit-cache not-a-directory/cache
+check_refused
 [[ ! -e jit-cache ]] || { echo "FAIL: a refused run made the layout cache"; exit 1; }
 echo "PASS"
