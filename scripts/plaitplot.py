@@ -90,6 +90,20 @@ def save(fig, path, dpi, prog):
     print(f"{prog}: wrote {path} ({path.stat().st_size // 1024} KB)", file=sys.stderr)
 
 
+def add_standard_args(parser, binary, dpi=90, out_help=None):
+    """The arguments every drawing script takes: --bin (the plait binary it runs), --out and --dpi."""
+    parser.add_argument("--bin", help=f"the {binary} binary (default: build/host's)")
+    parser.add_argument("--out", type=Path, required=True, help=out_help)
+    parser.add_argument("--dpi", type=int, default=dpi)
+
+
+def start(args, binary, prog):
+    """pyplot and the binary's path. pyplot comes first: where it installs matplotlib, the script runs again from
+    the start."""
+    plt = pyplot(prog)
+    return plt, find_binary(binary, args.bin, prog)
+
+
 def find_binary(name, given, prog):
     """The path of a plait binary: `given`, else build/host's, else on PATH; exits saying how to build it."""
     root = Path(__file__).resolve().parent.parent

@@ -89,16 +89,13 @@ def main():
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--hidden", type=int, default=256)
     parser.add_argument("--seq-len", type=int, default=128)
-    parser.add_argument("--bin", help="the plait-train binary (default: build/host's)")
+    plaitplot.add_standard_args(parser, "plait-train")
     parser.add_argument("--mpirun", default="mpirun")
     parser.add_argument("--always-mpirun", action="store_true", help="run 1 rank under mpirun too")
     parser.add_argument("--note", default="", help="a line under the title (the machine, e.g. '2 cores: 4 and 8 "
                                                    "ranks oversubscribed')")
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--dpi", type=int, default=90)
     args = parser.parse_args()
-    plt = plaitplot.pyplot(PROG)  # first: where it installs matplotlib, the script runs again from the start
-    train = plaitplot.find_binary("plait-train", args.bin, PROG)
+    plt, train = plaitplot.start(args, "plait-train", PROG)
     ranks = [int(r) for r in args.ranks.split(",")]
     families = args.layouts.split(",")
 

@@ -134,12 +134,9 @@ def main():
     parser.add_argument("--scales", default="0.015625,0.03125,0.0625,0.125,0.25,0.5,1,2,4",
                         help="bandwidth factors against the cluster's (comma-separated)")
     parser.add_argument("--measured", action="append", default=[], help="plait-bench-calibrate --out files")
-    parser.add_argument("--bin", help="the plait-plan binary (default: build/host's)")
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--dpi", type=int, default=90)
+    plaitplot.add_standard_args(parser, "plait-plan")
     args = parser.parse_args()
-    plt = plaitplot.pyplot(PROG)  # first: where it installs matplotlib, the script runs again from the start
-    plan = plaitplot.find_binary("plait-plan", args.bin, PROG)
+    plt, plan = plaitplot.start(args, "plait-plan", PROG)
     scales = [float(s) for s in args.scales.split(",")]
     here = []  # this machine's MPI, as plait-bench-calibrate fitted it, marked on the bandwidth axes
     for path in args.measured[:1]:

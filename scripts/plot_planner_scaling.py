@@ -62,12 +62,9 @@ def main():
     parser.add_argument("--seq-len", action="append", type=int, help="repeatable; default 2048 and 8192")
     parser.add_argument("--hardware", action="append", help="repeatable; default dgx-a100-80gb and dgx-h100")
     parser.add_argument("--gpus", default="8,16,32,64,128,256,512,1024", help="comma-separated GPU counts")
-    parser.add_argument("--bin", help="the plait-plan binary (default: build/host's)")
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--dpi", type=int, default=90)
+    plaitplot.add_standard_args(parser, "plait-plan")
     args = parser.parse_args()
-    plt = plaitplot.pyplot(PROG)  # first: where it installs matplotlib, the script runs again from the start
-    plan = plaitplot.find_binary("plait-plan", args.bin, PROG)
+    plt, plan = plaitplot.start(args, "plait-plan", PROG)
     models = args.model or ["llama-7b", "llama-13b", "llama-30b", "llama-65b"]
     seqs = args.seq_len or [2048, 8192]
     hardware = args.hardware or ["dgx-a100-80gb", "dgx-h100"]

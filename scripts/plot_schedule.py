@@ -145,12 +145,9 @@ def main():
     parser.add_argument("--microbatches", type=int, default=8, help="m (default 8)")
     parser.add_argument("--costs", default="1,1,1", help="F,b,W per micro-batch and stage (default 1,1,1)")
     parser.add_argument("--trace", type=Path, help="a plait-train --trace file: drawn above its simulation")
-    parser.add_argument("--bin", help="the pipeline_schedules binary (default: build/host's)")
-    parser.add_argument("--out", type=Path, required=True, help="the PNG (or .svg) to write")
-    parser.add_argument("--dpi", type=int, default=100)
+    plaitplot.add_standard_args(parser, "pipeline_schedules", dpi=100, out_help="the PNG (or .svg) to write")
     args = parser.parse_args()
-    plt = plaitplot.pyplot(PROG)  # first: where it installs matplotlib, the script runs again from the start
-    binary = plaitplot.find_binary("pipeline_schedules", args.bin, PROG)
+    plt, binary = plaitplot.start(args, "pipeline_schedules", PROG)
 
     panels = []  # (about, rows, costs, label, scale, unit)
     if args.trace:
