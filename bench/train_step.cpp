@@ -6,9 +6,11 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -18,6 +20,7 @@
 #include "plait/model/transformer.hpp"
 #include "plait/train/data.hpp"
 #include "plait/train/metrics.hpp"
+#include "plait/train/optimizer.hpp"
 #include "plait/train/step.hpp"
 
 namespace {
@@ -82,6 +85,35 @@ double cpu_seconds() {
          1e-6 * static_cast<double>(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec);
 }
 
+// The machine's copy bandwidth with all threads, counted as bytes read + written: a 256 MiB array copied into
+// another (8 times the last-level cache of the development machine), each thread its own contiguous part, by memcpy
+// and by a vectorized loop (STREAM's copy), the best of 5 each: what a pass bound by memory traffic can reach.
+double measure_copy_bandwidth() {
+  const std::size_t n = std::size_t{64} << 20;  // floats
+  std::vector<float> from(n, 1.0f), to(n, 0.0f);
+  double best = 0.0;
+  for (int r = 0; r < 12; ++r) {
+    const auto start = Clock::now();
+#pragma omp parallel
+    {
+      const std::size_t threads = static_cast<std::size_t>(omp_get_num_threads());
+      const std::size_t t = static_cast<std::size_t>(omp_get_thread_num());
+      const std::size_t begin = n * t / threads, end = n * (t + 1) / threads;
+      if (r % 2 == 0) {
+        std::memcpy(to.data() + begin, from.data() + begin, (end - begin) * sizeof(float));
+      } else {
+        const float* __restrict a = from.data();
+        float* __restrict b = to.data();
+#pragma omp simd
+        for (std::size_t i = begin; i < end; ++i) b[i] = a[i];
+      }
+    }
+    const double s = seconds_since(start);
+    if (r > 1) best = std::max(best, 2.0 * sizeof(float) * static_cast<double>(n) / s);  // the first two warm up
+  }
+  return best;
+}
+
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   const std::size_t n = v.size();
@@ -126,16 +158,23 @@ int run(const Options& o) {
   }
   const double cpu_share = (cpu_seconds() - cpu_start) / (seconds_since(wall_start) * omp_get_max_threads());
 
-  // The same batch's forward + backward alone, to split the step into model and optimizer time.
+  // The same batch's forward + backward alone, to split the step into model and optimizer time, and after each the
+  // gradient norm + AdamW alone on its gradients (timed apart, with the caches as a step leaves them).
   std::vector<std::int32_t> in(static_cast<std::size_t>(o.batch * o.seq)), tgt(in.size());
   data.batch(0, o.batch, in.data(), tgt.data());
-  std::vector<double> fwd_bwd_s;
+  plait::train::AdamW<Backend> adamw(model.state().optimizer_elements(), tc.adamw);
+  std::vector<double> fwd_bwd_s, optimizer_s;
   for (int s = 0; s < o.steps; ++s) {
-    const auto start = Clock::now();
+    auto start = Clock::now();
     model.zero_grad();
     model.forward_backward(in.data(), tgt.data(), o.batch, o.seq, 1.0);
     fwd_bwd_s.push_back(seconds_since(start));
+    start = Clock::now();
+    const double norm = std::sqrt(model.state().grad_sum_squares());
+    adamw.step(model.state(), 1e-4, plait::train::clip_factor(norm, tc.clip_norm));
+    optimizer_s.push_back(seconds_since(start));
   }
+  const double copy_bandwidth = measure_copy_bandwidth();
   const double gemm_after = plait::backend::measure_gemm_flops<Backend>();
   const double gemm = 0.5 * (gemm_before + gemm_after);
 
@@ -151,7 +190,8 @@ int run(const Options& o) {
   const double mfu = plait::train::model_flops_utilization(config, o.seq, tokens_per_step, step, gemm, 1);
   // Grad norm reads the gradients (4 B/param); AdamW reads parameter, gradient, m, v and writes three (28 B/param).
   const double optimizer_bytes = 32.0 * N;
-  const double optimizer_s = std::max(0.0, step - fwd_bwd);
+  const double optimizer = median(optimizer_s);
+  const double optimizer_bandwidth = optimizer_bytes / optimizer;
 
   std::printf("plait-bench-train_step: Host<float>, %d threads; the timed steps got %.0f%% of them%s\n",
               omp_get_max_threads(), 100.0 * cpu_share,
@@ -168,16 +208,21 @@ int run(const Options& o) {
   std::printf("sgemm   1024^3 in this run: %.1f GFLOP/s before, %.1f after; baseline %.1f GFLOP/s\n", gemm_before / 1e9,
               gemm_after / 1e9, gemm / 1e9);
   std::printf("ideal   a step at the sgemm rate: %.3f s\n", flops_per_step / gemm);
-  std::printf("step    median %.3f s (min %.3f, max %.3f); forward+backward %.3f s, norm+AdamW ~%.3f s "
-              "(%.0f MB at 32 B/param: %.1f GB/s)\n",
-              step, *std::min_element(step_s.begin(), step_s.end()), *std::max_element(step_s.begin(), step_s.end()),
-              fwd_bwd, optimizer_s, optimizer_bytes / 1e6, optimizer_s > 0 ? optimizer_bytes / optimizer_s / 1e9 : 0.0);
+  std::printf("copy    %.1f GB/s (read + written, %d threads)\n", copy_bandwidth / 1e9, omp_get_max_threads());
+  std::printf("step    median %.3f s (min %.3f, max %.3f); forward+backward %.3f s\n", step,
+              *std::min_element(step_s.begin(), step_s.end()), *std::max_element(step_s.begin(), step_s.end()),
+              fwd_bwd);
+  std::printf("optim   norm+AdamW %.4f s: %.0f MB at 32 B/param, %.1f GB/s = %.0f%% of copy\n", optimizer,
+              optimizer_bytes / 1e6, optimizer_bandwidth / 1e9, 100.0 * optimizer_bandwidth / copy_bandwidth);
   std::printf("memory  parameters %.1f MiB, gradients %.1f MiB, optimizer %.1f MiB, activations peak %.1f MiB\n",
               last.param_bytes / 1048576.0, last.grad_bytes / 1048576.0, last.optimizer_bytes / 1048576.0,
               last.activation_peak_bytes / 1048576.0);
   std::printf("result  %.0f tokens/s, %.1f GFLOP/s = %.2f x sgemm; MFU %.1f%% (paper's formula, peak = sgemm rate, "
               "1 device)\n",
               tokens_per_s, achieved / 1e9, achieved / gemm, 100.0 * mfu);
+  // One line for scripts (bench/peers/side_by_side.py).
+  std::printf("plait tokens_per_s=%.1f step_ms=%.2f sgemm_gflops=%.1f copy_gbps=%.2f optimizer_gbps=%.2f cpu_share=%.2f\n",
+              tokens_per_s, step * 1e3, gemm / 1e9, copy_bandwidth / 1e9, optimizer_bandwidth / 1e9, cpu_share);
   return 0;
 }
 

@@ -18,6 +18,8 @@
 #include <cstdint>
 #include <limits>
 
+#include "plait/kernels/vector_math.hpp"
+
 namespace plait::kernels {
 
 template <class T>
@@ -46,7 +48,9 @@ void cross_entropy_sum_exp(const T* logits,              // (rows, cols)
   for (std::int64_t r = 0; r < rows; ++r) {
     const T* l = logits + r * cols;
     double sum = 0.0;  // double: the vocabulary is wide and most terms are tiny
-    for (std::int64_t c = 0; c < cols; ++c) sum += std::exp(static_cast<double>(l[c] - row_max[r]));
+    const T m = row_max[r];
+#pragma omp simd reduction(+ : sum)
+    for (std::int64_t c = 0; c < cols; ++c) sum += static_cast<double>(exp_approx(l[c] - m));
     sum_exp[r] = static_cast<T>(sum);
     const std::int64_t local = static_cast<std::int64_t>(targets[r]) - vocab_begin;
     target_logit[r] = (targets[r] >= 0 && local >= 0 && local < cols) ? l[local] : T(0);
@@ -69,7 +73,9 @@ void cross_entropy_grad_inplace(T* logits,                    // (rows, cols)
       continue;
     }
     const T inv_sum = T(1) / sum_exp[r];
-    for (std::int64_t c = 0; c < cols; ++c) l[c] = scale * (std::exp(l[c] - row_max[r]) * inv_sum);
+    const T m = row_max[r];
+#pragma omp simd
+    for (std::int64_t c = 0; c < cols; ++c) l[c] = scale * (exp_approx(l[c] - m) * inv_sum);
     const std::int64_t local = static_cast<std::int64_t>(targets[r]) - vocab_begin;
     if (local >= 0 && local < cols) l[local] -= scale;
   }
@@ -93,14 +99,17 @@ void cross_entropy_forward_backward(T* logits,                    // (rows, voca
     }
     assert(target < vocab && "a target id beyond the vocabulary");
     T row_max = -std::numeric_limits<T>::infinity();
+#pragma omp simd reduction(max : row_max)
     for (std::int64_t c = 0; c < vocab; ++c) row_max = std::max(row_max, l[c]);
     double sum = 0.0;
-    for (std::int64_t c = 0; c < vocab; ++c) sum += std::exp(static_cast<double>(l[c] - row_max));
+#pragma omp simd reduction(+ : sum)
+    for (std::int64_t c = 0; c < vocab; ++c) sum += static_cast<double>(exp_approx(l[c] - row_max));
     // log(sum) + (row_max - l[target]), not logsumexp - l[target]: with logits in the thousands a float logsumexp
     // has already lost the digits of the loss, while row_max - l[target] subtracts exactly.
     row_loss[r] = static_cast<T>(std::log(sum) + static_cast<double>(row_max - l[target]));
     const T inv_sum = static_cast<T>(1.0 / sum);
-    for (std::int64_t c = 0; c < vocab; ++c) l[c] = scale * (std::exp(l[c] - row_max) * inv_sum);
+#pragma omp simd
+    for (std::int64_t c = 0; c < vocab; ++c) l[c] = scale * (exp_approx(l[c] - row_max) * inv_sum);
     l[target] -= scale;
   }
 }

@@ -22,25 +22,29 @@ void rope_rotate(T* x, std::int64_t batch, std::int64_t seq, std::int64_t heads,
   std::vector<double> inv_freq(static_cast<std::size_t>(half));  // (hd/2)
   for (std::int64_t i = 0; i < half; ++i)
     inv_freq[i] = std::pow(theta, -2.0 * static_cast<double>(i) / static_cast<double>(head_dim));
-#pragma omp parallel
-  {
-    std::vector<T> cos_p(static_cast<std::size_t>(half)), sin_p(static_cast<std::size_t>(half));  // (hd/2)
-#pragma omp for collapse(2) schedule(static)
-    for (std::int64_t b = 0; b < batch; ++b) {
-      for (std::int64_t t = 0; t < seq; ++t) {
-        const double position = static_cast<double>(position_offset + t);
-        for (std::int64_t i = 0; i < half; ++i) {  // one angle per pair, shared by every head at this position
-          cos_p[i] = static_cast<T>(std::cos(position * inv_freq[i]));
-          sin_p[i] = static_cast<T>(direction * std::sin(position * inv_freq[i]));
-        }
-        T* token = x + (b * seq + t) * heads * head_dim;  // (heads, hd)
-        for (std::int64_t h = 0; h < heads; ++h) {
-          T* pairs = token + h * head_dim;
-          for (std::int64_t i = 0; i < half; ++i) {
-            const T x0 = pairs[2 * i], x1 = pairs[2 * i + 1];
-            pairs[2 * i] = x0 * cos_p[i] - x1 * sin_p[i];
-            pairs[2 * i + 1] = x0 * sin_p[i] + x1 * cos_p[i];
-          }
+  // cos and sin of every (position, pair) once, shared by the batch and the heads: (seq, hd/2) each.
+  std::vector<T> cos_table(static_cast<std::size_t>(seq * half)), sin_table(cos_table.size());
+#pragma omp parallel for schedule(static)
+  for (std::int64_t t = 0; t < seq; ++t) {
+    const double position = static_cast<double>(position_offset + t);
+    for (std::int64_t i = 0; i < half; ++i) {
+      cos_table[t * half + i] = static_cast<T>(std::cos(position * inv_freq[i]));
+      sin_table[t * half + i] = static_cast<T>(direction * std::sin(position * inv_freq[i]));
+    }
+  }
+#pragma omp parallel for collapse(2) schedule(static)
+  for (std::int64_t b = 0; b < batch; ++b) {
+    for (std::int64_t t = 0; t < seq; ++t) {
+      const T* cos_p = cos_table.data() + t * half;
+      const T* sin_p = sin_table.data() + t * half;
+      T* token = x + (b * seq + t) * heads * head_dim;  // (heads, hd)
+      for (std::int64_t h = 0; h < heads; ++h) {
+        T* pairs = token + h * head_dim;
+#pragma omp simd
+        for (std::int64_t i = 0; i < half; ++i) {
+          const T x0 = pairs[2 * i], x1 = pairs[2 * i + 1];
+          pairs[2 * i] = x0 * cos_p[i] - x1 * sin_p[i];
+          pairs[2 * i + 1] = x0 * sin_p[i] + x1 * cos_p[i];
         }
       }
     }

@@ -18,7 +18,7 @@ using kernels::AttentionShape;
 
 namespace {
 
-constexpr std::int64_t max_tile = std::max(kernels::AttentionTiles::queries, kernels::AttentionTiles::keys);
+constexpr std::int64_t max_tile = kernels::AttentionTiles::queries;
 
 AttentionShape shape(std::int64_t batch, std::int64_t seq, std::int64_t heads, std::int64_t kv_heads,
                      std::int64_t head_dim) {
