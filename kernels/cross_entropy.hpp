@@ -101,15 +101,18 @@ void cross_entropy_forward_backward(T* logits,                    // (rows, voca
     T row_max = -std::numeric_limits<T>::infinity();
 #pragma omp simd reduction(max : row_max)
     for (std::int64_t c = 0; c < vocab; ++c) row_max = std::max(row_max, l[c]);
-    double sum = 0.0;
-#pragma omp simd reduction(+ : sum)
-    for (std::int64_t c = 0; c < vocab; ++c) sum += static_cast<double>(exp_approx(l[c] - row_max));
     // log(sum) + (row_max - l[target]), not logsumexp - l[target]: with logits in the thousands a float logsumexp
     // has already lost the digits of the loss, while row_max - l[target] subtracts exactly.
-    row_loss[r] = static_cast<T>(std::log(sum) + static_cast<double>(row_max - l[target]));
-    const T inv_sum = static_cast<T>(1.0 / sum);
+    const T max_minus_target = row_max - l[target];
 #pragma omp simd
-    for (std::int64_t c = 0; c < vocab; ++c) l[c] = scale * (exp_approx(l[c] - row_max) * inv_sum);
+    for (std::int64_t c = 0; c < vocab; ++c) l[c] = exp_approx(l[c] - row_max);  // in place: one exp per logit
+    double sum = 0.0;
+#pragma omp simd reduction(+ : sum)
+    for (std::int64_t c = 0; c < vocab; ++c) sum += static_cast<double>(l[c]);
+    row_loss[r] = static_cast<T>(std::log(sum) + static_cast<double>(max_minus_target));
+    const T factor = static_cast<T>(static_cast<double>(scale) / sum);
+#pragma omp simd
+    for (std::int64_t c = 0; c < vocab; ++c) l[c] *= factor;
     l[target] -= scale;
   }
 }

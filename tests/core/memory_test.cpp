@@ -152,3 +152,37 @@ TEST_CASE("Moving a buffer of one kind into a buffer of another keeps each kind'
   CHECK(mem.current(MemoryKind::parameters) == params);
   CHECK(mem.current(MemoryKind::workspace) == work);
 }
+
+TEST_CASE("A freed activation block serves the next activation buffer of its size and is zeroed again", "[core][memory]") {
+  using plait::core::HostBlockCache;
+  if (!HostBlockCache::caches(MemoryKind::activations)) {
+    WARN("AddressSanitizer build: freed blocks go back to the system, so that a use after free is caught");
+    return;
+  }
+  auto& mem = plait::core::host_memory();
+  const std::int64_t before = mem.current(MemoryKind::activations);
+  const void* first = nullptr;
+  {
+    HostBuffer<float> a(12345, MemoryKind::activations);
+    first = a.data();
+    for (float& x : a) x = 2.5f;
+  }
+  CHECK(mem.current(MemoryKind::activations) == before);  // a kept block is not counted as live
+  HostBuffer<float> b(12345, MemoryKind::activations);
+  CHECK(static_cast<const void*>(b.data()) == first);
+  bool all_zero = true;
+  for (float x : b) all_zero = all_zero && x == 0.0f;
+  CHECK(all_zero);
+  CHECK(mem.current(MemoryKind::activations) == before + 12345 * 4);
+}
+
+TEST_CASE("Blocks of parameters and gradients go straight back to the system", "[core][memory]") {
+  using plait::core::HostBlockCache;
+  const std::size_t cached = HostBlockCache::instance().cached_bytes();
+  { HostBuffer<float> p(4321, MemoryKind::parameters); }
+  { HostBuffer<float> g(4321, MemoryKind::gradients); }
+  CHECK(HostBlockCache::instance().cached_bytes() == cached);
+  CHECK_FALSE(HostBlockCache::caches(MemoryKind::parameters));
+  CHECK_FALSE(HostBlockCache::caches(MemoryKind::gradients));
+  CHECK_FALSE(HostBlockCache::caches(MemoryKind::optimizer));
+}

@@ -120,14 +120,7 @@ class HostBlockCache {
     }
     std::free(block);
   }
-  // Frees every kept block (a program that is done training and wants its memory back).
-  void release() {
-    const std::lock_guard<std::mutex> lock(mutex_);
-    for (auto& [bytes, blocks] : free_)
-      for (void* block : blocks) std::free(block);
-    free_.clear();
-    cached_ = 0;
-  }
+  // Bytes kept for reuse now.
   std::size_t cached_bytes() {
     const std::lock_guard<std::mutex> lock(mutex_);
     return cached_;
