@@ -15,9 +15,6 @@ namespace plait::kernels {
 // float rounding), exp(r) = 1 + r + r^2 P(r) with P of degree 5, the well-known minimax fit on that interval: within
 // 1 ulp of the correctly rounded result over float's normal range (tests/kernels/vector_math_test.cpp).
 // Below -87.3 (where exp leaves float's normal range) it is 0, above 88.7 infinity, and NaN stays NaN.
-#if defined(__GNUC__)
-[[gnu::always_inline]]  // inlined before vectorization, so that the loops around it vectorize
-#endif
 inline float exp_approx(float x) {
   constexpr float log2e = 1.44269504088896341f;
   constexpr float ln2_hi = 0.693359375f, ln2_lo = -2.12194440e-4f;
