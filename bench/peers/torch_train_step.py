@@ -25,7 +25,7 @@ def main():
     p.add_argument("--layers", type=int, default=16)
     p.add_argument("--hidden", type=int, default=2048)
     p.add_argument("--heads", type=int, default=16)
-    p.add_argument("--kv-heads", type=int, default=16)
+    p.add_argument("--kv-heads", type=int, default=0, help="key/value heads (default 0: as many as --heads)")
     p.add_argument("--ffn", type=int, default=5632)
     p.add_argument("--vocab", type=int, default=256)
     p.add_argument("--seq", type=int, default=2048)
@@ -34,6 +34,8 @@ def main():
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
     p.add_argument("--peak-tflops", type=float, default=989.0)
     a = p.parse_args()
+    if a.kv_heads == 0:
+        a.kv_heads = a.heads
 
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
