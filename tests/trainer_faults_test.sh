@@ -6,15 +6,9 @@
 # checkpoint intact and stops the run (--save-failure stop) or trains on (continue). Every command has a timeout.
 # Usage: trainer_faults_test.sh PLAIT_TRAIN MPIEXEC WORK_DIR
 set -euo pipefail
-train=$1 mpiexec=$2 work=$3
+train=$1 mpiexec=$2 work=$3 run_timeout=60
+source "$(dirname "$0")/trainer_mpi_common.sh"  # run, fail, now, descendants
 mkdir -p "$work" && cd "$work" && rm -rf ./*.log ./*.jsonl state full
-root=(); [[ $(id -u) == 0 ]] && root=(--allow-run-as-root)
-model=(--batch 8 --layers 2 --hidden 64 --heads 4 --kv-heads 2 --ffn 128 --seq-len 32 --sample-tokens 0)
-run() { timeout 60 "$mpiexec" "${root[@]}" -np 2 --oversubscribe --mca mpi_yield_when_idle 1 --bind-to none "$train" \
-          "${model[@]}" "$@"; }
-fail() { [[ -f ${log:-} ]] && cat "$log"; echo "FAIL: $*"; exit 1; }
-now() { date +%s.%N; }
-descendants() { local c; for c in $(pgrep -P "$1"); do echo "$c"; descendants "$c"; done; }
 
 # preempt WHOM SIGNAL [TIMES]: a long run saving to `state`, signalled after its third step; sets rc and seconds.
 preempt() {

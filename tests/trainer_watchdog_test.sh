@@ -5,15 +5,9 @@
 # that ends well leaves no record behind. mpirun runs under a timeout of its own, so this test can never hang.
 # Usage: trainer_watchdog_test.sh PLAIT_TRAIN MPIEXEC WORK_DIR
 set -euo pipefail
-train=$1 mpiexec=$2 work=$3
+train=$1 mpiexec=$2 work=$3 run_timeout=120
+source "$(dirname "$0")/trainer_mpi_common.sh"  # run, fail, now, descendants
 mkdir -p "$work" && cd "$work" && rm -f ./*.log ./*.jsonl ./*.jsonl.*
-root=(); [[ $(id -u) == 0 ]] && root=(--allow-run-as-root)
-model=(--batch 8 --layers 2 --hidden 64 --heads 4 --kv-heads 2 --ffn 128 --seq-len 32 --sample-tokens 0)
-run() { timeout 120 "$mpiexec" "${root[@]}" -np 2 --oversubscribe --mca mpi_yield_when_idle 1 --bind-to none "$train" \
-          "${model[@]}" "$@"; }
-fail() { [[ -f ${log:-} ]] && cat "$log"; echo "FAIL: $*"; exit 1; }
-now() { date +%s.%N; }
-descendants() { local c; for c in $(pgrep -P "$1"); do echo "$c"; descendants "$c"; done; }
 
 # A run that ends well: no record left beside the metrics.
 log=clean.log
