@@ -1,7 +1,10 @@
 # The Cuda backend's build: finds nvcc and the CUDA toolkit (cudart, cuBLASLt, CCCL, NCCL) and defines plait::cuda,
 # the target every CUDA translation unit links. PLAIT_CUDA=OFF touches nothing CUDA; AUTO enables CUDA when nvcc is
 # found (CUDACXX, CMAKE_CUDA_COMPILER, PATH, /usr/local/cuda) and a GPU is visible or CMAKE_CUDA_ARCHITECTURES is
-# given; ON makes a missing toolkit an error. Sets PLAIT_HAS_CUDA.
+# given; ON makes a missing toolkit an error. Sets PLAIT_HAS_CUDA. Where AUTO finds nvcc but no GPU it sets
+# PLAIT_CUDA_COMPILE_CHECK instead: only the model and the Trainer on Cuda<bf16> are compiled (tests/cuda,
+# plait_model_on_cuda), for PTX and without optimization, so that a host access to a device buffer still breaks the
+# build of a machine without a GPU, in about half a minute of nvcc rather than the minutes of every CUDA target.
 #
 # Pitfalls: plait::plait is for g++ units (Debian's Thrust on the OpenMP system); a CUDA unit must see the toolkit's
 # CCCL only, so nothing here puts a directory holding another thrust/ on nvcc's include path. Pass raw pointers and std
@@ -9,6 +12,7 @@
 include_guard(GLOBAL)
 
 set(PLAIT_HAS_CUDA FALSE)
+set(PLAIT_CUDA_COMPILE_CHECK FALSE)
 string(TOUPPER "${PLAIT_CUDA}" _plait_cuda_mode)
 if(_plait_cuda_mode STREQUAL "OFF")
   return()
@@ -37,9 +41,9 @@ if(NOT CMAKE_CUDA_COMPILER)
 endif()
 
 # Unless given (the cuda and gpu presets give them): the architectures of the GPUs this machine has. Where it has
-# none, AUTO builds the Host backend only: nothing could run the CUDA targets there, and compiling them took minutes
-# of CI's 2 cores (the cuda preset, or -DPLAIT_CUDA=ON, builds them without a GPU, for sm_90 unless told otherwise).
-# Set before enable_language so CMake's compiler default (an old arch) never applies.
+# none, AUTO builds the compile check alone: nothing could run the CUDA targets there, and compiling them all took
+# minutes of CI's 2 cores (the cuda preset, or -DPLAIT_CUDA=ON, builds them without a GPU, for sm_90 unless told
+# otherwise). Set before enable_language so CMake's compiler default (an old arch) never applies.
 if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES OR CMAKE_CUDA_ARCHITECTURES STREQUAL "")
   set(_plait_archs "")
   find_program(_plait_nvidia_smi nvidia-smi)
@@ -57,15 +61,26 @@ if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES OR CMAKE_CUDA_ARCHITECTURES STREQUAL "")
   endif()
   if(NOT _plait_archs)
     if(_plait_cuda_mode STREQUAL "AUTO")
-      message(STATUS "plait: nvcc found but no GPU visible: building the Host backend only (PLAIT_CUDA=AUTO); "
-                     "-DPLAIT_CUDA=ON or the cuda preset builds the CUDA targets without a GPU")
-      return()
+      message(STATUS "plait: nvcc found but no GPU visible: the Host backend, and the model on Cuda<bf16> compiled "
+                     "as a check (PLAIT_CUDA=AUTO); -DPLAIT_CUDA=ON or the cuda preset builds every CUDA target")
+      set(PLAIT_CUDA_COMPILE_CHECK TRUE)
+      set(_plait_archs 90-virtual)  # PTX only: ptxas, most of nvcc's time, has nothing to check here
+    else()
+      set(_plait_archs 90)
     endif()
-    set(_plait_archs 90)
   endif()
-  set(CMAKE_CUDA_ARCHITECTURES "${_plait_archs}" CACHE STRING "CUDA architectures to build for")
+  if(PLAIT_CUDA_COMPILE_CHECK)
+    set(CMAKE_CUDA_ARCHITECTURES "${_plait_archs}")  # not cached: a GPU seen at the next configure gets its own
+  else()
+    set(CMAKE_CUDA_ARCHITECTURES "${_plait_archs}" CACHE STRING "CUDA architectures to build for")
+  endif()
 endif()
 enable_language(CUDA)
+if(PLAIT_CUDA_COMPILE_CHECK)  # what is checked is the host code's types, not its speed: nvcc's host pass at -O0
+  foreach(config RELEASE RELWITHDEBINFO MINSIZEREL)
+    set(CMAKE_CUDA_FLAGS_${config} "-DNDEBUG")
+  endforeach()
+endif()
 
 # CMake 3.25 knows no C++20 flag for nvcc: without these, cuda_std_20 is an error.
 if(CMAKE_VERSION VERSION_LESS 3.26 AND CMAKE_CUDA_COMPILER_ID STREQUAL "NVIDIA")
@@ -110,6 +125,11 @@ if(NOT TARGET plait_cuda)
     $<$<COMPILE_LANGUAGE:CUDA>:--expt-relaxed-constexpr --extended-lambda>)
 endif()
 
+if(PLAIT_CUDA_COMPILE_CHECK)
+  message(STATUS "plait: CUDA ${CUDAToolkit_VERSION} (${CMAKE_CUDA_COMPILER}): compile check only, PTX for "
+                 "${CMAKE_CUDA_ARCHITECTURES}")
+  return()
+endif()
 set(PLAIT_HAS_CUDA TRUE)
 
 # The GPU benchmarks. (Added from here because bench/CMakeLists.txt belongs to the Host build; it may take this over

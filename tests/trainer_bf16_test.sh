@@ -12,9 +12,10 @@ train=$1 work=$2
 mkdir -p "$work" && cd "$work"
 model=(--steps 300 --layers 2 --hidden 64 --heads 4 --ffn 176 --seq-len 64 --batch 8 --sample-tokens 0 --log-every 100
        --val-fraction 0.05 --eval-every 300 --eval-batches 8)
+cache=(--jit-cache "$PWD/jit-cache")  # bf16 is built on first use: kept here, apart from HOME
 for seed in 1 2 3; do
   "$train" "${model[@]}" --seed "$seed" --dtype float > "fp32-$seed.log" 2>&1 || { cat "fp32-$seed.log"; echo "FAIL: fp32 run"; exit 1; }
-  "$train" "${model[@]}" --seed "$seed" --dtype bf16 > "bf16-$seed.log" 2>&1 || { cat "bf16-$seed.log"; echo "FAIL: bf16 run"; exit 1; }
+  "$train" "${model[@]}" --seed "$seed" --dtype bf16 "${cache[@]}" > "bf16-$seed.log" 2>&1 || { cat "bf16-$seed.log"; echo "FAIL: bf16 run"; exit 1; }
 done
 python3 - <<'PY'
 import re

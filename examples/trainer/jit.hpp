@@ -117,11 +117,14 @@ inline int run_built_on_first_use(const Options& o) {
   const std::vector<std::string>& link_arguments = cuda ? jit_cuda_link_arguments : jit_link_arguments;
   PLAIT_CHECK(!compile.empty(), "--device cuda: this plait-train was built without CUDA; build it where the CUDA "
               "toolkit is, or use --device host");
-  // The key changes with the layout, the compile command and the plait-train binary (a rebuild invalidates it).
+  // On the host a library holds one precision: the element type Host<T> takes.
+  const std::string element = o.dtype == "bf16" ? "plait::bf16" : o.dtype;
+  // The key changes with the layout, the precision, the compile command and the plait-train binary (a rebuild
+  // invalidates it).
   struct stat self {};
   stat("/proc/self/exe", &self);
-  const std::size_t key =
-      std::hash<std::string>{}(type + "|" + compile + "|" + std::to_string(self.st_mtime) + "|" + std::to_string(self.st_size));
+  const std::size_t key = std::hash<std::string>{}(type + "|" + (cuda ? "" : element) + "|" + compile + "|" +
+                                                   std::to_string(self.st_mtime) + "|" + std::to_string(self.st_size));
   const std::filesystem::path dir = jit_cache_dir(o);
   char name[32];
   std::snprintf(name, sizeof name, "layout-%016zx", key);
@@ -147,7 +150,7 @@ inline int run_built_on_first_use(const Options& o) {
     std::ofstream code(source, std::ios::trunc);
     code << "// Built by plait-train on first use of this layout.\n#include \"" << (cuda ? "run_cuda.hpp" : "run_host.hpp")
          << "\"\nextern \"C\" int plait_train_layout(const trainer::Options& o) {\n  using L = " << type
-         << ";\n  return trainer::" << (cuda ? "run_on_cuda" : "run_in_dtype") << "<L>(o);\n}\n";
+         << ";\n  return trainer::" << (cuda ? "run_on_cuda<L>" : "run<L, " + element + ">") << "(o);\n}\n";
     code.close();  // sets failbit if the file was not open or did not flush
     if (!code.good())
       error = "cannot write in the layout cache directory '" + dir.string() + "': give a writable directory with --jit-cache";
@@ -156,8 +159,9 @@ inline int run_built_on_first_use(const Options& o) {
   int failed = 0;
   if (builds) {
     if (world.rank() == 0)
-      std::printf("plait-train: building the layout %s%s on first use (%s; kept in %s)\n", type.c_str(),
-                  cuda ? " for CUDA" : "", cuda ? "a few minutes with nvcc" : "about half a minute", dir.c_str());
+      std::printf("plait-train: building the layout %s %s on first use (%s; kept in %s)\n", type.c_str(),
+                  cuda ? "for CUDA" : ("in " + o.dtype).c_str(), cuda ? "a few minutes with nvcc" : "about half a minute",
+                  dir.c_str());
     std::fflush(stdout);
     std::error_code ec;
     const std::string temporary = library.string() + ".tmp" + std::to_string(world.rank());

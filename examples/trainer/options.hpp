@@ -92,9 +92,11 @@ inline std::string layout_type(const Options& o) {
          std::to_string(o.zero) + ">, plait::Checkpoint<" + policy + ">>";
 }
 
-// Whether plait-train has this layout compiled in (else it is built on first use and cached).
+// Whether plait-train has this layout, in this precision, compiled in for the host (else it is built on first use and
+// cached).
 inline bool compiled_in(const Options& o) {
-  return o.pp == 1 && o.checkpoint == "none" && o.schedule == "1f1b" && (o.tp == 1 || o.tp == 2 || o.tp == 4 || o.tp == 8);
+  return o.dtype == "float" && o.pp == 1 && o.checkpoint == "none" && o.schedule == "1f1b" &&
+         (o.tp == 1 || o.tp == 2 || o.tp == 4 || o.tp == 8);
 }
 
 // One flag: its name, the name of its value (empty: a switch), its help, and how it is added to the parser (bound to
@@ -154,8 +156,9 @@ inline std::vector<Flag> flags(Options& o) {
       {"--tied", "", "tie the LM head to the embedding", on(o.tied)},
       {"--device", "host|cuda", "train on the CPU (Host backend, MPI ranks) or on GPUs (Cuda<bf16> over NCCL, one rank "
        "per GPU) (default host)", str(o.device)},
-      {"--dtype", "float|double|bf16", "precision (default float on the host; bf16 on GPUs, the only one there; bf16: "
-       "bf16 weights and activations, fp32 gradients and master weights)", str(o.dtype)},
+      {"--dtype", "float|double|bf16", "precision (default float on the host, compiled in; double and bf16 there are "
+       "built on first use; bf16 on GPUs, the only one there; bf16: bf16 weights and activations, fp32 gradients and "
+       "master weights)", str(o.dtype)},
       {"--peak-gflops", "X", "peak GFLOP/s per device for MFU (default: on GPUs their dense bf16 peak, 989 TFLOP/s "
        "for H100/H200; on the CPU the BLAS GEMM rate measured at start)", f64(o.peak_gflops)},
       {"--peak-tflops", "X", "the same in TFLOP/s", 
