@@ -372,6 +372,7 @@ int train(const Options& o, Comm world, const Device& device) {
     save(last_step);
     finish_save();  // a background save finishes before the run ends
   }
+  watchdog.ended_well();  // every step done: no record left behind (a preempted or failed run keeps its records)
   const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   if (tc.record_timeline) {  // the last step's pipeline, as measured: bubble, and a picture of it
     const plait::parallel::Timeline timeline = trainer.gather_timeline();

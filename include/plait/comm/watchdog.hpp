@@ -217,8 +217,15 @@ class Watchdog {
     wake_.notify_all();
     thread_.join();
     std::error_code ignored;  // a run that ends well leaves no record behind
-    if (settings_.share) std::filesystem::remove(record_path(settings_.record_prefix, settings_.rank), ignored);
+    if (settings_.share && ended_well_)
+      std::filesystem::remove(record_path(settings_.record_prefix, settings_.rank), ignored);
   }
+
+  // The run ended well (every step done): the record goes when the watchdog stops. Without this call it stays, as
+  // it stands: a rank that an error, a signal or another rank's watchdog ended leaves its record for the others'
+  // lines and for whoever looks into it. (A stopped rank the launcher wakes with SIGTERM to end the job goes on to
+  // an orderly exit of its own; it must not take its record with it.)
+  void ended_well() { ended_well_ = true; }
 
   void step_started(std::int64_t step) { recorder_.step_started(step); }
   // With scale_by_steps, the first steps' durations set the limit.
@@ -316,6 +323,7 @@ class Watchdog {
   mutable std::mutex mutex_;
   std::condition_variable wake_;
   bool stop_ = false;
+  bool ended_well_ = false;
   double limit_s_ = 0;
   std::vector<double> first_steps_;
   std::thread thread_;
