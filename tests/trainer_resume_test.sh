@@ -7,12 +7,10 @@
 # beside the metrics repeats the run with --config alone.
 # Usage: trainer_resume_test.sh PLAIT_TRAIN MPIEXEC WORK_DIR
 set -euo pipefail
-train=$1 mpiexec=$2 work=$3
+train=$1 mpiexec=$2 work=$3 run_timeout=120
+source "$(dirname "$0")/trainer_mpi_common.sh"  # run (2 ranks, the small model, under a timeout)
+model+=(--steps 4)
 mkdir -p "$work" && cd "$work" && rm -rf ./*.jsonl ./*.bin ./*.log
-root=(); [[ $(id -u) == 0 ]] && root=(--allow-run-as-root)
-prefix=()  # what run() puts before mpiexec (a timeout below; `timeout 120 run` cannot run a shell function)
-run() { "${prefix[@]}" "$mpiexec" "${root[@]}" -np 2 --oversubscribe --mca mpi_yield_when_idle 1 --bind-to none "$train" \
-          --steps 4 --batch 8 --layers 2 --hidden 64 --heads 4 --kv-heads 2 --ffn 128 --seq-len 32 --sample-tokens 0 "$@"; }
 losses() { grep -o '"loss":[^,}]*' "$1" | cut -d: -f2 | tr '\n' ' '; }
 
 run --tp 2 --zero 1 --metrics straight.jsonl > straight.log
@@ -66,7 +64,6 @@ run --tp 2 --zero 1 --resume again.bin --save again.bin > again.log
 grep -q "resumed: again.bin at step 2" again.log && grep -q "saved: again.bin (step 4)" again.log ||
   { cat again.log; echo "FAIL: resuming and saving over the same file"; exit 1; }
 # Unwritable --save or --trace: refused on every rank before the first step (not after the training), no hang.
-prefix=(timeout 120)
 for flag in "--save missing/state.bin" "--trace missing/trace.json"; do
   rc=0
   # shellcheck disable=SC2086
