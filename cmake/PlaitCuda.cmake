@@ -93,6 +93,17 @@ if(CMAKE_VERSION VERSION_LESS 3.26 AND CMAKE_CUDA_COMPILER_ID STREQUAL "NVIDIA")
 endif()
 
 find_package(CUDAToolkit REQUIRED)
+if(PLAIT_CUDA_COMPILE_CHECK)  # a check on a machine without a GPU: a toolkit without CCCL or NCCL skips it, no error
+  find_package(CCCL CONFIG QUIET HINTS ${CUDAToolkit_LIBRARY_DIR}/cmake/cccl)
+  find_library(PLAIT_NCCL_LIBRARY nccl HINTS ${CUDAToolkit_LIBRARY_DIR} ENV NCCL_HOME PATH_SUFFIXES lib lib64)
+  find_path(PLAIT_NCCL_INCLUDE_DIR nccl.h HINTS ${CUDAToolkit_INCLUDE_DIRS} ENV NCCL_HOME PATH_SUFFIXES include)
+  if(NOT CCCL_FOUND OR NOT PLAIT_NCCL_LIBRARY OR NOT PLAIT_NCCL_INCLUDE_DIR)
+    message(STATUS "plait: the CUDA toolkit here lacks CCCL or NCCL: building the Host backend only, without the "
+                   "CUDA compile check")
+    set(PLAIT_CUDA_COMPILE_CHECK FALSE)
+    return()
+  endif()
+endif()
 find_package(CCCL CONFIG REQUIRED HINTS ${CUDAToolkit_LIBRARY_DIR}/cmake/cccl)
 
 if(NOT TARGET plait::nccl)
