@@ -93,26 +93,32 @@ if(CMAKE_VERSION VERSION_LESS 3.26 AND CMAKE_CUDA_COMPILER_ID STREQUAL "NVIDIA")
 endif()
 
 find_package(CUDAToolkit REQUIRED)
-if(PLAIT_CUDA_COMPILE_CHECK)  # a check on a machine without a GPU: a toolkit without CCCL or NCCL skips it, no error
-  find_package(CCCL CONFIG QUIET HINTS ${CUDAToolkit_LIBRARY_DIR}/cmake/cccl)
-  find_library(PLAIT_NCCL_LIBRARY nccl HINTS ${CUDAToolkit_LIBRARY_DIR} ENV NCCL_HOME PATH_SUFFIXES lib lib64)
-  find_path(PLAIT_NCCL_INCLUDE_DIR nccl.h HINTS ${CUDAToolkit_INCLUDE_DIRS} ENV NCCL_HOME PATH_SUFFIXES include)
-  if(NOT CCCL_FOUND OR NOT PLAIT_NCCL_LIBRARY OR NOT PLAIT_NCCL_INCLUDE_DIR)
-    message(STATUS "plait: the CUDA toolkit here lacks CCCL or NCCL: building the Host backend only, without the "
-                   "CUDA compile check")
-    set(PLAIT_CUDA_COMPILE_CHECK FALSE)
-    return()
-  endif()
-endif()
-find_package(CCCL CONFIG REQUIRED HINTS ${CUDAToolkit_LIBRARY_DIR}/cmake/cccl)
-
+# CCCL and NCCL, looked up once. Missing, they are an error, except for the compile check of a machine without a GPU,
+# which is skipped (that machine built the Host backend before, and still does).
+find_package(CCCL CONFIG QUIET HINTS ${CUDAToolkit_LIBRARY_DIR}/cmake/cccl)
 if(NOT TARGET plait::nccl)
   find_library(PLAIT_NCCL_LIBRARY nccl HINTS ${CUDAToolkit_LIBRARY_DIR} ENV NCCL_HOME PATH_SUFFIXES lib lib64)
   find_path(PLAIT_NCCL_INCLUDE_DIR nccl.h HINTS ${CUDAToolkit_INCLUDE_DIRS} ENV NCCL_HOME PATH_SUFFIXES include)
-  if(NOT PLAIT_NCCL_LIBRARY OR NOT PLAIT_NCCL_INCLUDE_DIR)
-    message(FATAL_ERROR "plait's Cuda backend needs NCCL (nccl.h and libnccl): install it beside the CUDA toolkit or "
-                        "set NCCL_HOME, or configure with -DPLAIT_CUDA=OFF.")
+endif()
+set(_plait_cuda_missing "")
+if(NOT CCCL_FOUND)
+  list(APPEND _plait_cuda_missing "CCCL (the toolkit's lib/cmake/cccl)")
+endif()
+if(NOT TARGET plait::nccl AND (NOT PLAIT_NCCL_LIBRARY OR NOT PLAIT_NCCL_INCLUDE_DIR))
+  list(APPEND _plait_cuda_missing "NCCL (nccl.h and libnccl)")
+endif()
+if(_plait_cuda_missing)
+  list(JOIN _plait_cuda_missing " and " _plait_cuda_missing)
+  if(PLAIT_CUDA_COMPILE_CHECK)
+    message(STATUS "plait: the CUDA toolkit here lacks ${_plait_cuda_missing}: building the Host backend only, "
+                   "without the CUDA compile check")
+    set(PLAIT_CUDA_COMPILE_CHECK FALSE)
+    return()
   endif()
+  message(FATAL_ERROR "plait's Cuda backend needs ${_plait_cuda_missing}: install it beside the CUDA toolkit (NCCL: "
+                      "or set NCCL_HOME), or configure with -DPLAIT_CUDA=OFF.")
+endif()
+if(NOT TARGET plait::nccl)
   add_library(plait::nccl SHARED IMPORTED)
   set_target_properties(plait::nccl PROPERTIES
     IMPORTED_LOCATION ${PLAIT_NCCL_LIBRARY}
