@@ -62,7 +62,7 @@ const char* evaluate_usage =
 
 const char* fit_usage =
     "usage: plait-plan fit --hardware H --in RUNS.csv --out HW.json [--fit-study S]... [--fit-scenario M/T/G]...\n"
-    "                      [--keep NAME|none]... [--cross-validate yes] [--validate yes]\n"
+    "                      [--keep NAME|none]... [--cross-validate yes] [--validate yes] [--score RUNS2.csv]...\n"
     "Fits the calibration constants (memory and efficiency) of hardware H on the selected rows of RUNS.csv (all\n"
     "rows when none is selected) and writes H with them as a JSON file that --hardware accepts. Prints the\n"
     "accuracy on the fitted rows and on the held-out ones. --cross-validate yes also prints, for each scenario\n"
@@ -71,7 +71,9 @@ const char* fit_usage =
     "fitted on the smallest model and scored on the largest, and the reverse (fits, MAE, Spearman, pick gap).\n"
     "--keep NAME leaves that time constant as H has it (repeatable; the list replaces the default, which keeps\n"
     "attention_efficiency, which the attention benchmark measures and runs at one sequence length cannot, and\n"
-    "data_parallel_exposed, how the stack schedules its DP reduction); --keep none fits every time constant.\n";
+    "data_parallel_exposed, how the stack schedules its DP reduction); --keep none fits every time constant.\n"
+    "--score RUNS2.csv scores the rows of another runs file with the fitted constants: scenarios the fit never\n"
+    "saw (tests/plan/data/paper_runs_unseen.csv: the paper's 30B runs and its runs on 256 GPUs).\n";
 
 const char* layout_usage =
     "usage: plait-plan layout --model llama-13b|...|FILE.json --seq-len T --gpus G --global-batch B --hardware H\n"
@@ -362,7 +364,7 @@ int evaluate_cmd(int argc, char** argv) {
 
 int fit_cmd(int argc, char** argv) {
   auto o = parse(argc, argv, {"--hardware", "--in", "--out", "--fit-study", "--fit-scenario", "--keep", "--cross-validate",
-                              "--validate"},
+                              "--validate", "--score"},
                  fit_usage);
   const Hardware hw = load_hardware(need(o, "--hardware", fit_usage));
   const std::string in_path = need(o, "--in", fit_usage), out_path = need(o, "--out", fit_usage);
@@ -417,6 +419,12 @@ int fit_cmd(int argc, char** argv) {
   }
   if (held == "yes")
     for (const auto& v : validate(in, hw, in_path, keep)) print_accuracy(v.held_out, v.split.c_str());
+  for (const auto& path : o["--score"]) {
+    const CsvTable other = read_csv(path);
+    if (other.column("status") < 0 || other.column("mfu") < 0)
+      throw UsageError("'" + path + "' needs status and mfu columns to be scored");
+    print_accuracy(accuracy(score_runs(other, fitted, path)), ("scored on " + path + " (not fitted)").c_str());
+  }
   return 0;
 }
 

@@ -21,6 +21,11 @@ std::string runs_path() {
   return (std::filesystem::path(__FILE__).parent_path() / "data" / "paper_runs.csv").string();
 #endif
 }
+// The paper's other released sweeps (tests/plan/data/README.md): 30B at 2k on 64 and 256 GPUs and at 8k on 64 and 128,
+// 65B at 2k on 64. No fit, built-in or in these tests, sees them.
+std::string unseen_path() {
+  return (std::filesystem::path(runs_path()).parent_path() / "paper_runs_unseen.csv").string();
+}
 bool fitted_study(const Scored& s) { return s.study == "layouts"; }
 
 // The built-in constants are the fit's own output, so a fit started there has nothing left to find: a fitter that
@@ -263,5 +268,34 @@ TEST_CASE("Held-out splits: fewer GPUs to the most and 13B to 65B and back") {
       if (!small_from_65b) CHECK(s.best_in_top3);
       CHECK(s.spearman >= (s.scenario == "13B/2048/32" ? 0.65 : 0.89));  // reached: 0.654 (13B 2k 32), 0.896-0.988
     }
+  }
+}
+
+// The planner on scenarios no fit has seen: the built-in calibration (fitted on the layouts study of paper_runs.csv)
+// predicts the paper's 30B sweeps, its 65B sweep on 64 GPUs and its one sweep on 256 GPUs. The targets:
+// fits/OOM >= 95%, MFU MAE <= 3 points, the pick within 1 point of the best, the best in the top 3. Asserted as
+// reached, each miss named; docs/planner.md ("Scenarios no fit has seen") says where the model is wrong.
+TEST_CASE("Scenarios no fit has seen: 30B, 65B on 64 GPUs, 256 GPUs") {
+  const auto table = read_csv(unseen_path());
+  REQUIRE(table.rows.size() == 430);
+  const auto scored = score_runs(table, dgx_a100_80gb(), unseen_path());
+  REQUIRE(scored.size() == 289);  // ok/oom rows with FlashAttention-2, with or without the RMSNorm kernel
+  const auto all = accuracy(scored);
+  INFO("all: fits " << all.fit_accuracy << " MAE " << all.mfu_mae_points);
+  CHECK(all.fit_accuracy >= 0.945);  // reached: 94.8% (target 95%: 15 rows wrong of 289)
+  CHECK(all.mfu_mae_points <= 2.9);  // reached: 2.81 (target met)
+  REQUIRE(all.scenarios.size() == 5);
+  for (const auto& s : all.scenarios) {
+    INFO(s.scenario << ": fits " << s.fit_accuracy << " MAE " << s.mfu_mae_points << " Spearman " << s.spearman
+                    << " pick gap " << s.pick_gap_points << " pick " << s.pick);
+    // Reached: 91.7% (30B 8k 64: three layouts at TP 4 without SP predicted at 84-86 GiB ran) to 96.3%.
+    CHECK(s.fit_accuracy >= 0.91);
+    // Missed: 30B 2k 256 picks TP 4 PP 1 (31.6% measured, predicted 55.2%: without a pipeline the 256-GPU runs are
+    // 10-15 s a step slower than predicted); 30B 2k 64 picks TP 2 PP 2 micro-batch 2 with SP, predicted at 77.3 GiB,
+    // which ran out of memory; 30B 8k 128 picks a checkpointed layout 11 points under TP 4 PP 4, which ran and is
+    // predicted 1 GiB over. The other two pick the measured best.
+    const bool missed = s.scenario == "30B/2048/256" || s.scenario == "30B/2048/64" || s.scenario == "30B/8192/128";
+    if (!missed) CHECK(s.pick_gap_points <= 1.0);
+    if (s.scenario != "30B/2048/256" && s.scenario != "30B/8192/128") CHECK(s.best_in_top3);
   }
 }
