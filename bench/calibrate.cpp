@@ -496,6 +496,7 @@ int main(int argc, char** argv) {
     c.per_step_overhead_s = 0.0;
     c.per_layer_overhead_s = 0.0;
     c.data_parallel_exposed = c.data_parallel_exposed_pipelined = 1.0;  // blocking MPI collectives: nothing overlaps
+    c.data_parallel_overlap = 0.0;
     c.logits_bytes_per_element = 12.0;  // fp32 logits, softmax and their gradient
   }
   const std::string base_name = hw.name;

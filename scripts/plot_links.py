@@ -116,8 +116,8 @@ def measured(ax, files):
         y = [2 * (n - 1) / n * b / s / 1e9 for b, s in samples]
         fit = f"fit {hw['link_bandwidth'] / 1e9:.2g} GB/s, {1e6 * hw['link_latency_s']:.0f} us"
         ax.plot(x, y, "o-", color=f"C{k}", markersize=3, label=f"MPI, {n} ranks ({fit})")
-    for gbs, name in [(LINK_GBS * 0.34, "A100 NVLink as the planner has it (300 GB/s x 0.34)"),
-                      (NETWORK_GBS * 0.461, "HDR InfiniBand as the planner has it (25 GB/s x 0.46)")]:
+    for gbs, name in [(LINK_GBS * 0.426, "A100 NVLink as the planner has it (300 GB/s x 0.43)"),
+                      (NETWORK_GBS * 0.257, "HDR InfiniBand as the planner has it (25 GB/s x 0.26)")]:
         ax.axhline(gbs, color="0.5", ls="--", lw=0.8)
         ax.text(4096, gbs * 1.1, name, fontsize=6.5, color="0.35")
     ax.set_xscale("log", base=2)

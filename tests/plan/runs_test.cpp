@@ -47,7 +47,7 @@ TEST_CASE("The planner explains the paper's runs") {
   INFO("all: fits " << all.fit_accuracy << " MAE " << all.mfu_mae_points);
   INFO("fitted: fits " << fitted.fit_accuracy << " MAE " << fitted.mfu_mae_points);
   INFO("held out: fits " << held.fit_accuracy << " MAE " << held.mfu_mae_points);
-  // Reached (docs/planner.md): fits/OOM 99.0% all, 99.5% fitted, 97.8% held out; MFU MAE 1.86 / 1.89 / 1.77.
+  // Reached (docs/planner.md): fits/OOM 99.0% all, 99.5% fitted, 97.8% held out; MFU MAE 1.85 / 1.86 / 1.82.
   CHECK(all.fit_accuracy >= 0.985);  // target >= 95%: met overall, fitted and held out
   CHECK(fitted.fit_accuracy >= 0.99);
   CHECK(held.fit_accuracy >= 0.97);
@@ -120,17 +120,16 @@ TEST_CASE("Leave one scenario out: each scenario predicted by a fit on the other
     right += s.fit_accuracy * s.rows;
     // Bounds: what was reached less a margin of about 1 point (2 for the Spearman coefficients).
     CHECK(s.fit_accuracy >= 0.92);   // reached: 93.3% (13B 2k 64) to 100% (13B 2k 32)
-    CHECK(s.mfu_mae_points <= 3.6);  // reached: 1.2 (65B) to 3.5 (13B 2k 64): over the 3-point target there
-    // Reached: 0.90 (13B 8k 128) to 0.99, and 0.72 for 13B 2k 32, whose pipelined micro-batch > 1 rows no layout
+    CHECK(s.mfu_mae_points <= 3.7);  // reached: 1.0 (65B) to 3.69 (13B 2k 64): over the 3-point target there
+    // Reached: 0.905 (13B 2k 64) to 0.983, and 0.79 for 13B 2k 32, whose pipelined micro-batch > 1 rows no layout
     // term explains (docs/planner.md).
     CHECK(s.spearman >= (s.scenario == "13B/2048/32" ? 0.70 : 0.88));
-    // The pick is within a point of the measured best in every scenario but 13B 8k 128 (8.2 points: its layouts
-    // without a pipeline run slower than the model says, docs/planner.md). With data_parallel_exposed fitted too,
-    // 13B 2k 64 missed by 14 points: a fit without it exposed the reduction to serve those 8k rows.
-    if (s.scenario != "13B/8192/128") CHECK(s.pick_gap_points <= 1.0);
+    // The pick is the measured best in every scenario. Before the data-parallel reduction was priced node by node
+    // (time_model.hpp), 13B 8k 128 left out picked a layout without a pipeline 8.2 points under its best.
+    CHECK(s.pick_gap_points <= 1.0);
     CHECK(s.best_in_top3);
   }
-  CHECK(right / rows >= 0.965);  // reached: 97.7% of 298 rows
+  CHECK(right / rows >= 0.965);  // reached: 97.65% of 298 rows
 }
 
 // A sequence length the fit never saw: constants fitted on the 2k runs of the layouts study (13B on 64 GPUs, 65B on
@@ -145,7 +144,7 @@ TEST_CASE("A fit on 2k runs predicts the 8k runs: attention's efficiency is kept
   const auto held = accuracy(score_runs(table, kept, runs_path()), at_8k);
   INFO("8k held out: fits " << held.fit_accuracy << " MAE " << held.mfu_mae_points);
   CHECK(held.rows == 141);
-  CHECK(held.mfu_mae_points <= 3.0);  // reached: 2.93; target <= 3
+  CHECK(held.mfu_mae_points <= 2.0);  // reached: 1.83; target <= 3
   CHECK(held.fit_accuracy >= 0.90);   // reached: 91.5%
   for (const auto& s : held.scenarios) {
     INFO(s.scenario << ": Spearman " << s.spearman << " pick gap " << s.pick_gap_points);
@@ -155,7 +154,7 @@ TEST_CASE("A fit on 2k runs predicts the 8k runs: attention's efficiency is kept
   const auto free = fit_calibration(table, perturbed(dgx_a100_80gb()), runs_path(), at_2k, {});
   INFO("attention_efficiency fitted on 2k alone: " << free.calibration.attention_efficiency);
   CHECK(free.calibration.attention_efficiency < 0.3);  // reached: 0.2, the bound
-  CHECK(accuracy(score_runs(table, free, runs_path()), at_8k).mfu_mae_points > 5.0);  // reached: 7.10
+  CHECK(accuracy(score_runs(table, free, runs_path()), at_8k).mfu_mae_points > 5.0);  // reached: 7.32
 
   CHECK_THROWS_WITH(fit_calibration(table, dgx_a100_80gb(), runs_path(), at_2k, {"attention"}),
                     Catch::Contains("not a time constant") && Catch::Contains("attention_efficiency"));
@@ -255,18 +254,18 @@ TEST_CASE("Held-out splits: fewer GPUs to the most and 13B to 65B and back") {
   for (const auto& v : splits) {
     const auto& a = v.held_out;
     INFO(v.split << ": fits " << a.fit_accuracy << " MAE " << a.mfu_mae_points);
-    CHECK(a.mfu_mae_points <= 3.0);  // reached: 1.74 (128 GPUs), 1.22 (65B), 2.51 (13B)
+    CHECK(a.mfu_mae_points <= 3.0);  // reached: 1.67 (128 GPUs), 1.01 (65B), 2.43 (13B)
     // Reached: 98.8%, 98.8%; fitted on 65B alone, 94.5% of the 13B rows (target 95%: unmet by one row in 218).
     CHECK(a.fit_accuracy >= (v.split == "fitted on 65B, scored on 13B" ? 0.94 : 0.95));
     for (const auto& s : a.scenarios) {
       INFO(s.scenario << ": Spearman " << s.spearman << " pick gap " << s.pick_gap_points << " pick " << s.pick);
-      // Unmet: 13B 8k 128, scored at 128 GPUs or from 65B, picks tp4 pp1 (51.2%) over tp2 pp2 (59.4%, 8.2 points):
-      // its layouts without a pipeline run slower than the model says. From 65B, 13B 2k 32 picks tp2 pp1 mbs2 SP,
-      // 7.4 points under tp1 pp1, and its best is outside the top 3. Everywhere else the pick is the best.
+      // Unmet: from 65B, 13B 2k 32 picks tp1 pp2 micro-batch 2, 6.8 points under tp1 pp1, which the memory constants
+      // fitted on 65B put just over 80 GiB, and its best is outside the top 3. Everywhere else the pick is the best
+      // (before the node-by-node pricing of the reduction, 13B 8k 128 missed by 8.2 points at 128 GPUs and from 65B).
       const bool small_from_65b = s.scenario == "13B/2048/32" && v.split == "fitted on 65B, scored on 13B";
-      CHECK(s.pick_gap_points <= (s.scenario == "13B/8192/128" || small_from_65b ? 8.3 : 1.0));
+      CHECK(s.pick_gap_points <= (small_from_65b ? 6.9 : 1.0));
       if (!small_from_65b) CHECK(s.best_in_top3);
-      CHECK(s.spearman >= (s.scenario == "13B/2048/32" ? 0.65 : 0.89));  // reached: 0.654 (13B 2k 32), 0.896-0.988
+      CHECK(s.spearman >= (s.scenario == "13B/2048/32" ? 0.65 : 0.89));  // reached: 0.728 (13B 2k 32), 0.898-0.983
     }
   }
 }
@@ -283,19 +282,20 @@ TEST_CASE("Scenarios no fit has seen: 30B, 65B on 64 GPUs, 256 GPUs") {
   const auto all = accuracy(scored);
   INFO("all: fits " << all.fit_accuracy << " MAE " << all.mfu_mae_points);
   CHECK(all.fit_accuracy >= 0.945);  // reached: 94.8% (target 95%: 15 rows wrong of 289)
-  CHECK(all.mfu_mae_points <= 2.9);  // reached: 2.81 (target met)
+  CHECK(all.mfu_mae_points <= 2.2);  // reached: 2.12 (target met; 2.81 before the reduction was priced node by node)
   REQUIRE(all.scenarios.size() == 5);
   for (const auto& s : all.scenarios) {
     INFO(s.scenario << ": fits " << s.fit_accuracy << " MAE " << s.mfu_mae_points << " Spearman " << s.spearman
                     << " pick gap " << s.pick_gap_points << " pick " << s.pick);
     // Reached: 91.7% (30B 8k 64: three layouts at TP 4 without SP predicted at 84-86 GiB ran) to 96.3%.
     CHECK(s.fit_accuracy >= 0.91);
-    // Missed: 30B 2k 256 picks TP 4 PP 1 (31.6% measured, predicted 55.2%: without a pipeline the 256-GPU runs are
-    // 10-15 s a step slower than predicted); 30B 2k 64 picks TP 2 PP 2 micro-batch 2 with SP, predicted at 77.3 GiB,
-    // which ran out of memory; 30B 8k 128 picks a checkpointed layout 11 points under TP 4 PP 4, which ran and is
-    // predicted 1 GiB over. The other two pick the measured best.
-    const bool missed = s.scenario == "30B/2048/256" || s.scenario == "30B/2048/64" || s.scenario == "30B/8192/128";
-    if (!missed) CHECK(s.pick_gap_points <= 1.0);
+    // Missed: 30B 2k 256 picks TP 1 PP 4 (46.8%), 2.5 points under TP 2 PP 4 (49.2%), fourth of the predictions
+    // (before the reduction was priced node by node it picked TP 4 PP 1, 31.6%: 17.6 points); 30B 2k 64 picks TP 2
+    // PP 2 micro-batch 2 with SP, predicted at 77.3 GiB, which ran out of memory; 30B 8k 128 picks a checkpointed
+    // layout 11 points under TP 4 PP 4, which ran and is predicted 1 GiB over. The other two pick the measured best.
+    if (s.scenario == "30B/2048/256") CHECK(s.pick_gap_points <= 2.5);
+    const bool memory_miss = s.scenario == "30B/2048/64" || s.scenario == "30B/8192/128";
+    if (!memory_miss && s.scenario != "30B/2048/256") CHECK(s.pick_gap_points <= 1.0);
     if (s.scenario != "30B/2048/256" && s.scenario != "30B/8192/128") CHECK(s.best_in_top3);
   }
 }
