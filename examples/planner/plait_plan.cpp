@@ -71,7 +71,8 @@ const char* fit_usage =
     "fitted on the smallest model and scored on the largest, and the reverse (fits, MAE, Spearman, pick gap).\n"
     "--keep NAME leaves that time constant as H has it (repeatable; the list replaces the default, which keeps\n"
     "attention_efficiency, which the attention benchmark measures and runs at one sequence length cannot, and\n"
-    "data_parallel_exposed, how the stack schedules its DP reduction); --keep none fits every time constant.\n"
+    "data_parallel_exposed, data_parallel_exposed_pipelined and data_parallel_overlap, how the stack schedules\n"
+    "its DP reduction); --keep none fits every time constant.\n"
     "--score RUNS2.csv scores the rows of another runs file with the fitted constants: scenarios the fit never\n"
     "saw (tests/plan/data/paper_runs_unseen.csv: the paper's 30B runs and its runs on 256 GPUs).\n";
 

@@ -274,7 +274,7 @@ TEST_CASE("Held-out splits: fewer GPUs to the most and 13B to 65B and back") {
 // predicts the paper's 30B sweeps, its 65B sweep on 64 GPUs and its one sweep on 256 GPUs. The targets:
 // fits/OOM >= 95%, MFU MAE <= 3 points, the pick within 1 point of the best, the best in the top 3. Asserted as
 // reached, each miss named; docs/planner.md ("Scenarios no fit has seen") says where the model is wrong.
-TEST_CASE("Scenarios no fit has seen: 30B, 65B on 64 GPUs, 256 GPUs") {
+TEST_CASE("Scenarios no fit has seen: 30B and 65B on 64 GPUs and 256 GPUs") {
   const auto table = read_csv(unseen_path());
   REQUIRE(table.rows.size() == 430);
   const auto scored = score_runs(table, dgx_a100_80gb(), unseen_path());

@@ -195,3 +195,82 @@ TEST_CASE("ZeRO-2 and ZeRO-3 with a pipeline: more data-parallel traffic than Ze
     CHECK(z3 > z2);
   }
 }
+
+// The data-parallel reduction as NCCL runs it across nodes (time_model.hpp, data_parallel_collective_seconds): ranks
+// ordered TP, DP, PP put 8 / TP ranks of a DP group in a node; they reduce over NVLink, then each all-reduces its
+// 1/k share across the nodes on its GPU's share of the network. The expected times are the ring's formula written
+// out here, with the latencies at 0 so that only bytes and bandwidths count.
+TEST_CASE("The data-parallel reduction node by node: 1/k of the gradients crosses the network per GPU") {
+  auto hw = dgx_a100_80gb();
+  hw.link_latency_s = hw.network_latency_s = 0.0;
+  hw.collectives = CollectiveAlgorithm::ring;
+  const double link = hw.link_bandwidth * hw.calibration.link_efficiency;
+  const double net = hw.network_bandwidth * hw.calibration.network_efficiency;
+  const double bytes = 1e9;
+  // TP 1, DP 64: 8 ranks a node, 8 nodes.
+  CHECK(data_parallel_collective_seconds(bytes, 1.0, Candidate{.tp = 1}, 64, hw) ==
+        Approx(2.0 * 7 / 8 * bytes / link + 2.0 * 7 / 8 * (bytes / 8) / net));
+  // TP 8, DP 8: one rank a node, all of the gradient on the network.
+  CHECK(data_parallel_collective_seconds(bytes, 1.0, Candidate{.tp = 8}, 8, hw) ==
+        Approx(2.0 * 7 / 8 * bytes / net));
+  // TP 2, DP 4: the whole group in one node, a ring over NVLink.
+  CHECK(data_parallel_collective_seconds(bytes, 1.0, Candidate{.tp = 2}, 4, hw) == Approx(2.0 * 3 / 4 * bytes / link));
+  // A reduce-scatter or an all-gather is half of it.
+  CHECK(data_parallel_collective_seconds(bytes, 0.5, Candidate{.tp = 1}, 64, hw) ==
+        Approx(0.5 * data_parallel_collective_seconds(bytes, 1.0, Candidate{.tp = 1}, 64, hw)));
+  // More nodes add latencies, not bandwidth: with the network's bandwidth out of the way, 16 nodes against 8 at TP 8
+  // cost the ring 2 x 8 more network latencies.
+  auto lat = dgx_a100_80gb();
+  lat.collectives = CollectiveAlgorithm::ring;
+  lat.network_bandwidth = 1e30;
+  lat.link_latency_s = 0.0;
+  CHECK(data_parallel_collective_seconds(bytes, 1.0, Candidate{.tp = 8}, 16, lat) -
+            data_parallel_collective_seconds(bytes, 1.0, Candidate{.tp = 8}, 8, lat) ==
+        Approx(2.0 * 8 * lat.network_latency_s));
+}
+
+TEST_CASE("What the reduction moves: the paper's stack all-reduces in fp32 and gathers and plait reduce-scatters") {
+  const Workload w = llama_13b_2k(64);
+  auto hw = dgx_a100_80gb();
+  hw.link_latency_s = hw.network_latency_s = 0.0;
+  hw.calibration.data_parallel_exposed = 1.0;  // all of it on the step, nothing hidden
+  const double mixed = step_time(w, Candidate{.zero = 1}, hw).data_comm;  // bf16-mixed: 4-byte all-reduce + 2-byte gather
+  hw.calibration.precision = "bf16";                                      // plait's: 4-byte reduce-scatter + 2-byte gather
+  const double plait_bf16 = step_time(w, Candidate{.zero = 1}, hw).data_comm;
+  CHECK(mixed / plait_bf16 == Approx((2.0 * 4 + 2) / (4.0 + 2)));
+  // ZeRO-0 all-reduces the gradients alone in either.
+  CHECK(step_time(w, Candidate{.zero = 0}, hw).data_comm == Approx(plait_bf16 * 2 * 4 / (4.0 + 2)));
+}
+
+TEST_CASE("Without a pipeline the reduction hides behind at most data_parallel_overlap of the backward and with one it waits") {
+  const Workload w = llama_13b_2k(64);
+  auto hw = dgx_a100_80gb();
+  hw.calibration.data_parallel_exposed = 0.0;
+  hw.calibration.data_parallel_overlap = 0.0;
+  const double whole = step_time(w, Candidate{.zero = 1}, hw).data_comm;
+  CHECK(whole > 0);
+  hw.calibration.data_parallel_overlap = 1.0;  // a whole backward is far longer than this reduction
+  CHECK(step_time(w, Candidate{.zero = 1}, hw).data_comm == 0.0);
+  hw.calibration.data_parallel_overlap = 0.01;
+  const double some = step_time(w, Candidate{.zero = 1}, hw).data_comm;
+  CHECK(some > 0);
+  CHECK(some < whole);
+  // With a pipeline the overlap does not count: the reduction waits for the flush.
+  const double piped0 = step_time(w, Candidate{.pp = 2, .zero = 1}, hw).data_comm;
+  hw.calibration.data_parallel_overlap = 1.0;
+  CHECK(step_time(w, Candidate{.pp = 2, .zero = 1}, hw).data_comm == Approx(piped0));
+}
+
+TEST_CASE("Pipeline point-to-point leaves NVLink once the job spans nodes: stages are TP x DP ranks apart") {
+  auto hw = dgx_a100_80gb();
+  hw.link_latency_s = hw.network_latency_s = 0.0;
+  const Candidate l{.tp = 2, .pp = 2};
+  // 8 GPUs: TP 2 x DP 2 x PP 2 in one node; 16 GPUs: DP 4, the two stages on two nodes.
+  const Workload one_node = llama_13b_2k(8), two_nodes = llama_13b_2k(16);
+  const double per_micro_batch_in = step_time(one_node, l, hw).pipeline_comm / static_cast<double>(micro_batches(one_node, l));
+  const double per_micro_batch_out =
+      step_time(two_nodes, l, hw).pipeline_comm / static_cast<double>(micro_batches(two_nodes, l));
+  CHECK(per_micro_batch_out / per_micro_batch_in ==
+        Approx((hw.link_bandwidth * hw.calibration.link_efficiency) /
+               (hw.network_bandwidth * hw.calibration.network_efficiency)));
+}
