@@ -13,10 +13,11 @@
 
 #include "plait/train/checkpoint.hpp"
 #include "sweep.hpp"
+#include "scratch.hpp"
 
 namespace {
 
-const std::string path = (std::filesystem::temp_directory_path() / "plait_parallel_checkpoint").string();
+const std::string path = plait::test::scratch_path("plait_parallel_checkpoint");
 
 template <class Layout>
 using Model = plait::Transformer<Layout, plait::Host<float>, plait::comm::Mpi>;

@@ -10,6 +10,7 @@
 #include "plait/plan/accuracy.hpp"
 #include "plait/plan/fit.hpp"
 #include "plait/plan/runs.hpp"
+#include "scratch.hpp"
 
 using namespace plait::plan;
 
@@ -161,7 +162,7 @@ TEST_CASE("A fit on 2k runs predicts the 8k runs: attention's efficiency is kept
 }
 
 TEST_CASE("evaluate predicts every row it can and names why not beside the others and refuses a file without the columns") {
-  const auto dir = std::filesystem::temp_directory_path();
+  const auto dir = plait::test::scratch_dir();
   const auto path = (dir / "plait_plan_mixed_runs.csv").string();
   {
     std::ofstream f(path);
@@ -198,7 +199,7 @@ TEST_CASE("evaluate predicts every row it can and names why not beside the other
 }
 
 TEST_CASE("plait-train's runs rows: an inline model with its schedule and checkpoint names and MFU from the step time") {
-  const auto path = (std::filesystem::temp_directory_path() / "plait_plan_train_runs.csv").string();
+  const auto path = plait::test::scratch_path("plait_plan_train_runs.csv");
   {
     std::ofstream f(path);
     f << "study,model,seq_len,gpus,tp,pp,mbs,act_ckpt,kernel,seq_parallel,step_time_s,mfu,status,global_batch,zero,"

@@ -18,6 +18,7 @@
 #include "plait/model/transformer.hpp"
 #include "plait/train/checkpoint.hpp"
 #include "plait/train/step.hpp"
+#include "scratch.hpp"
 
 namespace {
 
@@ -43,7 +44,7 @@ plait::train::TrainConfig train_config() {
 }
 
 std::string temp_path(const char* name) {
-  return (std::filesystem::temp_directory_path() / (std::string("plait_ckpt_") + name)).string();
+  return plait::test::scratch_path(std::string("plait_ckpt_") + name);
 }
 
 std::vector<char> read_all(const std::string& path) {

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "plait/train/data.hpp"
+#include "scratch.hpp"
 
 using plait::train::ByteTokenizer;
 using plait::train::TokenDataset;
@@ -110,7 +111,7 @@ namespace {
 // A shard as llm.c writes it (version 1: uint16, 2: uint32), by hand; vocab goes in the fourth header word.
 std::string write_shard(const std::string& name, const std::vector<std::uint32_t>& tokens, int version, int vocab = 0,
                         std::int64_t drop_bytes = 0) {
-  const std::string path = (std::filesystem::temp_directory_path() / ("plait_shard_test_" + name)).string();
+  const std::string path = plait::test::scratch_path("plait_shard_test_" + name);
   std::int32_t header[256] = {20240520, version, static_cast<std::int32_t>(tokens.size()), vocab};
   std::string bytes(reinterpret_cast<const char*>(header), sizeof header);
   for (std::uint32_t t : tokens) {
@@ -142,7 +143,7 @@ TEST_CASE("token shards: uint16 and uint32 tokens read back and a glob concatena
   const std::string b = write_shard("glob_b.bin", {69999, 0, 3}, 2, 70000);
   CHECK(plait::train::is_token_shard(a));
   const auto d = plait::train::describe_data(
-      (std::filesystem::temp_directory_path() / "plait_shard_test_glob_?.bin").string());
+      plait::test::scratch_path("plait_shard_test_glob_?.bin"));
   REQUIRE(d.shards);
   REQUIRE(d.files.size() == 2);
   CHECK(d.tokens == 7);
@@ -162,7 +163,7 @@ TEST_CASE("token shards: a truncated file or a wrong version or an out-of-vocabu
   const std::string v1 = write_shard("vocab_a.bin", {1}, 1, 100), v2 = write_shard("vocab_b.bin", {1}, 1, 200);
   CHECK_THAT(error_of([&] {
                plait::train::describe_data(
-                   (std::filesystem::temp_directory_path() / "plait_shard_test_vocab_?.bin").string());
+                   plait::test::scratch_path("plait_shard_test_vocab_?.bin"));
              }),
              Catch::Contains("records a vocabulary of 200"));
   CHECK_THAT(error_of([] { plait::train::describe_data("/nonexistent/plait_*.bin"); }),

@@ -18,6 +18,7 @@
 #include "plait/train/checkpoint.hpp"
 #include "plait/train/hugging_face.hpp"
 #include "plait/train/step.hpp"
+#include "scratch.hpp"
 
 namespace {
 
@@ -44,7 +45,7 @@ std::vector<std::int32_t> tokens(std::size_t n) {
 }
 
 std::string temp_path(const char* name) {
-  return (std::filesystem::temp_directory_path() / (std::string("plait_hf_") + name)).string();
+  return plait::test::scratch_path(std::string("plait_hf_") + name);
 }
 
 // A model trained three steps and saved to `checkpoint`.

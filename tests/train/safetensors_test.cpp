@@ -13,6 +13,7 @@
 
 #include "plait/core/dtype.hpp"
 #include "plait/train/safetensors.hpp"
+#include "scratch.hpp"
 
 namespace {
 
@@ -21,7 +22,7 @@ using plait::train::SafetensorsReader;
 using plait::train::SafetensorsWriter;
 
 std::string temp_file(const char* name) {
-  return (std::filesystem::temp_directory_path() / (std::string("plait_safetensors_") + name)).string();
+  return plait::test::scratch_path(std::string("plait_safetensors_") + name);
 }
 
 // A file of the header text `header` (its length as declared, unless `declared` says otherwise) and `data` bytes.
