@@ -214,9 +214,10 @@ inline StepTime step_time(const Workload& w, const Candidate& l, const Hardware&
                         : l.zero == 1 ? (bytes.allreduce_under_zero ? reduce : scatter) + gather
                         : l.zero == 2 ? gather
                                       : 0.0;
-    // Without a pipeline the stack may hide the reduction behind backward: at most data_parallel_overlap of the
-    // step's backward (what the paper's runs show), and none of the share data_parallel_exposed says is exposed.
-    // With a pipeline the reduction waits for the flush (data_parallel_exposed_pipelined).
+    // Without a pipeline the reduction may hide behind the backward: at most data_parallel_overlap of the step's
+    // backward, and none of the share data_parallel_exposed says is exposed. For the paper's stack the overlap is
+    // fitted to its runs, and stands in for what the model overcounts in those layouts (its stack reduces after the
+    // backward; hardware.hpp). With a pipeline the reduction waits for the flush (data_parallel_exposed_pipelined).
     const double exposed = l.pp > 1 ? c.data_parallel_exposed_pipelined : c.data_parallel_exposed;
     const double backward_of_step = mb * slowest_layers * backward;
     const double hideable = l.pp > 1 ? 0.0 : c.data_parallel_overlap * backward_of_step;
