@@ -261,6 +261,18 @@ TEST_CASE("Without a pipeline the reduction hides behind at most data_parallel_o
   CHECK(step_time(w, Candidate{.pp = 2, .zero = 1}, hw).data_comm == Approx(piped0));
 }
 
+TEST_CASE("A hardware file written before data_parallel_overlap is refused saying what to add") {
+  auto json = to_json(dgx_a100_80gb());
+  json["calibration"].erase("data_parallel_overlap");
+  CHECK_THROWS_WITH(hardware_from_json(json), Catch::Contains("lacks data_parallel_overlap") &&
+                                                  Catch::Contains("\"data_parallel_overlap\": 0 where") &&
+                                                  Catch::Contains("0.134"));
+  json["calibration"].erase("network_efficiency");  // any other missing key: the general sentence alone
+  json["calibration"]["data_parallel_overlap"] = 0.134;
+  CHECK_THROWS_WITH(hardware_from_json(json), Catch::Contains("lacks network_efficiency") &&
+                                                  !Catch::Contains("data_parallel_overlap"));
+}
+
 TEST_CASE("Pipeline point-to-point leaves NVLink once the job spans nodes: stages are TP x DP ranks apart") {
   auto hw = dgx_a100_80gb();
   hw.link_latency_s = hw.network_latency_s = 0.0;

@@ -236,8 +236,15 @@ void read_fields(const nlohmann::json& j, const char* what, const std::vector<st
   for (auto it = j.begin(); it != j.end(); ++it)
     PLAIT_CHECK(std::find(keys.begin(), keys.end(), it.key()) != keys.end(), "unknown ", what, " key '", it.key(),
                 "'; known keys: ", known);
+  // A key added after files were written says what to put in an older file.
+  const bool lacks_overlap = missing.find("data_parallel_overlap") != std::string::npos;
   PLAIT_CHECK(missing.empty(), what, " lacks ", missing, ": a hardware file gives every key (plait-plan fit and ",
-              "plait-bench-calibrate write complete files)");
+              "plait-bench-calibrate write complete files)",
+              lacks_overlap ? "; a file written before data_parallel_overlap was added can take \"data_parallel_overlap\": "
+                              "0 where data_parallel_exposed is 1 (blocking collectives, as plait-bench-calibrate --host "
+                              "writes), or the share of the step's backward the reduction hides behind without a pipeline "
+                              "(dgx-a100-80gb: 0.134)"
+                            : "");
   visit([&](const char* key, auto& field) {
     using Field = std::decay_t<decltype(field)>;
     if constexpr (std::is_integral_v<Field> && !std::is_same_v<Field, bool>) {  // not a float cast out of range
