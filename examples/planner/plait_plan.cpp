@@ -363,6 +363,12 @@ int evaluate_cmd(int argc, char** argv) {
   return 0;
 }
 
+// A runs file fitted on or scored needs what was measured: each row's status and MFU.
+void require_measurements(const CsvTable& runs, const std::string& path, const char* why) {
+  if (runs.column("status") < 0 || runs.column("mfu") < 0)
+    throw UsageError("'" + path + "' needs status and mfu columns " + why);
+}
+
 int fit_cmd(int argc, char** argv) {
   auto o = parse(argc, argv, {"--hardware", "--in", "--out", "--fit-study", "--fit-scenario", "--keep", "--cross-validate",
                               "--validate", "--score"},
@@ -370,8 +376,7 @@ int fit_cmd(int argc, char** argv) {
   const Hardware hw = load_hardware(need(o, "--hardware", fit_usage));
   const std::string in_path = need(o, "--in", fit_usage), out_path = need(o, "--out", fit_usage);
   const CsvTable in = read_csv(in_path);
-  if (in.column("status") < 0 || in.column("mfu") < 0)
-    throw UsageError("'" + in_path + "' needs status and mfu columns to fit on");
+  require_measurements(in, in_path, "to fit on");
   const auto studies = o["--fit-study"], scenarios = o["--fit-scenario"];
   auto selected = [&](const Scored& s) {
     if (studies.empty() && scenarios.empty()) return true;
@@ -422,8 +427,7 @@ int fit_cmd(int argc, char** argv) {
     for (const auto& v : validate(in, hw, in_path, keep)) print_accuracy(v.held_out, v.split.c_str());
   for (const auto& path : o["--score"]) {
     const CsvTable other = read_csv(path);
-    if (other.column("status") < 0 || other.column("mfu") < 0)
-      throw UsageError("'" + path + "' needs status and mfu columns to be scored");
+    require_measurements(other, path, "to be scored");
     print_accuracy(accuracy(score_runs(other, fitted, path)), ("scored on " + path + " (not fitted)").c_str());
   }
   return 0;

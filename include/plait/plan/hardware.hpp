@@ -220,6 +220,15 @@ inline nlohmann::json to_json(const Hardware& hw) {
 }
 
 namespace detail {
+// What a file written before a key was added can put there; empty for the keys files have always had.
+inline std::string added_key_hint(const std::string& key) {
+  if (key == "data_parallel_overlap")
+    return "; a file written before data_parallel_overlap was added can take \"data_parallel_overlap\": 0 where "
+           "data_parallel_exposed is 1 (blocking collectives, as plait-bench-calibrate --host writes), or the share of "
+           "the step's backward the reduction hides behind without a pipeline (dgx-a100-80gb: 0.134)";
+  return "";
+}
+
 // Reads every field `visit` names from the object j, refusing keys it does not name (a typo would otherwise go
 // unnoticed) and keys it names that j lacks (a default would stand in for a figure nobody measured).
 template <class Visit>
@@ -227,24 +236,19 @@ void read_fields(const nlohmann::json& j, const char* what, const std::vector<st
                  Visit&& visit) {
   PLAIT_CHECK(j.is_object(), what, " must be a JSON object");
   std::vector<std::string> keys = also_allowed;
-  std::string known, missing;
+  std::string known, missing, hints;
   visit([&](const char* key, auto&) {
     keys.emplace_back(key);
     known += std::string(known.empty() ? "" : ", ") + key;
-    if (!j.contains(key)) missing += std::string(missing.empty() ? "" : ", ") + key;
+    if (j.contains(key)) return;
+    missing += std::string(missing.empty() ? "" : ", ") + key;
+    hints += added_key_hint(key);
   });
   for (auto it = j.begin(); it != j.end(); ++it)
     PLAIT_CHECK(std::find(keys.begin(), keys.end(), it.key()) != keys.end(), "unknown ", what, " key '", it.key(),
                 "'; known keys: ", known);
-  // A key added after files were written says what to put in an older file.
-  const bool lacks_overlap = missing.find("data_parallel_overlap") != std::string::npos;
   PLAIT_CHECK(missing.empty(), what, " lacks ", missing, ": a hardware file gives every key (plait-plan fit and ",
-              "plait-bench-calibrate write complete files)",
-              lacks_overlap ? "; a file written before data_parallel_overlap was added can take \"data_parallel_overlap\": "
-                              "0 where data_parallel_exposed is 1 (blocking collectives, as plait-bench-calibrate --host "
-                              "writes), or the share of the step's backward the reduction hides behind without a pipeline "
-                              "(dgx-a100-80gb: 0.134)"
-                            : "");
+              "plait-bench-calibrate write complete files)", hints);
   visit([&](const char* key, auto& field) {
     using Field = std::decay_t<decltype(field)>;
     if constexpr (std::is_integral_v<Field> && !std::is_same_v<Field, bool>) {  // not a float cast out of range

@@ -67,37 +67,26 @@ inline double layer_memory_bound_bytes(const ModelConfig& m, const Candidate& l,
   return bytes.activations / 2.0 * (norm_tokens * norm_bytes + tokens * other_bytes);
 }
 
-// Where a data-parallel group sits: ProcessGrid orders ranks TP, DP, PP (the paper's stack orders them the same
-// way), so a node holds k = gpus_per_node / TP ranks of each DP group (the whole group when it is smaller) and the
-// group spans N = dp / k nodes.
-struct DataParallelPlacement {
-  double per_node = 1, nodes = 1;
-};
-inline DataParallelPlacement data_parallel_placement(const Candidate& l, double dp, const Hardware& hw) {
-  DataParallelPlacement out;
-  out.per_node = std::clamp(std::floor(static_cast<double>(hw.gpus_per_node) / l.tp), 1.0, std::max(dp, 1.0));
-  out.nodes = std::ceil(dp / out.per_node);
-  return out;
-}
-
-// The data-parallel collectives as NCCL runs them on a cluster: within a node the k ranks of a group reduce-scatter
-// (all-gather) over NVLink; across nodes each of them handles its 1/k share with its counterparts on the other
-// N - 1 nodes, on its own GPU's share of the network (every GPU of a node sends at once, which is how
-// plait-bench-calibrate measures network_bandwidth), ring or tree as NCCL picks. So what crosses the network per GPU
-// is 1/k of what a rank holds: TP 1 (k = 8) sends an eighth of it, TP 8 (k = 1) all of it; the nodes crossed add
-// latencies (2 (N-1) for the ring, 2 log2 N for the tree). `fraction` 1 is an all-reduce, 0.5 a reduce-scatter or
-// an all-gather (half the volume and half the latencies of a ring all-reduce).
+// The data-parallel collectives as NCCL runs them on a cluster. ProcessGrid orders ranks TP, DP, PP (the paper's
+// stack orders them the same way), so a node holds k = gpus_per_node / TP ranks of each DP group (the whole group when
+// it is smaller) and the group spans N = dp / k nodes. Within a node the k ranks reduce-scatter (all-gather) over
+// NVLink; across nodes each of them handles its 1/k share with its counterparts on the other N - 1 nodes, on its own
+// GPU's share of the network (every GPU of a node sends at once, which is how plait-bench-calibrate measures
+// network_bandwidth), ring or tree as NCCL picks. So what crosses the network per GPU is 1/k of what a rank holds:
+// TP 1 (k = 8) sends an eighth of it, TP 8 (k = 1) all of it; the nodes crossed add latencies (2 (N-1) for the ring,
+// 2 log2 N for the tree). `fraction` 1 is an all-reduce, 0.5 a reduce-scatter or an all-gather (half the volume and
+// half the latencies of a ring all-reduce).
 inline double data_parallel_collective_seconds(double bytes, double fraction, const Candidate& l, double dp,
                                                const Hardware& hw) {
   const auto& c = hw.calibration;
   if (dp <= 1 || bytes <= 0) return 0.0;
-  const auto place = data_parallel_placement(l, dp, hw);
+  const double k = std::clamp(std::floor(static_cast<double>(hw.gpus_per_node) / l.tp), 1.0, dp);
+  const double nodes = std::ceil(dp / k);
   const double link = hw.link_bandwidth * c.link_efficiency;
-  if (place.nodes <= 1) return fraction * allreduce_seconds(bytes, dp, link, hw.link_latency_s, hw.collectives);
-  const double k = place.per_node;
-  const double in_node = k > 1 ? fraction * allreduce_seconds(bytes, k, link, hw.link_latency_s, hw.collectives) : 0.0;
-  return in_node + fraction * allreduce_seconds(bytes / k, place.nodes, hw.network_bandwidth * c.network_efficiency,
-                                                hw.network_latency_s, hw.collectives);
+  if (nodes <= 1) return fraction * allreduce_seconds(bytes, dp, link, hw.link_latency_s, hw.collectives);
+  const double in_node = k > 1 ? allreduce_seconds(bytes, k, link, hw.link_latency_s, hw.collectives) : 0.0;
+  return fraction * (in_node + allreduce_seconds(bytes / k, nodes, hw.network_bandwidth * c.network_efficiency,
+                                                 hw.network_latency_s, hw.collectives));
 }
 
 struct StepTime {
@@ -170,7 +159,7 @@ inline StepTime step_time(const Workload& w, const Candidate& l, const Hardware&
   // puts neighbouring stages TP x DP ranks apart: on the network once the job spans nodes.
   double p2p = 0;
   if (l.pp > 1) {
-    const bool in_node = l.tp * l.pp * dp <= hw.gpus_per_node;
+    const bool in_node = w.gpus <= hw.gpus_per_node;  // the whole job, TP x DP x PP, in one node
     const double bw = in_node ? hw.link_bandwidth * c.link_efficiency : hw.network_bandwidth * c.network_efficiency;
     const double lat = in_node ? hw.link_latency_s : hw.network_latency_s;
     const double sent = tokens * h * bytes.activations / (l.sequence_parallel ? t : 1.0);
@@ -208,7 +197,7 @@ inline StepTime step_time(const Workload& w, const Candidate& l, const Hardware&
   if (dp > 1) {
     const double grads = bytes.reduced * params, weights = bytes.weights * params;
     const double reduce = data_parallel_collective_seconds(grads, 1.0, l, dp, hw);
-    const double scatter = data_parallel_collective_seconds(grads, 0.5, l, dp, hw);
+    const double scatter = 0.5 * reduce;
     const double gather = data_parallel_collective_seconds(weights, 0.5, l, dp, hw);
     const double once = l.zero == 0   ? reduce
                         : l.zero == 1 ? (bytes.allreduce_under_zero ? reduce : scatter) + gather
@@ -219,15 +208,15 @@ inline StepTime step_time(const Workload& w, const Candidate& l, const Hardware&
     // fitted to its runs, and stands in for what the model overcounts in those layouts (its stack reduces after the
     // backward; hardware.hpp). With a pipeline the reduction waits for the flush (data_parallel_exposed_pipelined).
     const double exposed = l.pp > 1 ? c.data_parallel_exposed_pipelined : c.data_parallel_exposed;
-    const double backward_of_step = mb * slowest_layers * backward;
-    const double hideable = l.pp > 1 ? 0.0 : c.data_parallel_overlap * backward_of_step;
+    const double backward_of_micro_batch = slowest_layers * backward;
+    const double hideable = l.pp > 1 ? 0.0 : c.data_parallel_overlap * mb * backward_of_micro_batch;
     out.data_comm = once * exposed + std::max(0.0, once * (1.0 - exposed) - hideable);
     // The per-micro-batch collectives hide behind the micro-batch's backward as the once-per-step reduction does
     // without a pipeline: at most data_parallel_overlap of it; what exceeds that is exposed.
     const double per_micro_batch_comm = l.zero == 2 ? scatter : l.zero == 3 ? 2.0 * gather + scatter : 0.0;
     if (per_micro_batch_comm > 0) {
       const double hidden = std::min(per_micro_batch_comm * (1.0 - c.data_parallel_exposed),
-                                     c.data_parallel_overlap * slowest_layers * backward);
+                                     c.data_parallel_overlap * backward_of_micro_batch);
       out.data_comm += mb * (per_micro_batch_comm - hidden);
     }
   }
