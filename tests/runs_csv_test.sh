@@ -4,8 +4,8 @@
 # unsupported), and `plait-plan fit` refits the constants on them: the refitted file predicts their step times closer
 # than the file it started from (reached: 0.55 of its error; required: under 0.8). The fullest rank's measured peak
 # memory must come within 7% of the prediction (reached: 0.8% for tp2 zero1, 4.2% for zero3; the model counts
-# plait's tracked bytes, and on these tiny models the per-rank workspace it does not itemise is a few percent), and
-# a file with other columns is refused before any training.
+# plait's tracked bytes, and on these tiny models the per-rank workspace it does not itemise is a few percent),
+# before the refit and after it, and a file with other columns is refused before any training.
 # Usage: runs_csv_test.sh PLAIT_TRAIN PLAIT_PLAN MPIEXEC HARDWARE_JSON WORK_DIR
 set -euo pipefail
 train=$1 plan=$2 mpiexec=$3 hardware=$4 work=$5
@@ -45,6 +45,11 @@ def error(path):  # mean |log(predicted / measured step time)| over the rows
 before, after = error(sys.argv[1]), error(sys.argv[2])
 print(f"step time error (mean |log(predicted / measured)|): {before:.3f} with the input file, {after:.3f} refitted")
 assert after < 0.8 * before, "plait-plan fit did not bring the predictions closer to the runs it was fitted on"
+# The refit keeps the stack's own memory (overhead, bytes per logit, allocator slack) as the CPU file has it, so its
+# memory predictions stay as right as the file's (when the fit moved the overhead it went to a GPU's 1 GB floor).
+for r in csv.DictReader(open(sys.argv[2])):
+    meas, pred = float(r["peak_mem_gib"]), float(r["mem_gib_pred"])
+    assert abs(pred - meas) <= 0.07 * meas, f"refitted: tp{r['tp']} zero{r['zero']}: memory {pred} GiB, measured {meas}"
 PY
 
 echo "a,b" > other.csv

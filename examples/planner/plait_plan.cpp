@@ -69,10 +69,11 @@ const char* fit_usage =
     "(model/seq/gpus) of the selected rows, its accuracy under constants fitted on the other scenarios alone.\n"
     "--validate yes prints held-out splits of all rows: fitted below the largest GPU count and scored at it,\n"
     "fitted on the smallest model and scored on the largest, and the reverse (fits, MAE, Spearman, pick gap).\n"
-    "--keep NAME leaves that time constant as H has it (repeatable; the list replaces the default, which keeps\n"
-    "attention_efficiency, which the attention benchmark measures and runs at one sequence length cannot, and\n"
+    "--keep NAME leaves that constant as H has it (repeatable; the list replaces the default, which keeps\n"
+    "attention_efficiency, which the attention benchmark measures and runs at one sequence length cannot;\n"
     "data_parallel_exposed, data_parallel_exposed_pipelined and data_parallel_overlap, how the stack schedules\n"
-    "its DP reduction); --keep none fits every time constant.\n"
+    "its DP reduction; and logits_bytes_per_element, framework_overhead_bytes and fragmentation, the stack's\n"
+    "memory whatever the layout, which runs cannot tell from activations); --keep none fits every constant.\n"
     "--score RUNS2.csv scores the rows of another runs file with the fitted constants: scenarios the fit never\n"
     "saw (tests/plan/data/paper_runs_unseen.csv: the paper's 30B runs and its runs on 256 GPUs).\n";
 
@@ -391,10 +392,10 @@ int fit_cmd(int argc, char** argv) {
     const auto& names = o["--keep"];
     const bool none = std::find(names.begin(), names.end(), "none") != names.end();
     if (none && names.size() > 1)
-      throw UsageError("--keep none fits every time constant: give it alone, not with other names");
+      throw UsageError("--keep none fits every constant: give it alone, not with other names");
     keep = none ? std::vector<std::string>{} : names;
     try {
-      (void)free_time_constants(keep);  // a bad name is a usage error before any fitting
+      (void)free_constants({}, keep);  // a bad name is a usage error before any fitting
     } catch (const plait::Error& e) {
       throw UsageError(std::string(e.what()) + "; or --keep none");
     }

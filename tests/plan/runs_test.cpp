@@ -48,10 +48,12 @@ TEST_CASE("The planner explains the paper's runs") {
   INFO("all: fits " << all.fit_accuracy << " MAE " << all.mfu_mae_points);
   INFO("fitted: fits " << fitted.fit_accuracy << " MAE " << fitted.mfu_mae_points);
   INFO("held out: fits " << held.fit_accuracy << " MAE " << held.mfu_mae_points);
-  // Reached (docs/planner.md): fits/OOM 99.0% all, 99.5% fitted, 97.8% held out; MFU MAE 1.85 / 1.86 / 1.82.
-  CHECK(all.fit_accuracy >= 0.985);  // target >= 95%: met overall, fitted and held out
-  CHECK(fitted.fit_accuracy >= 0.99);
-  CHECK(held.fit_accuracy >= 0.97);
+  // Reached (docs/planner.md): fits/OOM 98.3% all, 99.0% fitted, 96.7% held out; MFU MAE 1.85 / 1.86 / 1.82.
+  // (99.0 / 99.5 / 97.8% when the loss's bytes per logit, the stack's overhead and the allocator's slack were
+  // fitted too: they fitted the layouts study better and 13B from 65B worse, see fit.hpp default_kept_constants.)
+  CHECK(all.fit_accuracy >= 0.98);  // target >= 95%: met overall, fitted and held out
+  CHECK(fitted.fit_accuracy >= 0.985);
+  CHECK(held.fit_accuracy >= 0.96);
   CHECK(all.mfu_mae_points <= 2.0);  // target <= 3 points: met
   CHECK(fitted.mfu_mae_points <= 2.0);
   CHECK(held.mfu_mae_points <= 2.0);
@@ -93,10 +95,10 @@ TEST_CASE("Refitting on the layouts study from a perturbed start recovers the bu
   INFO("refit: fitted fits " << accuracy(scored, fitted_study).fit_accuracy << " MAE "
                              << accuracy(scored, fitted_study).mfu_mae_points << ", held out fits "
                              << held.fit_accuracy << " MAE " << held.mfu_mae_points);
-  // Reached: the built-ins' own figures, fitted 99.5% and 1.90 points, held out 97.8% and 1.73 (docs/planner.md).
+  // Reached: the built-ins' own figures, fitted 99.0% and 1.86 points, held out 96.7% and 1.82 (docs/planner.md).
   CHECK(accuracy(scored, fitted_study).fit_accuracy >= 0.985);
   CHECK(accuracy(scored, fitted_study).mfu_mae_points <= 2.0);
-  CHECK(held.fit_accuracy >= 0.97);
+  CHECK(held.fit_accuracy >= 0.96);
   CHECK(held.mfu_mae_points <= 2.0);
   // The efficiencies the runs pin down come back to within 2% of the built-ins (allowed: 5%); the GEMM half-size
   // trades off against the peak efficiency, and the memory constants have a flat optimum, so those are not compared.
@@ -146,7 +148,7 @@ TEST_CASE("A fit on 2k runs predicts the 8k runs: attention's efficiency is kept
   INFO("8k held out: fits " << held.fit_accuracy << " MAE " << held.mfu_mae_points);
   CHECK(held.rows == 141);
   CHECK(held.mfu_mae_points <= 2.0);  // reached: 1.83; target <= 3
-  CHECK(held.fit_accuracy >= 0.90);   // reached: 91.5%
+  CHECK(held.fit_accuracy >= 0.94);   // reached: 95.0% (91.5% while the fit moved the stack's memory constants)
   for (const auto& s : held.scenarios) {
     INFO(s.scenario << ": Spearman " << s.spearman << " pick gap " << s.pick_gap_points);
     CHECK(s.best_in_top3);
@@ -158,7 +160,8 @@ TEST_CASE("A fit on 2k runs predicts the 8k runs: attention's efficiency is kept
   CHECK(accuracy(score_runs(table, free, runs_path()), at_8k).mfu_mae_points > 5.0);  // reached: 7.32
 
   CHECK_THROWS_WITH(fit_calibration(table, dgx_a100_80gb(), runs_path(), at_2k, {"attention"}),
-                    Catch::Contains("not a time constant") && Catch::Contains("attention_efficiency"));
+                    Catch::Contains("not a fitted constant") && Catch::Contains("attention_efficiency") &&
+                        Catch::Contains("unsplit_activation_bytes"));
 }
 
 TEST_CASE("evaluate predicts every row it can and names why not beside the others and refuses a file without the columns") {
@@ -246,8 +249,8 @@ TEST_CASE("plait-train's runs rows: an inline model with its schedule and checkp
 
 // Held-out splits that cannot flatter (fit.hpp validate): fitted below the largest GPU count and scored at it, fitted
 // on 13B and scored on 65B, and the reverse. The issue's targets on every split: fits/OOM right for >= 95% of rows,
-// MFU MAE <= 3 points, the pick within 1 point of the measured best in every scenario, the best in the top 3.
-// Where a target is not met it is asserted as reached and named; docs/planner.md says why.
+// MFU MAE <= 3 points, the pick within 1 point of the measured best in every scenario, the best in the top 3: all
+// met, each asserted (docs/planner.md shows the figures).
 TEST_CASE("Held-out splits: fewer GPUs to the most and 13B to 65B and back") {
   const auto table = read_csv(runs_path());
   const auto splits = validate(table, dgx_a100_80gb(), runs_path());  // each fit starts from detuned(hw)
@@ -256,16 +259,16 @@ TEST_CASE("Held-out splits: fewer GPUs to the most and 13B to 65B and back") {
     const auto& a = v.held_out;
     INFO(v.split << ": fits " << a.fit_accuracy << " MAE " << a.mfu_mae_points);
     CHECK(a.mfu_mae_points <= 3.0);  // reached: 1.67 (128 GPUs), 1.01 (65B), 2.43 (13B)
-    // Reached: 98.8%, 98.8%; fitted on 65B alone, 94.5% of the 13B rows (target 95%: unmet by one row in 218).
-    CHECK(a.fit_accuracy >= (v.split == "fitted on 65B, scored on 13B" ? 0.94 : 0.95));
+    // Reached: 98.1%, 98.8%, and 97.2% of the 13B rows fitted on 65B alone (94.5% while a fit on one model size
+    // could move the stack's memory constants, fit.hpp default_kept_constants).
+    CHECK(a.fit_accuracy >= 0.95);
     for (const auto& s : a.scenarios) {
       INFO(s.scenario << ": Spearman " << s.spearman << " pick gap " << s.pick_gap_points << " pick " << s.pick);
-      // Unmet: from 65B, 13B 2k 32 picks tp1 pp2 micro-batch 2, 6.8 points under tp1 pp1, which the memory constants
-      // fitted on 65B put just over 80 GiB, and its best is outside the top 3. Everywhere else the pick is the best
-      // (before the node-by-node pricing of the reduction, 13B 8k 128 missed by 8.2 points at 128 GPUs and from 65B).
-      const bool small_from_65b = s.scenario == "13B/2048/32" && v.split == "fitted on 65B, scored on 13B";
-      CHECK(s.pick_gap_points <= (small_from_65b ? 6.9 : 1.0));
-      if (!small_from_65b) CHECK(s.best_in_top3);
+      // Met in every scenario of every split. Before, from 65B, 13B 2k 32 picked tp1 pp2 micro-batch 2, 6.8 points
+      // under tp1 pp1, which the stack's overhead fitted on 65B (4.5 GB) put over 80 GiB; before the node-by-node
+      // pricing of the reduction, 13B 8k 128 missed by 8.2 points at 128 GPUs and from 65B.
+      CHECK(s.pick_gap_points <= 1.0);
+      CHECK(s.best_in_top3);
       CHECK(s.spearman >= (s.scenario == "13B/2048/32" ? 0.65 : 0.89));  // reached: 0.728 (13B 2k 32), 0.898-0.983
     }
   }
@@ -282,7 +285,7 @@ TEST_CASE("Scenarios no fit has seen: 30B and 65B on 64 GPUs and 256 GPUs") {
   REQUIRE(scored.size() == 289);  // ok/oom rows with FlashAttention-2, with or without the RMSNorm kernel
   const auto all = accuracy(scored);
   INFO("all: fits " << all.fit_accuracy << " MAE " << all.mfu_mae_points);
-  CHECK(all.fit_accuracy >= 0.945);  // reached: 94.8% (target 95%: 15 rows wrong of 289)
+  CHECK(all.fit_accuracy >= 0.94);  // reached: 94.5% (target 95%: 16 rows wrong of 289)
   CHECK(all.mfu_mae_points <= 2.2);  // reached: 2.12 (target met; 2.81 before the reduction was priced node by node)
   REQUIRE(all.scenarios.size() == 5);
   for (const auto& s : all.scenarios) {

@@ -1,6 +1,6 @@
 // Fitting the calibration constants on measured runs: the memory constants by how many fits/OOM outcomes they
-// get right, the time constants by the mean absolute MFU error (Nelder-Mead inside bounds), except those a
-// benchmark measures better than runs can (default_kept_constants). Only the rows a caller selects are used, so
+// get right, the time constants by the mean absolute MFU error (Nelder-Mead inside bounds), except those the
+// hardware file knows better than runs can show (default_kept_constants). Only the rows a caller selects are used, so
 // the rest stay held out.
 #pragma once
 
@@ -48,8 +48,8 @@ inline const std::vector<FittedConstant>& time_constants() {
   return v;
 }
 
-// The time constants a fit leaves as the hardware file has them unless told otherwise, because the file knows them
-// better than a few runs can show them:
+// The constants a fit leaves as the hardware file has them unless told otherwise, because the file knows them
+// better than a few runs can show them. Time:
 // - attention's efficiency is what the attention benchmark measures (plait-bench-calibrate; for the built-in A100,
 //   FlashAttention-2's published figure), and runs at one sequence length cannot pin it down: at 2k tokens attention
 //   is a few percent of a step, so a fit on 2k runs alone drives it to its lower bound (0.2) and then
@@ -61,22 +61,43 @@ inline const std::vector<FittedConstant>& time_constants() {
 //   not explain: freed in a fit that holds out 13B 2k 64 or 13B 8k 128, the overlap moves to serve the rows left
 //   and those scenarios' picks miss by 14 and 8 points; an earlier fit free to expose the reduction exposed most of
 //   it to serve the slow 13B 8k 128 runs and then picked a layout for 13B 2k 64 14 points under its best.
+// Memory: what the loss keeps per logit (logits_bytes_per_element, counted from the stack's loss: 16 bytes for the
+// paper's), what a rank holds whatever its layout (framework_overhead_bytes: CUDA context, communicators,
+// workspaces) and the allocator's slack (fragmentation) are the stack's, not the layout's. The runs of one model
+// cannot tell them from the activations: fitted on the 65B runs alone, all three moved (overhead to 4.5 GB) and
+// called 12 of the 218 13B rows wrong, TP 1 PP 1 on 32 GPUs out of memory among them, so that 13B 2k 32 picked a
+// layout 6.8 points under its best; kept, the fit moves the two the layouts decide (unsplit activation bytes,
+// the recompute working set) and 96.8% of the 13B rows come out right. A fit on a CPU's runs likewise keeps the
+// CPU file's zero overhead instead of the 1-8 GB a GPU's context needs.
 inline std::vector<std::string> default_kept_constants() {
-  return {"attention_efficiency", "data_parallel_exposed", "data_parallel_exposed_pipelined", "data_parallel_overlap"};
+  return {"attention_efficiency",     "data_parallel_exposed",    "data_parallel_exposed_pipelined",
+          "data_parallel_overlap",    "logits_bytes_per_element", "framework_overhead_bytes",
+          "fragmentation"};
 }
 
-// The time constants a fit moves: all but `keep`, whose names must be time constants.
-inline std::vector<FittedConstant> free_time_constants(const std::vector<std::string>& keep) {
-  for (const auto& name : keep)
-    if (std::none_of(time_constants().begin(), time_constants().end(), [&](const auto& k) { return name == k.name; })) {
+// The constants of `all` a fit moves: all but `keep`, whose names must each be a memory or a time constant.
+inline std::vector<FittedConstant> free_constants(const std::vector<FittedConstant>& all,
+                                                  const std::vector<std::string>& keep) {
+  for (const auto& name : keep) {
+    auto named = [&](const FittedConstant& k) { return name == k.name; };
+    if (std::none_of(time_constants().begin(), time_constants().end(), named) &&
+        std::none_of(memory_constants().begin(), memory_constants().end(), named)) {
       std::string names;
-      for (const auto& k : time_constants()) names += std::string(names.empty() ? "" : ", ") + k.name;
-      core::fail("cannot keep '", name, "' out of the fit: it is not a time constant (", names, ")");
+      for (const auto* list : {&memory_constants(), &time_constants()})
+        for (const auto& k : *list) names += std::string(names.empty() ? "" : ", ") + k.name;
+      core::fail("cannot keep '", name, "' out of the fit: it is not a fitted constant (", names, ")");
     }
+  }
   std::vector<FittedConstant> free;
-  for (const auto& k : time_constants())
+  for (const auto& k : all)
     if (std::find(keep.begin(), keep.end(), k.name) == keep.end()) free.push_back(k);
   return free;
+}
+inline std::vector<FittedConstant> free_time_constants(const std::vector<std::string>& keep) {
+  return free_constants(time_constants(), keep);
+}
+inline std::vector<FittedConstant> free_memory_constants(const std::vector<std::string>& keep) {
+  return free_constants(memory_constants(), keep);
 }
 
 namespace detail {
@@ -146,12 +167,13 @@ inline std::vector<double> nelder_mead(const std::function<double(const std::vec
 }
 }  // namespace detail
 
-// Fits hw.calibration on the rows `include` selects, leaving the time constants named in `keep` as hw has them;
+// Fits hw.calibration on the rows `include` selects, leaving the constants named in `keep` as hw has them;
 // returns the fitted hardware.
 inline Hardware fit_calibration(const CsvTable& runs, Hardware hw, const std::string& path,
                                 const std::function<bool(const Scored&)>& include,
                                 const std::vector<std::string>& keep = default_kept_constants()) {
   const std::vector<FittedConstant> free = free_time_constants(keep);
+  const std::vector<FittedConstant> memory = free_memory_constants(keep);
   std::vector<Scored> rows;
   for (auto& s : score_runs(runs, hw, path))
     if (include(s)) rows.push_back(std::move(s));
@@ -161,7 +183,7 @@ inline Hardware fit_calibration(const CsvTable& runs, Hardware hw, const std::st
   // among equally right constants the one with the smallest misses wins.
   auto memory_loss = [&](const std::vector<double>& u) {
     Calibration c = hw.calibration;
-    detail::set_unit(c, memory_constants(), u);
+    detail::set_unit(c, memory, u);
     double loss = 0;
     for (const auto& s : rows) {
       const double bytes = memory_per_rank(s.run.workload, s.run.layout, c).total();
@@ -175,9 +197,9 @@ inline Hardware fit_calibration(const CsvTable& runs, Hardware hw, const std::st
   std::mt19937 rng(12345);
   std::uniform_real_distribution<double> unit(0.0, 1.0);
   std::normal_distribution<double> normal(0.0, 1.0);
-  auto best_u = detail::get_unit(hw.calibration, memory_constants());
+  auto best_u = detail::get_unit(hw.calibration, memory);
   double best_loss = memory_loss(best_u);
-  const int samples = 10000;
+  const int samples = memory.empty() ? 0 : 10000;
   for (int it = 0; it < samples; ++it) {
     const double scale = 0.3 * std::pow(0.03, static_cast<double>(it) / samples);
     auto u = best_u;
@@ -185,7 +207,7 @@ inline Hardware fit_calibration(const CsvTable& runs, Hardware hw, const std::st
     const double l = memory_loss(u);
     if (l < best_loss) best_loss = l, best_u = u;
   }
-  detail::set_unit(hw.calibration, memory_constants(), best_u);
+  detail::set_unit(hw.calibration, memory, best_u);
 
   if (free.empty()) return hw;
   auto time_loss = [&](const std::vector<double>& u) {
@@ -205,7 +227,7 @@ inline Hardware fit_calibration(const CsvTable& runs, Hardware hw, const std::st
   return hw;
 }
 
-// hw with every constant a fit moves (the memory constants, and the time constants but `keep`) pushed `fraction` of
+// hw with every constant a fit moves (the memory and time constants but `keep`) pushed `fraction` of
 // its range away from its value, towards the far bound: a start that does not sit on an earlier fit's optimum.
 // A fit that must not know some rows starts here when hw's constants were fitted on those rows (the built-ins
 // were), and a test of the fitter starts here so that a fitter that did nothing would fail it.
@@ -216,7 +238,7 @@ inline Hardware detuned(Hardware hw, double fraction = 0.35,
     const double u = std::clamp((x - k.lo) / (k.hi - k.lo), 0.0, 1.0);
     x = k.lo + (u < 0.5 ? u + fraction : u - fraction) * (k.hi - k.lo);
   };
-  for (const auto& k : memory_constants()) push(k);
+  for (const auto& k : free_memory_constants(keep)) push(k);
   for (const auto& k : free_time_constants(keep)) push(k);
   return hw;
 }

@@ -162,7 +162,7 @@ inline MemoryBreakdown stage_memory(const Workload& w, const Candidate& l, const
   out.activations = activations * (1.0 + c.fragmentation);
   // Logits, their fp32 copies and gradient for the loss: whole-vocabulary on every TP rank unless the loss is
   // vocab-parallel. Not divided by PP (the last stage holds them all) and, for 8k sequences at micro-batch 2, the
-  // largest single term of a rank (16k tokens x 128k vocabulary x ~19 bytes = 40 GB).
+  // largest single term of a rank (16k tokens x 128k vocabulary x 16 bytes = 34 GB).
   if (last) out.logits = tokens * static_cast<double>(m.vocab) / (c.vocab_parallel_loss ? t : 1.0) * c.logits_bytes_per_element;
   out.overhead = c.framework_overhead_bytes;
   return out;
