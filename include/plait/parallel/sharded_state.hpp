@@ -7,7 +7,8 @@
 //
 //   unit u (len_u, padded):  [ shard 0 | shard 1 | shard 2 | shard 3 ]      DP = 4
 //   stage 0: every rank holds all of P parameters, P gradients, 2P moments (the optimizer runs everywhere)
-//   stage 1: P parameters, P gradients, moments of its shards only; after the update, parameters all-gathered
+//   stage 1: P parameters, P gradients (reduce-scattered after the last micro-batch: only its shards summed over DP),
+//            moments of its shards only; after the update, parameters all-gathered
 //   stage 2: P parameters, gradients of its shards only (each unit's gradient reduce-scattered when its backward
 //            ends, per micro-batch), moments of its shards
 //   stage 3: parameters of its shards only (a unit all-gathered before use, freed after), gradients and moments
@@ -57,7 +58,7 @@ class ShardedState {
   static constexpr int stage = Zero::stage;
   static constexpr bool has_master = !std::is_same_v<M, T>;  // fp32 master weights beside the values
 
-  // DP-all-reduce bucket for stages 0-1 (elements): one collective per bucket, not per tensor.
+  // DP-all-reduce bucket for stage 0 (elements): one collective per bucket, not per tensor.
   static constexpr std::int64_t bucket_elements = std::int64_t{1} << 22;
 
   // pp: the pipeline group, whose stages hold disjoint parts of the model (nullptr: no pipeline).
@@ -179,13 +180,20 @@ class ShardedState {
 
   void zero_grad() { B::fill(grads_.data(), static_cast<std::int64_t>(grads_.size()), 0.0); }
 
-  // After the last micro-batch: stages 0-1 sum the gradients over TP (SP-partial tensors) and DP, in buckets.
+  // After the last micro-batch: stages 0-1 sum the gradients over TP (SP-partial tensors) and DP. Stage 0
+  // all-reduces them in buckets: every rank updates everything. Stage 1 reduce-scatters each unit: a rank updates
+  // its shards only, so it needs their sums alone, for half the bytes of an all-reduce (its other gradients stay
+  // this rank's own until zero_grad).
   void reduce_gradients() {
     if constexpr (stage < 2) {
       reduce_partial_over_tp(grads_.data(), Unit{0, total_});
-      if (dp_.size() > 1)
+      if (dp_.size() == 1) return;
+      if constexpr (stage == 0) {
         for (std::int64_t at = 0; at < total_; at += bucket_elements)
           dp_.all_reduce(grads_.data() + at, std::min(bucket_elements, total_ - at), comm::ReduceOp::sum);
+      } else {
+        for (std::size_t u = 0; u < units_.size(); ++u) reduce_scatter_unit(u);
+      }
     }
   }
 
@@ -260,6 +268,27 @@ class ShardedState {
     std::int64_t unit_begin;  // flat offset where this rank's shard starts (may run past the unit's end: padding)
   };
   static std::size_t size_of(std::int64_t n) { return static_cast<std::size_t>(n); }
+
+  // Stage 1: unit u's gradient, [shard 0 | shard 1 | ...] in place in the full buffer, reduce-scattered over DP into
+  // this rank's shard. The shards of a unit whose length DP does not divide run past its end: into the next unit's
+  // gradients, which the collective sums into the last rank's padding and nobody reads, or, for the last unit, past
+  // the buffer, so that one is sent from a zero-padded copy.
+  void reduce_scatter_unit(std::size_t u) {
+    const Shard& s = shards_[u];
+    const std::int64_t padded = s.size * dp_.size();
+    const G* send = grads_.data() + units_[u].begin;
+    Buffer<G> copy;
+    if (units_[u].begin + padded > total_) {
+      copy = Buffer<G>(size_of(padded), core::MemoryKind::workspace);
+      B::fill(copy.data(), padded, 0.0);
+      B::copy(send, copy.data(), units_[u].size());
+      send = copy.data();
+    }
+    Buffer<G> mine(size_of(s.size), core::MemoryKind::workspace);
+    dp_.reduce_scatter(send, mine.data(), s.size);
+    const std::int64_t valid = std::max<std::int64_t>(0, std::min(s.size, units_[u].end - s.unit_begin));
+    if (valid > 0) B::copy(mine.data(), grads_.data() + s.unit_begin, valid);
+  }
 
   // Norm weights under sequence parallelism see only this rank's rows: their gradients are summed over TP.
   void reduce_partial_over_tp(G* unit_grads, const Unit& unit) {
