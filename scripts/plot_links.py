@@ -26,8 +26,6 @@ import plaitplot  # noqa: E402
 
 PROG = "plot_links"
 HARDWARE = "dgx-a100-80gb"
-# The built-in's per-GPU bandwidths, one direction (include/plait/plan/hardware.hpp).
-NETWORK_GBS, LINK_GBS = 25.0, 300.0
 # The paper's best runs (paper.md): name, model, seq, GPUs, TP, PP, SP.
 PAPER_LAYOUTS = [
     ("13B 2k, 64 GPUs: TP1 PP1", "llama-13b", 2048, 64, 1, 1, False),
@@ -103,7 +101,15 @@ def algorithms(ax, plan):
     ax.set_title("all-reduce algorithm: NCCL's pick (fastest), ring or tree alone", fontsize=9)
 
 
-def measured(ax, files):
+def links(plan):
+    """The built-in's per-GPU bandwidths (GB/s, one direction) and the shares its collectives reach, as plait-plan
+    has them (`plait-plan hardware`): network, network efficiency, NVLink, link efficiency."""
+    hw = run_json([plan, "hardware", "--hardware", HARDWARE])
+    c = hw["calibration"]
+    return (hw["network_bandwidth"] / 1e9, c["network_efficiency"], hw["link_bandwidth"] / 1e9, c["link_efficiency"])
+
+
+def measured(ax, files, hardware_links):
     for k, path in enumerate(files):
         try:
             hw = json.loads(Path(path).read_text())
@@ -116,8 +122,10 @@ def measured(ax, files):
         y = [2 * (n - 1) / n * b / s / 1e9 for b, s in samples]
         fit = f"fit {hw['link_bandwidth'] / 1e9:.2g} GB/s, {1e6 * hw['link_latency_s']:.0f} us"
         ax.plot(x, y, "o-", color=f"C{k}", markersize=3, label=f"MPI, {n} ranks ({fit})")
-    for gbs, name in [(LINK_GBS * 0.426, "A100 NVLink as the planner has it (300 GB/s x 0.43)"),
-                      (NETWORK_GBS * 0.257, "HDR InfiniBand as the planner has it (25 GB/s x 0.26)")]:
+    network, network_share, link, link_share = hardware_links
+    for gbs, name in [(link * link_share, f"A100 NVLink as the planner has it ({link:.0f} GB/s x {link_share:.2f})"),
+                      (network * network_share,
+                       f"HDR InfiniBand as the planner has it ({network:.0f} GB/s x {network_share:.2f})")]:
         ax.axhline(gbs, color="0.5", ls="--", lw=0.8)
         ax.text(4096, gbs * 1.1, name, fontsize=6.5, color="0.35")
     ax.set_xscale("log", base=2)
@@ -145,19 +153,21 @@ def main():
         except (OSError, ValueError, KeyError):
             pass  # measured() says what is wrong with it
 
+    hardware_links = links(plan)
+    network_gbs, _, link_gbs, _ = hardware_links
     fig, axes = plt.subplots(2, 2, figsize=(12, 8.4))
-    sweep(axes[0][0], plan, "--network-scale", NETWORK_GBS, scales,
+    sweep(axes[0][0], plan, "--network-scale", network_gbs, scales,
           [(1.25, "10 GbE"), (12.5, "100 Gb/s"), (25, "HDR 200 Gb/s"), (50, "NDR 400 Gb/s")] + here,
           "inter-node bandwidth per GPU, GB/s (NVLink as built in)")
     axes[0][0].set_title("InfiniBand: solid the paper's layout kept, dashed the best re-planned", fontsize=9)
     axes[0][0].legend(fontsize=6.5, loc="lower right")
-    sweep(axes[0][1], plan, "--link-scale", LINK_GBS, scales,
+    sweep(axes[0][1], plan, "--link-scale", link_gbs, scales,
           [(32, "PCIe 4 x16"), (300, "NVLink 3"), (450, "NVLink 4")] + here,
           "intra-node bandwidth per GPU, GB/s (InfiniBand as built in)")
     axes[0][1].set_title("NVLink: solid the paper's layout kept, dashed the best re-planned", fontsize=9)
     algorithms(axes[1][0], plan)
     if args.measured:
-        measured(axes[1][1], args.measured)
+        measured(axes[1][1], args.measured, hardware_links)
     else:
         axes[1][1].axis("off")
     fig.suptitle(f"plait-plan on {HARDWARE}: the paper's best layouts as the collectives' bandwidth and algorithm "

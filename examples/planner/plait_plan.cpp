@@ -1,5 +1,5 @@
 // plait-plan: which parallel layout to train a model with on a cluster, and how well that prediction matched the
-// paper's measured runs. Subcommands: recommend, evaluate, fit. Bad input: a message saying what to change, exit 2.
+// paper's measured runs. Subcommands: recommend, evaluate, fit, layout, hardware. Bad input: a message saying what to change, exit 2.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -34,7 +34,15 @@ const char* top_usage =
     "  evaluate   predictions for every row of a runs CSV (the paper's runs.csv format)\n"
     "  fit        fit the calibration constants on measured runs, write a hardware JSON\n"
     "  layout     one layout's predicted memory per rank (by kind) and step time (by part)\n"
+    "  hardware   a hardware's figures and calibration as the JSON file --hardware accepts\n"
     "'plait-plan <command> --help' for each command's options.\n";
+
+const char* hardware_usage =
+    "usage: plait-plan hardware --hardware dgx-a100-80gb|dgx-h100|FILE.json [--out FILE.json]\n"
+    "Writes the hardware (a built-in, or a file, checked as every command checks it) as the JSON file --hardware\n"
+    "accepts, to standard output or to --out: what the planner assumes of the machine (peak FLOP/s, memory,\n"
+    "bandwidths per GPU, one direction) and of the stack (the calibration constants, hardware.hpp). A start for\n"
+    "a machine of your own: edit the figures, or measure them with plait-bench-calibrate --base FILE.json.\n";
 
 const char* recommend_usage =
     "usage: plait-plan recommend --model llama-7b|llama-13b|llama-30b|llama-65b|FILE.json --seq-len T --gpus G\n"
@@ -436,6 +444,19 @@ int fit_cmd(int argc, char** argv) {
 
 }  // namespace
 
+int hardware_cmd(int argc, char** argv) {
+  auto o = parse(argc, argv, {"--hardware", "--out"}, hardware_usage);
+  const std::string text = to_json(load_hardware(need(o, "--hardware", hardware_usage))).dump(2) + "\n";
+  if (!o.count("--out")) {
+    std::cout << text;
+    return 0;
+  }
+  const std::string out_path = o["--out"].back();
+  std::ofstream file(out_path);
+  if (!(file << text)) throw UsageError("cannot write '" + out_path + "': give a writable path with --out");
+  return 0;
+}
+
 int main(int argc, char** argv) {
   try {
     if (argc < 2 || std::strcmp(argv[1], "--help") == 0 || std::strcmp(argv[1], "-h") == 0) {
@@ -447,6 +468,7 @@ int main(int argc, char** argv) {
     if (cmd == "evaluate") return evaluate_cmd(argc, argv);
     if (cmd == "fit") return fit_cmd(argc, argv);
     if (cmd == "layout") return layout_cmd(argc, argv);
+    if (cmd == "hardware") return hardware_cmd(argc, argv);
     throw UsageError("unknown command '" + cmd + "'\n" + top_usage);
   } catch (const UsageError& e) {
     std::fprintf(stderr, "plait-plan: %s\n", e.what());
