@@ -490,14 +490,20 @@ int main(int argc, char** argv) {
   if (o.host) {
     c.precision = "fp32";
     c.fragmentation = 0.0;  // plait's tracker counts the bytes asked for
-    c.unsplit_activation_bytes = 0.0;  // and the planner counts plait's own tensors
     c.framework_overhead_bytes = 0.0;
     c.attention_mask_bytes = 0.0;
     c.per_step_overhead_s = 0.0;
     c.per_layer_overhead_s = 0.0;
-    c.data_parallel_exposed = c.data_parallel_exposed_pipelined = 1.0;  // blocking MPI collectives: nothing overlaps
-    c.data_parallel_overlap = 0.0;
     c.logits_bytes_per_element = 12.0;  // fp32 logits, softmax and their gradient
+  }
+  if (o.host || o.cuda) {
+    // plait's own stack reduces after the last micro-batch (ZeRO-0/1) or as each unit's backward ends (ZeRO-2/3), in
+    // program order: blocking MPI calls on the CPU; on GPUs NCCL on a stream that waits for the compute queued before
+    // and holds the compute queued after. Nothing overlaps the backward (the paper's stack's built-ins are 0, 1 and a
+    // fitted overlap of 0.134, which a base would otherwise hand on to plait's GPUs).
+    c.data_parallel_exposed = c.data_parallel_exposed_pipelined = 1.0;
+    c.data_parallel_overlap = 0.0;
+    c.unsplit_activation_bytes = 0.0;  // the planner counts plait's own tensors (within 3% on the CPU, docs/planner.md)
   }
   const std::string base_name = hw.name;
   hw.name = o.name;
