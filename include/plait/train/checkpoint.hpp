@@ -5,8 +5,9 @@
 //
 // A checkpoint is a directory:
 //   metadata.json     format and version, the model's shape, the step, the dtype, the tensor table (canonical code,
-//                     name, elements, first canonical element) and per rank file its runs, elements, bytes, hash and
-//                     the hashes of its 4 MiB blocks (a load checks the blocks it reads, and reads no others)
+//                     name, elements, first canonical element) and per rank file its runs, elements, bytes, the
+//                     FNV-1a hashes of its 4 MiB blocks (a load checks the blocks it reads, and reads no others) and
+//                     the hash of those (of the whole file in checkpoints saved before block hashes: checked then)
 //   rank-NNNNN.bin    "PLAITRNK", u64 runs, u64 elements, the runs (u64 first canonical element, u64 count each),
 //                     then the rank's parameters, Adam m and Adam v over those elements in the optimizer's precision
 //                     (fp32 for Host<float> and the bf16 backends' masters and moments, fp64 for Host<double>)
@@ -14,7 +15,7 @@
 // the shard's rank under ZeRO 1-3). A save writes DIR.tmp, then renames it to DIR (an older DIR is moved aside first
 // and removed after), so an interrupted save never destroys the previous checkpoint. A load reads metadata.json on
 // every rank, checks the model's shape field by field, and then reads from each rank file only the runs that overlap
-// the elements it holds (checking each file it reads against the size and hash in the metadata); every rank throws
+// the elements it holds (checking each file it reads against the size and hashes in the metadata); every rank throws
 // the same error if any rank cannot, before the model is touched.
 //
 // A padded vocabulary (model/config.hpp) is saved by the tokenizer's rows: the canonical layout holds the embedding
@@ -354,16 +355,17 @@ inline std::string hex(std::uint64_t x) {
   return text;
 }
 
-// Writes, hashing the whole file and each block of checkpoint_hash_block_bytes as it goes.
+// Writes, hashing each block of checkpoint_hash_block_bytes as it goes: every byte once. A load checks the blocks it
+// reads; the file's own hash in the metadata is that of its block hashes (a whole-file hash besides would hash every
+// byte a second time, and since loads check blocks, nothing reads it).
 struct HashedWriter {
   static constexpr std::uint64_t basis = 14695981039346656037ull;
   std::ofstream out;
-  std::uint64_t hash = basis;
   std::vector<std::uint64_t> blocks{basis};  // the last one is the block being written
   std::int64_t bytes = 0;
   explicit HashedWriter(const std::string& file) : out(file, std::ios::binary | std::ios::trunc) {}
+  std::uint64_t hash() const { return fnv1a(blocks.data(), blocks.size() * sizeof(std::uint64_t)); }
   void write(const void* data, std::size_t n) {
-    hash = fnv1a(data, n, hash);
     out.write(static_cast<const char*>(data), static_cast<std::streamsize>(n));
     const auto* p = static_cast<const char*>(data);
     while (n > 0) {
@@ -405,7 +407,7 @@ std::string write_rank_file(const std::string& file, const std::vector<Run>& run
   }
   w.out.flush();
   if (!w.out.good()) return "cannot write the checkpoint file '" + file + "' (disk full?)";
-  *hash = w.hash;
+  *hash = w.hash();
   *bytes = w.bytes;
   *block_hashes = std::move(w.blocks);
   return "";
