@@ -1,5 +1,5 @@
 # What plait needs on every machine: OpenMP, MPI, BLAS (OpenBLAS's cblas), Thrust (Debian's, OpenMP system),
-# nlohmann-json.
+# nlohmann-json, xxHash.
 # Used both by the source tree and by the installed package config, so a downstream project gets the same targets.
 include_guard(GLOBAL)
 find_package(OpenMP REQUIRED COMPONENTS CXX)
@@ -28,4 +28,10 @@ endif()
 find_path(PLAIT_THRUST_INCLUDE_DIR NAMES thrust/version.h)
 if(NOT PLAIT_THRUST_INCLUDE_DIR)
   message(FATAL_ERROR "plait needs Thrust for its Host backend. On Debian: apt-get install libthrust-dev libcub-dev")
+endif()
+
+# xxHash (its header alone: checkpoints hash their blocks with XXH3, train/checkpoint.hpp).
+find_path(PLAIT_XXHASH_INCLUDE_DIR NAMES xxhash.h)
+if(NOT PLAIT_XXHASH_INCLUDE_DIR)
+  message(FATAL_ERROR "plait needs xxHash's header for its checkpoints. On Debian: apt-get install libxxhash-dev")
 endif()

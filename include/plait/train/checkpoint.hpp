@@ -6,8 +6,9 @@
 // A checkpoint is a directory:
 //   metadata.json     format and version, the model's shape, the step, the dtype, the tensor table (canonical code,
 //                     name, elements, first canonical element) and per rank file its runs, elements, bytes, the
-//                     FNV-1a hashes of its 4 MiB blocks (a load checks the blocks it reads, and reads no others) and
-//                     the hash of those (of the whole file in checkpoints saved before block hashes: checked then)
+//                     XXH3 hashes of its 4 MiB blocks (FNV-1a in format version 2; a load checks the blocks it reads,
+//                     and reads no others) and the hash of those (in version 2 before block hashes, of the whole
+//                     file: checked then)
 //   rank-NNNNN.bin    "PLAITRNK", u64 runs, u64 elements, the runs (u64 first canonical element, u64 count each),
 //                     then the rank's parameters, Adam m and Adam v over those elements in the optimizer's precision
 //                     (fp32 for Host<float> and the bf16 backends' masters and moments, fp64 for Host<double>)
@@ -46,6 +47,11 @@
 #include <vector>
 
 #include <nlohmann/json.hpp>
+
+#ifndef XXH_INLINE_ALL
+#define XXH_INLINE_ALL  // xxHash from its header alone (Debian's libxxhash-dev): nothing to link
+#endif
+#include <xxhash.h>
 
 #include "plait/comm/communicator.hpp"
 #include "plait/core/error.hpp"
@@ -265,11 +271,18 @@ inline CheckpointData read_checkpoint(const std::string& path) {
 inline std::string checkpoint_temporary(const std::string& path) { return path + ".tmp"; }
 
 inline constexpr char rank_file_magic[8] = {'P', 'L', 'A', 'I', 'T', 'R', 'N', 'K'};
-inline constexpr int checkpoint_directory_version = 2;
+// Version 3 hashes its blocks with XXH3 (64 bits); version 2 with FNV-1a byte by byte, 18 to 34 times slower on the
+// development machine (0.55 GB/s against 10-19 GB/s over 4 MiB blocks). Both load.
+inline constexpr int checkpoint_directory_version = 3;
 inline constexpr std::size_t checkpoint_staging_bytes = std::size_t(4) << 20;
 // Each rank file is hashed in blocks of this size too (their hashes are in the metadata), so that a load verifies
 // only the blocks it reads instead of every byte of every file it touches.
 inline constexpr std::int64_t checkpoint_hash_block_bytes = std::int64_t(4) << 20;
+
+// A block's hash as a checkpoint of format `version` holds it: XXH3 from version 3, FNV-1a before.
+inline std::uint64_t checkpoint_block_hash(const void* data, std::size_t n, int version = checkpoint_directory_version) {
+  return version >= 3 ? XXH3_64bits(data, n) : fnv1a(data, n);
+}
 
 // Throws unless a save to `path` could make its temporary directory: a check before training, not after it. Makes
 // and removes a probe only, so a checkpoint already at `path` (perhaps the one being resumed) is untouched.
@@ -355,26 +368,31 @@ inline std::string hex(std::uint64_t x) {
   return text;
 }
 
-// Writes, hashing each block of checkpoint_hash_block_bytes as it goes: every byte once. A load checks the blocks it
-// reads; the file's own hash in the metadata is that of its block hashes (a whole-file hash besides would hash every
-// byte a second time, and since loads check blocks, nothing reads it).
+// Writes, hashing each block of checkpoint_hash_block_bytes as it goes (XXH3, streamed): every byte once. A load
+// checks the blocks it reads; the file's own hash in the metadata is that of its block hashes.
 struct HashedWriter {
-  static constexpr std::uint64_t basis = 14695981039346656037ull;
   std::ofstream out;
-  std::vector<std::uint64_t> blocks{basis};  // the last one is the block being written
+  std::vector<std::uint64_t> blocks;  // those of the blocks written whole
+  XXH3_state_t block;                 // the block being written
   std::int64_t bytes = 0;
-  explicit HashedWriter(const std::string& file) : out(file, std::ios::binary | std::ios::trunc) {}
-  std::uint64_t hash() const { return fnv1a(blocks.data(), blocks.size() * sizeof(std::uint64_t)); }
+  explicit HashedWriter(const std::string& file) : out(file, std::ios::binary | std::ios::trunc) {
+    XXH3_64bits_reset(&block);
+  }
   void write(const void* data, std::size_t n) {
     out.write(static_cast<const char*>(data), static_cast<std::streamsize>(n));
     const auto* p = static_cast<const char*>(data);
     while (n > 0) {
       const std::int64_t room = checkpoint_hash_block_bytes - bytes % checkpoint_hash_block_bytes;
       const auto k = static_cast<std::size_t>(std::min<std::int64_t>(room, static_cast<std::int64_t>(n)));
-      if (bytes % checkpoint_hash_block_bytes == 0 && bytes > 0) blocks.push_back(basis);
-      blocks.back() = fnv1a(p, k, blocks.back());
+      XXH3_64bits_update(&block, p, k);
       p += k, n -= k, bytes += static_cast<std::int64_t>(k);
+      if (bytes % checkpoint_hash_block_bytes == 0) blocks.push_back(XXH3_64bits_digest(&block)), XXH3_64bits_reset(&block);
     }
+  }
+  // Every block's hash, the last one's if it is partial (or the file empty): as many as the metadata lists.
+  std::vector<std::uint64_t> finish() {
+    if (bytes == 0 || bytes % checkpoint_hash_block_bytes != 0) blocks.push_back(XXH3_64bits_digest(&block));
+    return blocks;
   }
 };
 
@@ -407,9 +425,9 @@ std::string write_rank_file(const std::string& file, const std::vector<Run>& run
   }
   w.out.flush();
   if (!w.out.good()) return "cannot write the checkpoint file '" + file + "' (disk full?)";
-  *hash = w.hash();
+  *block_hashes = w.finish();
+  *hash = XXH3_64bits(block_hashes->data(), block_hashes->size() * sizeof(std::uint64_t));
   *bytes = w.bytes;
-  *block_hashes = std::move(w.blocks);
   return "";
 }
 
@@ -425,6 +443,7 @@ struct RankFile {
   std::uint64_t hash = 0;
   std::int64_t block_bytes = 0;            // 0: no block hashes (checkpoints saved before them): the whole file is hashed
   std::vector<std::uint64_t> block_hashes;
+  int version = checkpoint_directory_version;  // how the blocks are hashed (checkpoint_block_hash)
 };
 struct Metadata {
   ModelConfig model;
@@ -448,8 +467,8 @@ inline Metadata read_metadata(const std::string& dir) {
   try {
     PLAIT_CHECK(j.at("format").get<std::string>() == "plait checkpoint", "'", dir, "' is not a plait checkpoint");
     const std::int64_t version = json_integer(j, "version", dir);
-    PLAIT_CHECK(version == checkpoint_directory_version, "checkpoint '", dir, "' has format version ", version,
-                "; this plait reads version ", checkpoint_directory_version);
+    PLAIT_CHECK(version == 2 || version == checkpoint_directory_version, "checkpoint '", dir,
+                "' has format version ", version, "; this plait reads versions 2 and ", checkpoint_directory_version);
     const auto& m = j.at("model");
     read_model_json(m, dir, d.model);
     d.model.max_seq = json_integer(m, "max_seq", dir, d.model.max_seq);  // absent from checkpoints older than the HF export
@@ -464,6 +483,7 @@ inline Metadata read_metadata(const std::string& dir) {
     d.dtype_bytes = dtype == "float64" ? 8 : 4;
     for (const auto& r : j.at("ranks")) {
       RankFile f;
+      f.version = static_cast<int>(version);
       f.name = r.at("file");
       f.runs = json_integer(r, "runs", dir);
       f.elements = json_integer(r, "elements", dir);
@@ -626,7 +646,8 @@ class RankFileReader {
     in_.seekg(begin);
     in_.read(b.data.data(), static_cast<std::streamsize>(b.data.size()));
     PLAIT_CHECK(in_.good(), "cannot read the checkpoint file '", path_, "'");
-    PLAIT_CHECK(fnv1a(b.data.data(), b.data.size()) == file_.block_hashes[static_cast<std::size_t>(index)],
+    PLAIT_CHECK(checkpoint_block_hash(b.data.data(), b.data.size(), file_.version) ==
+                    file_.block_hashes[static_cast<std::size_t>(index)],
                 "checkpoint '", path_, "' is corrupt: its contents do not match the hash in the metadata (block ",
                 index, ": a damaged copy or disk); resume from an earlier checkpoint");
     b.index = index, b.last_use = uses_;
