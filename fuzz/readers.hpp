@@ -59,10 +59,12 @@ inline Bytes rank_file(const std::vector<std::pair<std::uint64_t, std::uint64_t>
 inline Bytes checkpoint_metadata(const Bytes& rank, std::int64_t block_bytes = 64) {
   std::uint64_t counts[2] = {0, 0};
   if (rank.size() >= 24) std::memcpy(counts, rank.data() + 8, 16);
+  std::vector<std::uint64_t> blocks;
   nlohmann::json hashes = nlohmann::json::array();
   for (std::size_t at = 0; at < rank.size() || at == 0; at += static_cast<std::size_t>(block_bytes)) {
     const std::size_t n = std::min(rank.size() - std::min(at, rank.size()), static_cast<std::size_t>(block_bytes));
-    hashes.push_back(train::detail::hex(train::checkpoint_block_hash(rank.data() + std::min(at, rank.size()), n)));
+    blocks.push_back(train::checkpoint_block_hash(rank.data() + std::min(at, rank.size()), n));
+    hashes.push_back(train::detail::hex(blocks.back()));
   }
   const nlohmann::json model = {{"vocab", 16}, {"hidden", 32}, {"layers", 2}, {"heads", 4}, {"kv_heads", 2},
                                 {"ffn", 24}, {"tied_embedding", false}, {"max_seq", 8}};
@@ -72,8 +74,7 @@ inline Bytes checkpoint_metadata(const Bytes& rank, std::int64_t block_bytes = 6
       {"ranks",
        {{{"file", train::detail::rank_file_name(0)}, {"runs", static_cast<std::int64_t>(counts[0])},
          {"elements", static_cast<std::int64_t>(counts[1])}, {"bytes", rank.size()},
-         {"hash", train::detail::hex(train::checkpoint_block_hash(rank.data(), rank.size()))},
-         {"block_bytes", block_bytes},
+         {"hash", train::detail::hex(train::checkpoint_file_hash(blocks))}, {"block_bytes", block_bytes},
          {"block_hashes", hashes}}}}};
   return j.dump(1);
 }

@@ -1,5 +1,6 @@
 // plait-plan: which parallel layout to train a model with on a cluster, and how well that prediction matched the
-// paper's measured runs. Subcommands: recommend, evaluate, fit, layout, hardware. Bad input: a message saying what to change, exit 2.
+// paper's measured runs. Subcommands: recommend, evaluate, fit, layout, hardware. Bad input: a message saying what
+// to change, exit 2.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -114,6 +115,13 @@ std::map<std::string, std::vector<std::string>> parse(int argc, char** argv, con
     out[a].push_back(argv[++i]);
   }
   return out;
+}
+
+// The --out file, opened for writing, or a usage error that says so.
+std::ofstream open_out(const std::string& path) {
+  std::ofstream file(path);
+  if (!file.good()) throw UsageError("cannot write '" + path + "': give a writable path with --out");
+  return file;
 }
 
 std::string need(std::map<std::string, std::vector<std::string>>& o, const std::string& k, const char* usage) {
@@ -358,8 +366,7 @@ int evaluate_cmd(int argc, char** argv) {
   const std::string in_path = need(o, "--in", evaluate_usage), out_path = need(o, "--out", evaluate_usage);
   const CsvTable in = read_csv(in_path);
   const CsvTable out = evaluate(in, hw, in_path);
-  std::ofstream file(out_path);
-  if (!file.good()) throw UsageError("cannot write '" + out_path + "': give a writable path with --out");
+  std::ofstream file = open_out(out_path);
   write_csv(out, file);
   const int reason = out.column("unsupported_reason");
   const auto unsupported = std::count_if(out.rows.begin(), out.rows.end(), [&](const auto& row) {
@@ -403,14 +410,13 @@ int fit_cmd(int argc, char** argv) {
       throw UsageError("--keep none fits every constant: give it alone, not with other names");
     keep = none ? std::vector<std::string>{} : names;
     try {
-      (void)free_constants({}, keep);  // a bad name is a usage error before any fitting
+      check_keepable(keep);  // a bad name is a usage error before any fitting
     } catch (const plait::Error& e) {
       throw UsageError(std::string(e.what()) + "; or --keep none");
     }
   }
   const Hardware fitted = fit_calibration(in, hw, in_path, selected, keep);
-  std::ofstream file(out_path);
-  if (!file.good()) throw UsageError("cannot write '" + out_path + "': give a writable path with --out");
+  std::ofstream file = open_out(out_path);
   file << to_json(fitted).dump(2) << '\n';
   const auto scored = score_runs(in, fitted, in_path);
   print_accuracy(accuracy(scored, selected), "fitted rows");
@@ -451,9 +457,8 @@ int hardware_cmd(int argc, char** argv) {
     std::cout << text;
     return 0;
   }
-  const std::string out_path = o["--out"].back();
-  std::ofstream file(out_path);
-  if (!(file << text)) throw UsageError("cannot write '" + out_path + "': give a writable path with --out");
+  std::ofstream file = open_out(o["--out"].back());
+  file << text;
   return 0;
 }
 

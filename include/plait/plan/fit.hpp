@@ -67,7 +67,7 @@ inline const std::vector<FittedConstant>& time_constants() {
 // cannot tell them from the activations: fitted on the 65B runs alone, all three moved (overhead to 4.5 GB) and
 // called 12 of the 218 13B rows wrong, TP 1 PP 1 on 32 GPUs out of memory among them, so that 13B 2k 32 picked a
 // layout 6.8 points under its best; kept, the fit moves the two the layouts decide (unsplit activation bytes,
-// the recompute working set) and 96.8% of the 13B rows come out right. A fit on a CPU's runs likewise keeps the
+// the recompute working set) and 97.2% of the 13B rows come out right. A fit on a CPU's runs likewise keeps the
 // CPU file's zero overhead instead of the 1-8 GB a GPU's context needs.
 inline std::vector<std::string> default_kept_constants() {
   return {"attention_efficiency",     "data_parallel_exposed",    "data_parallel_exposed_pipelined",
@@ -75,9 +75,8 @@ inline std::vector<std::string> default_kept_constants() {
           "fragmentation"};
 }
 
-// The constants of `all` a fit moves: all but `keep`, whose names must each be a memory or a time constant.
-inline std::vector<FittedConstant> free_constants(const std::vector<FittedConstant>& all,
-                                                  const std::vector<std::string>& keep) {
+// Throws unless each name in `keep` is a memory or a time constant, naming them all.
+inline void check_keepable(const std::vector<std::string>& keep) {
   for (const auto& name : keep) {
     auto named = [&](const FittedConstant& k) { return name == k.name; };
     if (std::none_of(time_constants().begin(), time_constants().end(), named) &&
@@ -88,6 +87,12 @@ inline std::vector<FittedConstant> free_constants(const std::vector<FittedConsta
       core::fail("cannot keep '", name, "' out of the fit: it is not a fitted constant (", names, ")");
     }
   }
+}
+
+// The constants of `all` a fit moves: all but `keep` (check_keepable's names).
+inline std::vector<FittedConstant> free_constants(const std::vector<FittedConstant>& all,
+                                                  const std::vector<std::string>& keep) {
+  check_keepable(keep);
   std::vector<FittedConstant> free;
   for (const auto& k : all)
     if (std::find(keep.begin(), keep.end(), k.name) == keep.end()) free.push_back(k);

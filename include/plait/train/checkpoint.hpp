@@ -280,8 +280,13 @@ inline constexpr std::size_t checkpoint_staging_bytes = std::size_t(4) << 20;
 inline constexpr std::int64_t checkpoint_hash_block_bytes = std::int64_t(4) << 20;
 
 // A block's hash as a checkpoint of format `version` holds it: XXH3 from version 3, FNV-1a before.
-inline std::uint64_t checkpoint_block_hash(const void* data, std::size_t n, int version = checkpoint_directory_version) {
+inline std::uint64_t checkpoint_block_hash(const void* data, std::size_t n,
+                                           int version = checkpoint_directory_version) {
   return version >= 3 ? XXH3_64bits(data, n) : fnv1a(data, n);
+}
+// A rank file's own hash in the metadata (version 3): that of its block hashes.
+inline std::uint64_t checkpoint_file_hash(const std::vector<std::uint64_t>& block_hashes) {
+  return XXH3_64bits(block_hashes.data(), block_hashes.size() * sizeof(std::uint64_t));
 }
 
 // Throws unless a save to `path` could make its temporary directory: a check before training, not after it. Makes
@@ -386,7 +391,10 @@ struct HashedWriter {
       const auto k = static_cast<std::size_t>(std::min<std::int64_t>(room, static_cast<std::int64_t>(n)));
       XXH3_64bits_update(&block, p, k);
       p += k, n -= k, bytes += static_cast<std::int64_t>(k);
-      if (bytes % checkpoint_hash_block_bytes == 0) blocks.push_back(XXH3_64bits_digest(&block)), XXH3_64bits_reset(&block);
+      if (bytes % checkpoint_hash_block_bytes == 0) {
+        blocks.push_back(XXH3_64bits_digest(&block));
+        XXH3_64bits_reset(&block);
+      }
     }
   }
   // Every block's hash, the last one's if it is partial (or the file empty): as many as the metadata lists.
@@ -426,7 +434,7 @@ std::string write_rank_file(const std::string& file, const std::vector<Run>& run
   w.out.flush();
   if (!w.out.good()) return "cannot write the checkpoint file '" + file + "' (disk full?)";
   *block_hashes = w.finish();
-  *hash = XXH3_64bits(block_hashes->data(), block_hashes->size() * sizeof(std::uint64_t));
+  *hash = checkpoint_file_hash(*block_hashes);
   *bytes = w.bytes;
   return "";
 }
