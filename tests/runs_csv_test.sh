@@ -2,7 +2,8 @@
 # plait-train --runs-csv feeds the planner, as a user sweeping layouts uses it: two layouts trained under mpirun
 # append their rows (header once), `plait-plan evaluate` predicts both against a CPU hardware file (none
 # unsupported), and `plait-plan fit` refits the constants on them: the refitted file predicts their step times closer
-# than the file it started from (reached: 0.55 of its error; required: under 0.8). The fullest rank's measured peak
+# than the file it started from (reached: 0.55 of its error; required: under 0.8) and records the runs it saw
+# (fitted_on: the machine, the model, the length, the ranks, 2 runs). The fullest rank's measured peak
 # memory must come within 7% of the prediction (reached: 0.8% for tp2 zero1, 4.2% for zero3; the model counts
 # plait's tracked bytes, and on these tiny models the per-rank workspace it does not itemise is a few percent),
 # before the refit and after it, and a file with other columns is refused before any training.
@@ -37,6 +38,14 @@ for r in rows:
 PY
 "$plan" fit --hardware "$hardware" --in runs.csv --out fit.json > fit.log || { cat fit.log; echo "FAIL: fit"; exit 1; }
 "$plan" evaluate --hardware fit.json --in runs.csv --out refit.csv
+python3 - fit.json "$hardware" <<'PY'
+import json, sys
+fit, source = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+# The refitted file records what it was fitted on: the two runs, of one model, one length, on 2 ranks.
+seen = fit["fitted_on"]
+assert seen["hardware"] == source["name"] and seen["runs"] == 2 and len(seen["models"]) == 1, seen
+assert seen["seq_len"] == [32, 32] and seen["gpus"] == [2, 2], seen
+PY
 python3 - pred.csv refit.csv <<'PY'
 import csv, math, sys
 def error(path):  # mean |log(predicted / measured step time)| over the rows

@@ -55,6 +55,8 @@ const char* recommend_usage =
     "interleaved x2, zero-bubble, GPipe), micro-batch 1..8, full recompute or none, sequence parallelism, ZeRO 0..3.\n"
     "--headroom GIB keeps that much of each GPU's memory free (default 0): the memory model is fitted to the edge\n"
     "of what ran, and some layouts that ran are predicted within 1 GiB of it.\n"
+    "A workload beyond the runs the calibration was fitted on (more GPUs, another model size or sequence length,\n"
+    "runs on other hardware: the file's fitted_on) gets a note on stderr saying what is extrapolated.\n"
     "--link-scale X, --network-scale X, --latency-scale X and --collectives fastest|ring|tree ask what if the\n"
     "collectives were other: the intra-node (NVLink) and inter-node (InfiniBand) bandwidths times X, both latencies\n"
     "times X (a slower link, or a communication library that reaches less of it), the all-reduce forced to a ring\n"
@@ -73,9 +75,11 @@ const char* fit_usage =
     "usage: plait-plan fit --hardware H --in RUNS.csv --out HW.json [--fit-study S]... [--fit-scenario M/T/G]...\n"
     "                      [--keep NAME|none]... [--cross-validate yes] [--validate yes] [--score RUNS2.csv]...\n"
     "Fits the calibration constants (memory and efficiency) of hardware H on the selected rows of RUNS.csv (all\n"
-    "rows when none is selected) and writes H with them as a JSON file that --hardware accepts. Prints the\n"
-    "accuracy on the fitted rows and on the held-out ones. --cross-validate yes also prints, for each scenario\n"
-    "(model/seq/gpus) of the selected rows, its accuracy under constants fitted on the other scenarios alone.\n"
+    "rows when none is selected) and writes H with them as a JSON file that --hardware accepts, recording what\n"
+    "the rows were (fitted_on: models, lengths, GPU counts; recommend and layout say when a workload lies beyond\n"
+    "them). Prints the accuracy on the fitted rows and on the held-out ones. --cross-validate yes also prints,\n"
+    "for each scenario (model/seq/gpus) of the selected rows, its accuracy under constants fitted on the other\n"
+    "scenarios alone.\n"
     "--validate yes prints held-out splits of all rows: fitted below the largest GPU count and scored at it,\n"
     "fitted on the smallest model and scored on the largest, and the reverse (fits, MAE, Spearman, pick gap).\n"
     "--keep NAME leaves that constant as H has it (repeatable; the list replaces the default, which keeps\n"
@@ -93,7 +97,8 @@ const char* layout_usage =
     "                         [--format table|json] [--link-scale X] [--network-scale X] [--latency-scale X]\n"
     "                         [--collectives fastest|ring|tree]\n"
     "Predicts one layout (defaults: tp 1, pp 1, 1f1b, micro-batch 1, ZeRO 0, no checkpointing, fa2+rms): memory\n"
-    "of the fullest rank by kind (bytes) and the step time by part (seconds), as plait-train's flags name them.\n"
+    "of the fullest rank by kind (bytes) and the step time by part (seconds), as plait-train's flags name them;\n"
+    "beyond the runs the calibration was fitted on, a note on stderr says what is extrapolated.\n"
     "--link-scale X, --network-scale X, --latency-scale X and --collectives fastest|ring|tree ask what if the\n"
     "collectives were other: the intra-node (NVLink) and inter-node (InfiniBand) bandwidths times X, both latencies\n"
     "times X (a slower link, or a communication library that reaches less of it), the all-reduce forced to a ring\n"
@@ -202,6 +207,12 @@ std::vector<std::string> with_link_flags(std::vector<std::string> known) {
   return known;
 }
 
+// On stderr, so that csv and json stay machine-readable: a workload outside the runs the calibration was fitted on.
+void note_outside_fitted_runs(const Workload& w, const Hardware& hw) {
+  if (const std::string note = outside_fitted_runs(w, hw); !note.empty())
+    std::fprintf(stderr, "note: %s\n", note.c_str());
+}
+
 int layout_cmd(int argc, char** argv) {
   auto o = parse(argc, argv, with_link_flags({"--model", "--seq-len", "--gpus", "--global-batch", "--hardware", "--tp",
                                               "--pp", "--schedule", "--micro-batch", "--zero", "--checkpoint", "--sp",
@@ -242,6 +253,7 @@ int layout_cmd(int argc, char** argv) {
   if (format != "table" && format != "json") throw UsageError("--format must be table or json, got '" + format + "'");
   if (const std::string why = layout_problem(w, l); !why.empty()) throw UsageError(describe(l) + ": " + why);
 
+  note_outside_fitted_runs(w, hw);
   const MemoryBreakdown mem = memory_per_rank(w, l, hw.calibration);
   const StepTime t = step_time(w, l, hw);
   if (format == "json") {
@@ -294,6 +306,7 @@ int recommend(int argc, char** argv) {
     throw UsageError("--gpus " + std::to_string(w.gpus) + " is not a whole number of " +
                      std::to_string(hw.gpus_per_node) + "-GPU nodes of " + hw.name + ": use a multiple of " +
                      std::to_string(hw.gpus_per_node));
+  note_outside_fitted_runs(w, hw);
   const auto ranked = rank_layouts(w, hw, space);
   if (ranked.empty()) {
     const auto leanest = leanest_layout(w, hw, space);

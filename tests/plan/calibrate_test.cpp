@@ -74,3 +74,31 @@ TEST_CASE("Hardware files carry optimizer_cost_factor and the time model scales 
   CHECK(slow.optimizer == Approx(5.5 * plain.optimizer));
   CHECK(slow.compute == plain.compute);
 }
+
+TEST_CASE("Hardware files carry the runs a fit saw and refuse a malformed record of them") {
+  Hardware hw = dgx_a100_80gb();
+  REQUIRE(hw.fitted_on);
+  CHECK(hardware_from_json(to_json(hw)).fitted_on == hw.fitted_on);
+  // A measured file (plait-bench-calibrate's) records no runs, and reads back without.
+  hw.fitted_on.reset();
+  CHECK_FALSE(hardware_from_json(to_json(hw)).fitted_on);
+
+  const auto good = to_json(dgx_a100_80gb());
+  auto refused = [&](const char* key, const nlohmann::json& value, const std::string& says) {
+    auto j = good;
+    j["fitted_on"][key] = value;
+    INFO(key << " = " << value.dump());
+    CHECK_THROWS_WITH(hardware_from_json(j), Catch::Contains(says) && Catch::Contains("as plait-plan fit writes it"));
+  };
+  refused("models", nlohmann::json::array(), "'models' is []");
+  refused("models", {6.6e10, 1.4e10}, "'models' is");  // not ascending
+  refused("models", {0.0}, "'models' is");
+  refused("seq_len", {8192, 2048}, "'seq_len' is [8192,2048]");
+  refused("gpus", {64}, "'gpus' is [64]");
+  refused("gpus", {0, 128}, "'gpus' is [0,128]");
+  refused("runs", 0, "'runs' is 0");
+  refused("hardware", 7, "'hardware' is 7");
+  auto extra = good;
+  extra["fitted_on"]["date"] = "today";
+  CHECK_THROWS_WITH(hardware_from_json(extra), Catch::Contains("must be {\"hardware\": name"));
+}

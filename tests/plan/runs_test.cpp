@@ -90,6 +90,8 @@ TEST_CASE("Refitting on the layouts study from a perturbed start recovers the bu
   INFO("the perturbed start: fits " << before.fit_accuracy << " MAE " << before.mfu_mae_points);
   CHECK(before.mfu_mae_points > 10.0);  // reached: 12.6 (fits 84.0%)
   const auto refit = fit_calibration(table, start, runs_path(), fitted_study);
+  // The fit records the runs it saw; the built-in's record is this one (its models, lengths, GPUs and row count).
+  CHECK(refit.fitted_on == dgx_a100_80gb().fitted_on);
   const auto scored = score_runs(table, refit, runs_path());
   const auto held = accuracy(scored, [](const Scored& s) { return !fitted_study(s); });
   INFO("refit: fitted fits " << accuracy(scored, fitted_study).fit_accuracy << " MAE "

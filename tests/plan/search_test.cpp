@@ -78,3 +78,32 @@ TEST_CASE("leanest_layout: the layout needing the least memory whether it fits o
   REQUIRE(lean.has_value());
   for (const auto& r : rank_layouts(w, hw)) CHECK(r.memory.total() >= lean->second.total());
 }
+
+TEST_CASE("outside_fitted_runs: says what lies beyond the runs the calibration was fitted on and nothing within") {
+  const Hardware a100 = dgx_a100_80gb();
+  // The fitted scenarios themselves, and shapes between them at a fitted model size: nothing to say.
+  CHECK(outside_fitted_runs(llama_13b_2k(64), a100).empty());
+  CHECK(outside_fitted_runs({load_model("llama-65b"), 4096, 96, 1024}, a100).empty());
+
+  const std::string far = outside_fitted_runs({load_model("llama-30b"), 2048, 256, 2048}, a100);
+  INFO(far);
+  CHECK_THAT(far, Catch::StartsWith("dgx-a100-80gb's calibration was fitted on 206 runs: 256 GPUs, 2.0x the most"));
+  CHECK_THAT(far, Catch::Contains("data-parallel reduction over more nodes"));
+  CHECK_THAT(far, Catch::Contains("a 33.8B-parameter model, between the ones it saw (14.0B, 66.9B)"));
+  CHECK_THAT(far, Catch::Contains("Scenarios no fit has seen"));
+
+  const std::string small = outside_fitted_runs({load_model("llama-7b"), 16384, 16, 256}, a100);
+  INFO(small);
+  CHECK_THAT(small, Catch::Contains("16 GPUs, fewer than the 64"));
+  CHECK_THAT(small, Catch::Contains("smaller than the ones it saw"));
+  CHECK_THAT(small, Catch::Contains("sequence 16384, outside 2048-8192"));
+
+  // The H100 borrows the A100's fit: said even within the shapes.
+  CHECK(outside_fitted_runs(llama_13b_2k(64), dgx_h100()) ==
+        "dgx-h100's calibration was fitted on 206 runs on dgx-a100-80gb (their efficiencies stand in for this "
+        "machine's)");
+  // A calibration measured, not fitted, records no runs and says nothing.
+  Hardware measured = a100;
+  measured.fitted_on.reset();
+  CHECK(outside_fitted_runs({load_model("llama-30b"), 2048, 256, 2048}, measured).empty());
+}

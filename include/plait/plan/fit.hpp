@@ -174,6 +174,25 @@ inline std::vector<double> nelder_mead(const std::function<double(const std::vec
 
 // Fits hw.calibration on the rows `include` selects, leaving the constants named in `keep` as hw has them;
 // returns the fitted hardware.
+// The range of the runs `rows` (each model's size, sequence lengths, GPU counts), as a fit records it.
+inline FittedRange fitted_range(const std::vector<Scored>& rows, const std::string& hardware) {
+  FittedRange r;
+  r.hardware = hardware;
+  for (const auto& s : rows) {
+    const auto& w = s.run.workload;
+    r.model_parameters.push_back(static_cast<double>(w.model.parameters()));
+    r.min_seq_len = r.runs ? std::min(r.min_seq_len, w.seq_len) : w.seq_len;
+    r.max_seq_len = std::max(r.max_seq_len, w.seq_len);
+    r.min_gpus = r.runs ? std::min(r.min_gpus, w.gpus) : w.gpus;
+    r.max_gpus = std::max(r.max_gpus, w.gpus);
+    ++r.runs;
+  }
+  std::sort(r.model_parameters.begin(), r.model_parameters.end());
+  r.model_parameters.erase(std::unique(r.model_parameters.begin(), r.model_parameters.end()),
+                           r.model_parameters.end());
+  return r;
+}
+
 inline Hardware fit_calibration(const CsvTable& runs, Hardware hw, const std::string& path,
                                 const std::function<bool(const Scored&)>& include,
                                 const std::vector<std::string>& keep = default_kept_constants()) {
@@ -183,6 +202,7 @@ inline Hardware fit_calibration(const CsvTable& runs, Hardware hw, const std::st
   for (auto& s : score_runs(runs, hw, path))
     if (include(s)) rows.push_back(std::move(s));
   PLAIT_CHECK(!rows.empty(), "no supported ok/oom rows to fit on");
+  hw.fitted_on = fitted_range(rows, hw.name);
 
   // Memory: wrong outcomes count 1 each, plus how far (in units of capacity) the wrong ones miss, so that
   // among equally right constants the one with the smallest misses wins.

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <fstream>
 #include <limits>
+#include <optional>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -114,6 +115,19 @@ inline PrecisionBytes precision_bytes(const Calibration& c) {
 // size, or one of them forced, for plait-plan's what-if --collectives.
 enum class CollectiveAlgorithm { fastest, ring, tree };
 
+// The runs a calibration was fitted on, as plait-plan fit records them in the file it writes: the size of each model
+// among them (parameters, ascending), and the smallest and largest sequence length and GPU count. A workload
+// outside them is predicted by extrapolation, and the planner says so (search.hpp's outside_fitted_runs). Absent
+// where a calibration was measured (plait-bench-calibrate) or written by hand.
+struct FittedRange {
+  std::string hardware;  // the name of the hardware fitted (where the runs ran)
+  std::vector<double> model_parameters;
+  std::int64_t min_seq_len = 0, max_seq_len = 0;
+  std::int64_t min_gpus = 0, max_gpus = 0;
+  std::int64_t runs = 0;  // rows fitted on (ran or out of memory)
+  bool operator==(const FittedRange&) const = default;
+};
+
 struct Hardware {
   std::string name;
   double peak_flops = 0;            // dense bf16 FLOP/s per GPU
@@ -125,6 +139,7 @@ struct Hardware {
   double network_bandwidth = 0;     // inter-node bytes/s per GPU, one direction
   double network_latency_s = 5e-6;
   Calibration calibration;
+  std::optional<FittedRange> fitted_on;
   // A what-if of plait-plan's, not a property of a machine: no hardware file holds it (with_links).
   CollectiveAlgorithm collectives = CollectiveAlgorithm::fastest;
 };
@@ -158,6 +173,9 @@ inline Hardware dgx_a100_80gb() {
   hw.gpus_per_node = 8;
   hw.link_bandwidth = 300e9;
   hw.network_bandwidth = 25e9;
+  // The layouts study's runs with the kernels the planner models: LLaMA 13B and 65B (128k vocabulary), 2k and 8k
+  // tokens, 64 and 128 GPUs (tests/plan/runs_test.cpp checks these against the file).
+  hw.fitted_on = FittedRange{"dgx-a100-80gb", {13'998'904'320.0, 66'858'524'672.0}, 2048, 8192, 64, 128, 206};
   return hw;  // calibration: the defaults above, which are this fit
 }
 
@@ -222,6 +240,14 @@ inline nlohmann::json to_json(const Hardware& hw) {
   nlohmann::json j = nlohmann::json::object();
   for_each_hardware_field(hw, [&](const char* key, const auto& field) { j[key] = field; });
   j["calibration"] = to_json(hw.calibration);
+  if (hw.fitted_on) {
+    const FittedRange& r = *hw.fitted_on;
+    j["fitted_on"] = {{"hardware", r.hardware},
+                      {"models", r.model_parameters},
+                      {"seq_len", {r.min_seq_len, r.max_seq_len}},
+                      {"gpus", {r.min_gpus, r.max_gpus}},
+                      {"runs", r.runs}};
+  }
   return j;
 }
 
@@ -271,17 +297,53 @@ void read_fields(const nlohmann::json& j, const char* what, const std::vector<st
     }
   });
 }
+
+// "fitted_on": {"hardware": name, "models": [parameters, ...], "seq_len": [min, max], "gpus": [min, max],
+// "runs": n}, every key.
+inline FittedRange fitted_range_from_json(const nlohmann::json& j) {
+  const char* form = "hardware key 'fitted_on' must be {\"hardware\": name, \"models\": [parameters of each, "
+                     "ascending], \"seq_len\": [min, max], \"gpus\": [min, max], \"runs\": n} (as plait-plan fit "
+                     "writes it)";
+  PLAIT_CHECK(j.is_object() && j.size() == 5 && j.contains("hardware") && j.contains("models") &&
+                  j.contains("seq_len") && j.contains("gpus") && j.contains("runs"),
+              form);
+  FittedRange r;
+  PLAIT_CHECK(j.at("hardware").is_string(), form, ": 'hardware' is ", j.at("hardware").dump());
+  r.hardware = j.at("hardware").get<std::string>();
+  const nlohmann::json& models = j.at("models");
+  PLAIT_CHECK(models.is_array() && !models.empty(), form, ": 'models' is ", models.dump());
+  for (const auto& m : models) {
+    PLAIT_CHECK(m.is_number() && m.get<double>() >= 1 && m.get<double>() < 1e18 &&
+                    (r.model_parameters.empty() || m.get<double>() > r.model_parameters.back()),
+                form, ": 'models' is ", models.dump());
+    r.model_parameters.push_back(m.get<double>());
+  }
+  auto range = [&](const char* key, std::int64_t& lo, std::int64_t& hi) {
+    const nlohmann::json& v = j.at(key);
+    PLAIT_CHECK(v.is_array() && v.size() == 2 && v[0].is_number_integer() && v[1].is_number_integer() &&
+                    v[0].get<std::int64_t>() >= 1 && v[0].get<std::int64_t>() <= v[1].get<std::int64_t>(),
+                form, ": '", key, "' is ", v.dump());
+    lo = v[0].get<std::int64_t>(), hi = v[1].get<std::int64_t>();
+  };
+  range("seq_len", r.min_seq_len, r.max_seq_len);
+  range("gpus", r.min_gpus, r.max_gpus);
+  const nlohmann::json& runs = j.at("runs");
+  PLAIT_CHECK(runs.is_number_integer() && runs.get<std::int64_t>() >= 1, form, ": 'runs' is ", runs.dump());
+  r.runs = runs.get<std::int64_t>();
+  return r;
+}
 }  // namespace detail
 
 // A hardware file gives every key of to_json's; unknown keys and missing ones are errors.
 inline Hardware hardware_from_json(const nlohmann::json& j) {
   Hardware hw;
-  detail::read_fields(j, "hardware", {"calibration", "measured"},
+  detail::read_fields(j, "hardware", {"calibration", "measured", "fitted_on"},
                       [&](auto&& f) { for_each_hardware_field(hw, f); });
   PLAIT_CHECK(j.contains("calibration"), "hardware lacks calibration");
   detail::read_fields(j.at("calibration"), "calibration", {},
                       [&](auto&& f) { for_each_calibration_field(hw.calibration, f); });
   (void)precision_bytes(hw.calibration);  // an unknown precision is an error now, not at the first prediction
+  if (j.contains("fitted_on")) hw.fitted_on = detail::fitted_range_from_json(j.at("fitted_on"));
   PLAIT_CHECK(hw.peak_flops > 0 && hw.memory_bytes > 0 && hw.hbm_bandwidth > 0 && hw.link_bandwidth > 0 &&
                   hw.network_bandwidth > 0 && hw.gpus_per_node > 0,
               "hardware '", hw.name, "': peak_flops, memory_bytes, hbm_bandwidth, link_bandwidth, network_bandwidth ",

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <optional>
 #include <utility>
@@ -110,6 +111,56 @@ inline std::optional<std::pair<Candidate, MemoryBreakdown>> leanest_layout(const
     if (!best || mem.total() < best->second.total()) best = {l, mem};
   });
   return best;
+}
+
+// Where a workload lies outside the runs hw's calibration was fitted on (hw.fitted_on), one sentence: what is
+// outside and which parts of the prediction are extrapolated there, and whether the runs ran on other hardware;
+// empty inside the range, or where the calibration records no range (measured, not fitted). plait-plan recommend
+// and layout print it.
+inline std::string outside_fitted_runs(const Workload& w, const Hardware& hw) {
+  if (!hw.fitted_on) return "";
+  const FittedRange& r = *hw.fitted_on;
+  const double params = static_cast<double>(w.model.parameters());
+  std::vector<std::string> parts;
+  char buf[256];
+  if (w.gpus > r.max_gpus) {
+    std::snprintf(buf, sizeof buf, "%lld GPUs, %.1fx the most it saw: the data-parallel reduction over more nodes "
+                  "and the fewer micro-batches per rank are extrapolated",
+                  static_cast<long long>(w.gpus), static_cast<double>(w.gpus) / static_cast<double>(r.max_gpus));
+    parts.emplace_back(buf);
+  } else if (w.gpus < r.min_gpus) {
+    std::snprintf(buf, sizeof buf, "%lld GPUs, fewer than the %lld it saw at least", static_cast<long long>(w.gpus),
+                  static_cast<long long>(r.min_gpus));
+    parts.emplace_back(buf);
+  }
+  // A model within 1% of a fitted one counts as that one (a vocabulary a little other).
+  const auto& sizes = r.model_parameters;
+  const bool seen = std::any_of(sizes.begin(), sizes.end(), [&](double p) { return std::abs(params - p) <= 0.01 * p; });
+  if (!seen && !sizes.empty()) {
+    std::string list;
+    for (double p : sizes) {
+      std::snprintf(buf, sizeof buf, "%s%.1fB", list.empty() ? "" : ", ", p / 1e9);
+      list += buf;
+    }
+    const char* where = params > sizes.back() ? "larger than" : params < sizes.front() ? "smaller than" : "between";
+    std::snprintf(buf, sizeof buf, "a %.1fB-parameter model, ", params / 1e9);
+    parts.push_back(buf + std::string(where) + " the ones it saw (" + list + "): memory near the GPU's edge is the "
+                    "least sure");
+  }
+  if (w.seq_len > r.max_seq_len || w.seq_len < r.min_seq_len) {
+    std::snprintf(buf, sizeof buf, "sequence %lld, outside %lld-%lld: attention's share of the step and the "
+                  "activations per token are extrapolated",
+                  static_cast<long long>(w.seq_len), static_cast<long long>(r.min_seq_len),
+                  static_cast<long long>(r.max_seq_len));
+    parts.emplace_back(buf);
+  }
+  const bool elsewhere = r.hardware != hw.name;
+  if (parts.empty() && !elsewhere) return "";
+  std::string out = hw.name + "'s calibration was fitted on " + std::to_string(r.runs) + " runs" +
+                    (elsewhere ? " on " + r.hardware + " (their efficiencies stand in for this machine's)" : "");
+  for (std::size_t i = 0; i < parts.size(); ++i) out += (i ? "; " : ": ") + parts[i];
+  if (!parts.empty()) out += ". docs/planner.md (\"Scenarios no fit has seen\") shows how such predictions fared";
+  return out;
 }
 
 }  // namespace plait::plan
