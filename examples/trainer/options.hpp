@@ -18,6 +18,7 @@
 
 #include "plait/core/error.hpp"
 #include "plait/parallel/schedule.hpp"
+#include "plait/train/hugging_face.hpp"
 
 namespace trainer {
 
@@ -194,7 +195,8 @@ inline std::vector<Flag> flags(Options& o) {
        "schedule still spans --steps", i64(o.stop_after)},
       {"--init-from-hf", "DIR", "start from the Hugging Face LLaMA model in DIR (config.json + model.safetensors, "
        "as plait-export-hf writes them): fine-tuning, under any layout, each rank reading only its slices; the "
-       "model's shape comes from the flags and must match config.json (a mismatch names the flag to give)",
+       "model's shape (--layers, --hidden, --heads, --kv-heads, --ffn, --tied) comes from config.json, and a shape "
+       "flag given must match it (a mismatch names the flag to give)",
        str(o.init_from_hf)},
       {"--max-skipped", "N", "a step whose loss or gradient norm is not finite (NaN, inf) is skipped on every rank, "
        "changing nothing; N such steps in a row end the run with an error (default 5)", i64(o.max_skipped)},
@@ -269,6 +271,21 @@ inline std::optional<Options> read_flags(int argc, const char* const* argv, bool
   }
   const std::vector<std::string> extra = app.remaining();
   PLAIT_CHECK(extra.empty(), "unknown flag '", extra.empty() ? "" : extra.front(), "': see plait-train --help");
+  // --init-from-hf DIR: the shape flags not given come from DIR/config.json, read again as if given on the command
+  // line (so the run's config file repeats them); those given must match it (setup.hpp checks, naming the flag).
+  if (!o.init_from_hf.empty()) {
+    std::vector<std::string> more;
+    for (const auto& [flag, value] : plait::train::hf_llama_shape_flags(plait::train::read_hf_config(o.init_from_hf)))
+      if (app.count(flag) == 0) {
+        more.push_back(flag);
+        if (!value.empty()) more.push_back(value);
+      }
+    if (!more.empty()) {
+      std::vector<const char*> args(argv, argv + argc);
+      for (const std::string& m : more) args.push_back(m.c_str());
+      return read_flags(static_cast<int>(args.size()), args.data(), print_help);
+    }
+  }
   o.config = config_text(app);
   PLAIT_CHECK(o.steps >= 1, "--steps must be at least 1");
   PLAIT_CHECK(o.batch >= 1, "--batch must be at least 1");

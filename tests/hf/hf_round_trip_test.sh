@@ -2,7 +2,7 @@
 # plait -> Hugging Face -> plait, as a user runs it: a state trained under DP 2 with ZeRO-1 is exported by
 # plait-export-hf in fp32 and imported under TP 2 bit for bit (hf_check compares every parameter with the checkpoint's);
 # plait-train --init-from-hf starts from it under TP 2 x ZeRO-1 and on one rank with the same losses (to rounding),
-# far below a fresh model's; a vocabulary of 601 tokens, padded to 640 on one rank and to 768 under TP 2, goes out
+# far below a fresh model's, and without the shape flags (taken from config.json) the same; a vocabulary of 601 tokens, padded to 640 on one rank and to 768 under TP 2, goes out
 # and back in by its 601 rows (vocab_size 601) and round-trips bit for bit under TP 2; a model of another
 # shape, a damaged model.safetensors and --resume with --init-from-hf are refused on every rank, with no hang.
 # Usage: hf_round_trip_test.sh PLAIT_TRAIN PLAIT_EXPORT_HF HF_CHECK MPIEXEC WORK_DIR
@@ -28,6 +28,14 @@ grep "bit-identical" check.log || { cat check.log; echo "FAIL: not bit-identical
 mpi 2 "$train" --tp 2 --zero 1 --steps 2 --init-from-hf hf --metrics tp2.jsonl "${common[@]}" > tp2.log
 grep "initialized: from the Hugging Face model hf" tp2.log
 "$train" --steps 2 --init-from-hf hf --metrics one.jsonl "${common[@]}" > one.log
+# Without the shape flags, the shape comes from config.json: the same run, and its config file names the shape.
+"$train" --steps 2 --init-from-hf hf --metrics bare.jsonl --batch 8 --sample-tokens 0 --peak-gflops 1 --seq-len 32 \
+  > bare.log
+[[ "$(losses bare.jsonl)" == "$(losses one.jsonl)" ]] ||
+  { echo "FAIL: the shape from config.json trains otherwise: $(losses bare.jsonl)"; exit 1; }
+for kv in layers=2 hidden=64 heads=4 kv-heads=2 ffn=128; do
+  grep -qx "$kv" bare.jsonl.config || { cat bare.jsonl.config; echo "FAIL: the run's config lacks $kv"; exit 1; }
+done
 echo "trained: first $(nth_loss trained.jsonl 1), last $(nth_loss trained.jsonl 20)"
 echo "from hf, tp 2 x zero 1: $(losses tp2.jsonl); one rank: $(losses one.jsonl)"
 paste <(losses tp2.jsonl | tr ' ' '\n') <(losses one.jsonl | tr ' ' '\n') |

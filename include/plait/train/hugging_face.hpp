@@ -23,6 +23,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -120,6 +121,28 @@ inline nlohmann::json read_hf_config(const std::string& dir) {
   } catch (const nlohmann::json::exception& e) {
     core::fail("'", file, "' is not valid JSON (", e.what(), ")");
   }
+}
+
+// The shape config.json gives, as plait-train's flags name it: (flag, value) for --layers, --hidden, --heads,
+// --kv-heads and --ffn, and --tied with no value when it ties its LM head. A field that is missing or not a number
+// is left out: check_hf_llama_config names it.
+inline std::vector<std::pair<std::string, std::string>> hf_llama_shape_flags(const nlohmann::json& j) {
+  std::vector<std::pair<std::string, std::string>> flags;
+  if (!j.is_object()) return flags;
+  auto field = [&](const char* flag, const char* key) {
+    if (j.contains(key) && j.at(key).is_number_integer())
+      flags.emplace_back(flag, std::to_string(j.at(key).get<std::int64_t>()));
+  };
+  field("--layers", "num_hidden_layers");
+  field("--hidden", "hidden_size");
+  field("--heads", "num_attention_heads");
+  const bool grouped = j.contains("num_key_value_heads") && !j.at("num_key_value_heads").is_null();
+  field("--kv-heads", grouped ? "num_key_value_heads" : "num_attention_heads");
+  field("--ffn", "intermediate_size");
+  if (j.contains("tie_word_embeddings") && j.at("tie_word_embeddings").is_boolean() &&
+      j.at("tie_word_embeddings").get<bool>())
+    flags.emplace_back("--tied", "");
+  return flags;
 }
 
 // Throws unless the model described by config.json (`j`, read from `dir`) is the model `c` computes: the same shape
