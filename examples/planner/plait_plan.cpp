@@ -46,10 +46,12 @@ const char* hardware_usage =
     "a machine of your own: edit the figures, or measure them with plait-bench-calibrate --base FILE.json.\n";
 
 const char* recommend_usage =
-    "usage: plait-plan recommend --model llama-7b|llama-13b|llama-30b|llama-65b|FILE.json --seq-len T --gpus G\n"
-    "                            --global-batch B --hardware dgx-a100-80gb|dgx-h100|FILE.json\n"
+    "usage: plait-plan recommend --model llama-7b|llama-13b|llama-30b|llama-65b|FILE.json|HF_DIR --seq-len T\n"
+    "                            --gpus G --global-batch B --hardware dgx-a100-80gb|dgx-h100|FILE.json\n"
     "                            [--top K] [--format table|csv|json] [--kernels fa2+rms|fa2|both] [--headroom GIB]\n"
     "                            [--link-scale X] [--network-scale X] [--latency-scale X] [--collectives A]\n"
+    "--model takes a built-in, plait's model file, a Hugging Face LLaMA config.json or the model directory\n"
+    "holding it (HF_DIR).\n"
     "Prints the K (default 5) fastest layouts that fit in GPU memory, with predicted memory per GPU, step time,\n"
     "MFU (paper.md's formula) and what bounds each. Searches TP (within a node), PP and schedule (1F1B,\n"
     "interleaved x2, zero-bubble, GPipe), micro-batch 1..8, full recompute or none, sequence parallelism, ZeRO 0..3.\n"
@@ -91,8 +93,8 @@ const char* fit_usage =
     "saw (tests/plan/data/paper_runs_unseen.csv: the paper's 30B runs and its runs on 256 GPUs).\n";
 
 const char* layout_usage =
-    "usage: plait-plan layout --model llama-13b|...|FILE.json --seq-len T --gpus G --global-batch B --hardware H\n"
-    "                         [--tp N] [--pp N] [--schedule gpipe|1f1b|interleaved:V|zb] [--micro-batch B]\n"
+    "usage: plait-plan layout --model llama-13b|...|FILE.json|HF_DIR --seq-len T --gpus G --global-batch B\n"
+    "                         --hardware H [--tp N] [--pp N] [--schedule gpipe|1f1b|interleaved:V|zb] [--micro-batch B]\n"
     "                         [--zero K] [--checkpoint none|selective|full] [--sp yes|no] [--kernels fa2+rms|fa2]\n"
     "                         [--format table|json] [--link-scale X] [--network-scale X] [--latency-scale X]\n"
     "                         [--collectives fastest|ring|tree]\n"

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -12,6 +13,7 @@
 
 #include "plait/core/error.hpp"
 #include "plait/model/config.hpp"
+#include "plait/model/hf_config.hpp"
 #include "plait/model/layout_check.hpp"
 #include "plait/parallel/schedule.hpp"
 #include "plait/parallel/stage_split.hpp"
@@ -167,19 +169,29 @@ inline ModelConfig model_from_spec(const std::string& spec) {
 }
 
 // llama-7b, llama-13b, llama-30b, llama-65b (or 7B, 13B, 30B, 65B as the paper's runs name them), a model written
-// inline (model_from_spec), or a JSON file with ModelConfig's fields (vocab, hidden, layers, heads, kv_heads, ffn).
+// inline (model_from_spec), a JSON file with ModelConfig's fields (vocab, hidden, layers, heads, kv_heads, ffn), or
+// a Hugging Face LLaMA config.json (model/hf_config.hpp), or the model directory that holds one.
 inline ModelConfig load_model(const std::string& name_or_file) {
   if (name_or_file == "llama-7b" || name_or_file == "7B") return llama(32, 4096, 32, 11008);
   if (name_or_file == "llama-13b" || name_or_file == "13B") return llama(40, 5120, 40, 13824);
   if (name_or_file == "llama-30b" || name_or_file == "30B") return llama(60, 6656, 52, 17920);
   if (name_or_file == "llama-65b" || name_or_file == "65B") return llama(80, 8192, 64, 22016);
   if (name_or_file.find('=') != std::string::npos) return model_from_spec(name_or_file);
-  std::ifstream in(name_or_file);
+  // A Hugging Face model directory: its config.json.
+  const std::string file = std::filesystem::is_directory(name_or_file)
+                               ? (std::filesystem::path(name_or_file) / "config.json").string()
+                               : name_or_file;
+  std::ifstream in(file);
   PLAIT_CHECK(in.good(), "model '", name_or_file, "' is neither llama-7b, llama-13b, llama-30b, llama-65b nor a ",
-              "readable JSON file");
+              "readable JSON file (plait's model file, a Hugging Face config.json, or a directory holding one)");
   try {
     nlohmann::json j;
     in >> j;
+    if (model::is_hf_config(j)) {
+      ModelConfig m = model::model_from_hf_config(j, "model file '" + file + "'");
+      m.validate();
+      return m;
+    }
     ModelConfig m;
     m.vocab = j.at("vocab").get<std::int64_t>();
     m.hidden = j.at("hidden").get<std::int64_t>();
@@ -192,7 +204,7 @@ inline ModelConfig load_model(const std::string& name_or_file) {
     m.validate();
     return m;
   } catch (const nlohmann::json::exception& e) {
-    core::fail("model file '", name_or_file, "': ", e.what(), " (needs vocab, hidden, layers, heads, ffn)");
+    core::fail("model file '", file, "': ", e.what(), " (needs vocab, hidden, layers, heads, ffn)");
   }
 }
 

@@ -31,6 +31,7 @@
 #include "plait/comm/communicator.hpp"
 #include "plait/core/error.hpp"
 #include "plait/model/config.hpp"
+#include "plait/model/hf_config.hpp"
 #include "plait/model/tensor_names.hpp"
 #include "plait/train/checkpoint.hpp"
 #include "plait/train/optimizer.hpp"
@@ -124,21 +125,14 @@ inline nlohmann::json read_hf_config(const std::string& dir) {
 }
 
 // The shape config.json gives, as plait-train's flags name it: (flag, value) for --layers, --hidden, --heads,
-// --kv-heads and --ffn, and --tied with no value when it ties its LM head. A field that is missing or not a number
-// is left out: check_hf_llama_config names it.
+// --kv-heads and --ffn (model/hf_config.hpp's table), and --tied with no value when it ties its LM head. A field that
+// is missing or not a whole number is left out: check_hf_llama_config names it.
 inline std::vector<std::pair<std::string, std::string>> hf_llama_shape_flags(const nlohmann::json& j) {
   std::vector<std::pair<std::string, std::string>> flags;
   if (!j.is_object()) return flags;
-  auto field = [&](const char* flag, const char* key) {
-    if (j.contains(key) && j.at(key).is_number_integer())
-      flags.emplace_back(flag, std::to_string(j.at(key).get<std::int64_t>()));
-  };
-  field("--layers", "num_hidden_layers");
-  field("--hidden", "hidden_size");
-  field("--heads", "num_attention_heads");
-  const bool grouped = j.contains("num_key_value_heads") && !j.at("num_key_value_heads").is_null();
-  field("--kv-heads", grouped ? "num_key_value_heads" : "num_attention_heads");
-  field("--ffn", "intermediate_size");
+  for (const model::HfShapeKey& k : model::hf_shape_keys())
+    if (const std::int64_t v = model::hf_shape_value(j, k); v >= 0)
+      flags.emplace_back(std::string("--") + k.flag, std::to_string(v));
   if (j.contains("tie_word_embeddings") && j.at("tie_word_embeddings").is_boolean() &&
       j.at("tie_word_embeddings").get<bool>())
     flags.emplace_back("--tied", "");

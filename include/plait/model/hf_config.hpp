@@ -1,0 +1,69 @@
+// The model shape in a Hugging Face LLaMA config.json (transformers' LlamaConfig), in one table: what the planner
+// reads for `plait-plan --model config.json` and what plait-train takes from `--init-from-hf DIR` for the shape flags
+// not given. (Writing and checking a config against a model: train/hugging_face.hpp.)
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "plait/core/error.hpp"
+#include "plait/model/config.hpp"
+
+namespace plait::model {
+
+struct HfShapeKey {
+  const char* key;   // config.json's
+  const char* flag;  // plait-train's (without the dashes)
+  std::int64_t ModelConfig::*field;
+};
+
+// num_key_value_heads is absent (or null) in configs without grouped-query attention: the heads then.
+inline const std::array<HfShapeKey, 5>& hf_shape_keys() {
+  static const std::array<HfShapeKey, 5> keys = {{{"num_hidden_layers", "layers", &ModelConfig::layers},
+                                                  {"hidden_size", "hidden", &ModelConfig::hidden},
+                                                  {"num_attention_heads", "heads", &ModelConfig::heads},
+                                                  {"num_key_value_heads", "kv-heads", &ModelConfig::kv_heads},
+                                                  {"intermediate_size", "ffn", &ModelConfig::ffn}}};
+  return keys;
+}
+
+// Whether j looks like a Hugging Face config (it names its model type or its hidden size), not plait's own model file.
+inline bool is_hf_config(const nlohmann::json& j) {
+  return j.is_object() && (j.contains("model_type") || j.contains("hidden_size"));
+}
+
+// The config's value for one shape key, or -1 where it is absent or not a whole number (kv heads: the heads).
+inline std::int64_t hf_shape_value(const nlohmann::json& j, const HfShapeKey& k) {
+  const std::string key = k.field == &ModelConfig::kv_heads &&
+                                  (!j.contains(k.key) || j.at(k.key).is_null())
+                              ? "num_attention_heads"
+                              : k.key;
+  return j.contains(key) && j.at(key).is_number_integer() ? j.at(key).get<std::int64_t>() : -1;
+}
+
+// The model a LLaMA config.json describes: its shape, vocab_size (the tokenizer's), tie_word_embeddings and
+// max_position_embeddings; `where` names the file in the errors.
+inline ModelConfig model_from_hf_config(const nlohmann::json& j, const std::string& where) {
+  PLAIT_CHECK(j.value("model_type", std::string("llama")) == "llama", where, " describes a '",
+              j.value("model_type", std::string()), "' model; plait's model is LLaMA's (model_type llama)");
+  ModelConfig m;
+  for (const HfShapeKey& k : hf_shape_keys()) {
+    const std::int64_t v = hf_shape_value(j, k);
+    PLAIT_CHECK(v >= 1, where, " needs ", k.key, " as a positive whole number (a LLaMA config.json has it)");
+    m.*k.field = v;
+  }
+  PLAIT_CHECK(j.contains("vocab_size") && j.at("vocab_size").is_number_integer() && j.at("vocab_size").get<std::int64_t>() >= 1,
+              where, " needs vocab_size as a positive whole number");
+  m.vocab = j.at("vocab_size").get<std::int64_t>();
+  if (j.contains("tie_word_embeddings") && j.at("tie_word_embeddings").is_boolean())
+    m.tied_embedding = j.at("tie_word_embeddings").get<bool>();
+  if (j.contains("max_position_embeddings") && j.at("max_position_embeddings").is_number_integer() &&
+      j.at("max_position_embeddings").get<std::int64_t>() >= 1)
+    m.max_seq = j.at("max_position_embeddings").get<std::int64_t>();
+  return m;
+}
+
+}  // namespace plait::model
