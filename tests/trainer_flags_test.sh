@@ -44,6 +44,9 @@ refused 1 "--timeout takes seconds (0: no timeout) or auto, got 'soon'" --timeou
 refused 1 "--timeout takes seconds (0: no timeout) or auto, got '-1'" --timeout -1
 refused 1 "(--weight-decay), got -1" --weight-decay -1
 refused 1 "sample-tokens must be 0" --sample-tokens -3
+refused 1 "--rope-theta must be a number above 1, got 0" --rope-theta 0
+refused 1 "--norm-eps must be a small positive number (1e-5, 1e-6), got -1" --norm-eps -1
+refused 1 "--norm-eps must be a small positive number (1e-5, 1e-6), got nan" --norm-eps nan
 refused 1 "--device takes host or cuda, got 'gpu'" --device gpu
 refused 1 "--device cuda trains in bf16" --device cuda --dtype float
 # Here no GPU: a plait-train built with CUDA says none is visible (on every rank), one built without says so.

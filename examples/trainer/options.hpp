@@ -36,6 +36,8 @@ struct Options {
   std::int64_t eval_every = 0;     // 0: a tenth of the steps (when there is validation data)
   std::int64_t eval_batches = 4;   // global batches of fixed held-out windows per evaluation
   std::int64_t layers = 4, hidden = 192, heads = 6, kv_heads = 2, ffn = 512, seq_len = 128;
+  double rope_theta = 10000.0;  // the rotary embedding's base
+  double norm_eps = 1e-5;       // RMSNorm's epsilon
   std::int64_t batch = 16;  // sequences per optimizer step
   std::int64_t micro_batch = 0;  // 0: the whole batch at once
   double lr = 3e-3;
@@ -146,6 +148,8 @@ inline std::vector<Flag> flags(Options& o) {
       {"--heads", "N", "attention heads (default 6)", i64(o.heads)},
       {"--kv-heads", "N", "key/value heads, fewer than heads for grouped-query attention (default 2)", i64(o.kv_heads)},
       {"--ffn", "N", "SwiGLU inner size (default 512)", i64(o.ffn)},
+      {"--rope-theta", "X", "the rotary embedding's base (default 10000; LLaMA 3: 500000)", f64(o.rope_theta)},
+      {"--norm-eps", "X", "RMSNorm's epsilon (default 1e-5)", f64(o.norm_eps)},
       {"--seq-len", "T", "tokens per sequence (default 128)", i64(o.seq_len)},
       {"--batch", "B", "sequences per optimizer step (default 16)", i64(o.batch)},
       {"--micro-batch", "B", "sequences per forward/backward; --batch must be a multiple (default: all)", i64(o.micro_batch)},
@@ -195,8 +199,8 @@ inline std::vector<Flag> flags(Options& o) {
        "schedule still spans --steps", i64(o.stop_after)},
       {"--init-from-hf", "DIR", "start from the Hugging Face LLaMA model in DIR (config.json + model.safetensors, "
        "as plait-export-hf writes them): fine-tuning, under any layout, each rank reading only its slices; the "
-       "model's shape (--layers, --hidden, --heads, --kv-heads, --ffn, --tied) comes from config.json, and a shape "
-       "flag given must match it (a mismatch names the flag to give)",
+       "model's shape (--layers, --hidden, --heads, --kv-heads, --ffn, --tied, --rope-theta, --norm-eps) comes from "
+       "config.json, and a shape flag given must match it (a mismatch names the flag to give)",
        str(o.init_from_hf)},
       {"--max-skipped", "N", "a step whose loss or gradient norm is not finite (NaN, inf) is skipped on every rank, "
        "changing nothing; N such steps in a row end the run with an error (default 5)", i64(o.max_skipped)},
@@ -291,6 +295,10 @@ inline std::optional<Options> read_flags(int argc, const char* const* argv, bool
   PLAIT_CHECK(o.batch >= 1, "--batch must be at least 1");
   PLAIT_CHECK(o.vocab >= 0, "--vocab must be at least 1");
   PLAIT_CHECK(o.micro_batch >= 0, "--micro-batch must be at least 1");
+  PLAIT_CHECK(std::isfinite(o.rope_theta) && o.rope_theta > 1.0, "--rope-theta must be a number above 1, got ",
+              o.rope_theta);
+  PLAIT_CHECK(std::isfinite(o.norm_eps) && o.norm_eps > 0.0 && o.norm_eps < 1.0,
+              "--norm-eps must be a small positive number (1e-5, 1e-6), got ", o.norm_eps);
   // The same sentences the Layout's static_asserts give, for flags that would name a layout that cannot exist.
   PLAIT_CHECK(o.zero >= 0 && o.zero <= 3, "ZeroStage<K> takes K = 0, 1, 2 or 3 (got --zero ", o.zero, ").");
   PLAIT_CHECK(o.tp >= 1, "TensorParallel<N> needs N >= 1 ranks per tensor-parallel group.");

@@ -64,6 +64,8 @@ inline plait::ModelConfig model_config(const Options& o) {
   config.ffn = o.ffn;
   config.max_seq = o.seq_len;
   config.tied_embedding = o.tied;
+  config.rope_theta = o.rope_theta;
+  config.norm_eps = o.norm_eps;
   return config;
 }
 

@@ -2,7 +2,9 @@
 # An exported model computes what plait computes: a state trained under DP 2 is exported by plait-export-hf in fp32,
 # and llama_reference.py (pure Python, written from transformers' LLaMA equations, nothing of plait) computes the last
 # position's logits of two byte sequences from config.json and model.safetensors alone; plait's logits for the same
-# tokens (hf_check, from the checkpoint under TP 2) must match to 1e-4 of the largest logit. Skips without python3.
+# tokens (hf_check, from the checkpoint under TP 2) must match to 1e-4 of the largest logit; the same with LLaMA 3's
+# rotary base and norm epsilon, which --init-from-hf then takes from config.json and --resume insists on. Skips
+# without python3.
 # Usage: hf_reference_test.sh PLAIT_TRAIN PLAIT_EXPORT_HF HF_CHECK MPIEXEC WORK_DIR
 set -euo pipefail
 train=$1 export_hf=$2 check=$3 mpiexec=$4 work=$5
@@ -25,3 +27,27 @@ tokens() { printf '%b' "$1" | od -An -tu1 | tr -s ' \n' ',' | sed 's/^,//; s/,$/
 first=$(tokens "qwert qwert\nzxcv") second=$(tokens "mnbvc mnbvc\nasdf")  # 16 bytes each
 mpi 2 "$check" trained.ckpt hf "$first" "$second" > logits.log 2>&1 || { cat logits.log; echo "FAIL: hf_check"; exit 1; }
 python3 "$here/llama_reference.py" hf logits.log "$first" "$second"
+
+# LLaMA 3's constants (--rope-theta 500000 --norm-eps 1e-6): config.json carries them, the reference computes with
+# them, and plait's logits must match again. The base is checked by the logits (read with 10000, the reference misses
+# them by 21% of the largest); the epsilon by config.json's value (1e-5 instead moves the logits by 6e-5 of the
+# largest, under the tolerance).
+shape=(--layers 2 --hidden 64 --heads 4 --kv-heads 2 --ffn 128 --seq-len 32)
+mpi 2 "$train" --data copy.txt --zero 1 --steps 80 --lr 3e-2 --batch 8 --sample-tokens 0 --peak-gflops 1 "${shape[@]}" \
+  --rope-theta 500000 --norm-eps 1e-6 --save theta.ckpt > theta.log
+"$export_hf" theta.ckpt hf_theta
+grep -q '"rope_theta": 500000' hf_theta/config.json && grep -q '"rms_norm_eps": 1e-06' hf_theta/config.json ||
+  { cat hf_theta/config.json; echo "FAIL: config.json lacks the run's constants"; exit 1; }
+mpi 2 "$check" theta.ckpt hf_theta "$first" "$second" > theta_logits.log 2>&1 ||
+  { cat theta_logits.log; echo "FAIL: hf_check of the LLaMA 3 constants"; exit 1; }
+python3 "$here/llama_reference.py" hf_theta theta_logits.log "$first" "$second"
+# Fine-tuning from it takes the constants from config.json; resuming its checkpoint without them is refused.
+"$train" --init-from-hf hf_theta --data copy.txt --steps 1 --batch 8 --sample-tokens 0 --peak-gflops 1 --seq-len 32 \
+  --metrics tuned.jsonl > tuned.log
+grep -qx "rope-theta=500000" tuned.jsonl.config && grep -qx "norm-eps=1e-06" tuned.jsonl.config ||
+  { grep -E "rope|eps" tuned.jsonl.config; echo "FAIL: --init-from-hf did not take the constants"; exit 1; }
+if "$train" --resume theta.ckpt --data copy.txt --steps 90 --batch 8 --sample-tokens 0 "${shape[@]}" > refused.log 2>&1
+then echo "FAIL: resumed with other constants"; exit 1; fi
+grep -q "its rope-theta is 500000, this run's is 10000; give --rope-theta 500000" refused.log ||
+  { cat refused.log; echo "FAIL: no clear refusal of other constants"; exit 1; }
+echo PASS

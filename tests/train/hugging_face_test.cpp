@@ -199,7 +199,10 @@ TEST_CASE("hugging face: a model of another shape is refused with the flag to gi
   refused(c, "does not tie its LM head to the embedding: drop --tied");
   c = config();
   c.rope_theta = 500000.0;
-  refused(c, "has rope_theta 10000; plait's model uses 500000");
+  refused(c, "has rope_theta 10000, this run's is 500000: give --rope-theta 10000");
+  c = config();
+  c.norm_eps = 1e-6;
+  refused(c, "has RMSNorm eps 1e-05, this run's is 1e-06: give --norm-eps 1e-05");
 
   std::filesystem::remove(dir + "/model.safetensors");
   refused(config(), "has no model.safetensors");

@@ -31,6 +31,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -533,6 +534,13 @@ inline void check_same_model(const std::string& path, const ModelConfig& saved, 
   for (const auto& [name, pair] : fields)
     PLAIT_CHECK(pair.first == pair.second, "checkpoint '", path, "' is of another model: its ", name, " is ",
                 pair.first, ", this run's is ", pair.second, "; give the checkpoint's shape (--", name, ")");
+  // The equations' constants (checkpoints before they were recorded hold the defaults, which they were trained with).
+  const std::pair<const char*, std::pair<double, double>> constants[] = {
+      {"rope-theta", {saved.rope_theta, c.rope_theta}}, {"norm-eps", {saved.norm_eps, c.norm_eps}}};
+  for (const auto& [name, pair] : constants)
+    PLAIT_CHECK(std::abs(pair.first - pair.second) <= 1e-9 * std::abs(pair.second), "checkpoint '", path,
+                "' is of another model: its ", name, " is ", pair.first, ", this run's is ", pair.second,
+                "; give --", name, " ", pair.first);
 }
 
 // Reads `n` values of the file's dtype at element `at` of array `array` into doubles.

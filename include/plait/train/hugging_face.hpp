@@ -18,6 +18,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -124,6 +126,9 @@ inline nlohmann::json read_hf_config(const std::string& dir) {
   }
 }
 
+// transformers' LlamaConfig defaults for the two constants of the equations, where a config.json leaves them out.
+inline constexpr double hf_default_rope_theta = 10000.0, hf_default_rms_norm_eps = 1e-6;
+
 // The shape config.json gives, as plait-train's flags name it: (flag, value) for --layers, --hidden, --heads,
 // --kv-heads and --ffn (model/hf_config.hpp's table), and --tied with no value when it ties its LM head. A field that
 // is missing or not a whole number is left out: check_hf_llama_config names it.
@@ -136,6 +141,18 @@ inline std::vector<std::pair<std::string, std::string>> hf_llama_shape_flags(con
   if (j.contains("tie_word_embeddings") && j.at("tie_word_embeddings").is_boolean() &&
       j.at("tie_word_embeddings").get<bool>())
     flags.emplace_back("--tied", "");
+  // The equations' two constants, with transformers' LlamaConfig defaults where the file leaves them out.
+  auto number = [&](const char* flag, const char* key, double fallback) {
+    const bool given = j.contains(key) && j.at(key).is_number();
+    if (j.contains(key) && !given) return;  // of the wrong type: check_hf_llama_config says so
+    const double value = given ? j.at(key).get<double>() : fallback;
+    char text[32];
+    for (int digits = 15; digits <= 17; ++digits)  // the shortest that reads back as the same double
+      if (std::snprintf(text, sizeof text, "%.*g", digits, value); std::strtod(text, nullptr) == value) break;
+    flags.emplace_back(flag, text);
+  };
+  number("--rope-theta", "rope_theta", hf_default_rope_theta);
+  number("--norm-eps", "rms_norm_eps", hf_default_rms_norm_eps);
   return flags;
 }
 
@@ -174,11 +191,12 @@ inline void check_hf_llama_config(const nlohmann::json& j, const ModelConfig& c,
     PLAIT_CHECK(!j.contains("rope_scaling") || j.at("rope_scaling").is_null(), "the Hugging Face model '", dir,
                 "' scales its rotary embedding (rope_scaling ", j.value("rope_scaling", nlohmann::json()).dump(),
                 "); plait's is unscaled");
-    const double eps = j.value("rms_norm_eps", 1e-6), theta = j.value("rope_theta", 10000.0);
+    const double eps = j.value("rms_norm_eps", hf_default_rms_norm_eps),
+                 theta = j.value("rope_theta", hf_default_rope_theta);
     PLAIT_CHECK(std::abs(eps - c.norm_eps) <= 1e-9 * c.norm_eps, "the Hugging Face model '", dir,
-                "' has RMSNorm eps ", eps, "; plait's model uses ", c.norm_eps);
+                "' has RMSNorm eps ", eps, ", this run's is ", c.norm_eps, ": give --norm-eps ", eps);
     PLAIT_CHECK(std::abs(theta - c.rope_theta) <= 1e-9 * c.rope_theta, "the Hugging Face model '", dir,
-                "' has rope_theta ", theta, "; plait's model uses ", c.rope_theta);
+                "' has rope_theta ", theta, ", this run's is ", c.rope_theta, ": give --rope-theta ", theta);
   } catch (const nlohmann::json::exception& e) {
     core::fail("'", dir, "/config.json' lacks a field of a LLaMA config or has one of the wrong type (", e.what(), ")");
   }
