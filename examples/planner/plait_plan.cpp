@@ -94,10 +94,10 @@ const char* fit_usage =
 
 const char* layout_usage =
     "usage: plait-plan layout --model llama-13b|...|FILE.json|HF_DIR --seq-len T --gpus G --global-batch B\n"
-    "                         --hardware H [--tp N] [--pp N] [--schedule gpipe|1f1b|interleaved:V|zb] [--micro-batch B]\n"
-    "                         [--zero K] [--checkpoint none|selective|full] [--sp yes|no] [--kernels fa2+rms|fa2]\n"
-    "                         [--format table|json] [--link-scale X] [--network-scale X] [--latency-scale X]\n"
-    "                         [--collectives fastest|ring|tree]\n"
+    "                         --hardware H [--tp N] [--pp N] [--schedule gpipe|1f1b|interleaved:V|zb]\n"
+    "                         [--micro-batch B] [--zero K] [--checkpoint none|selective|full] [--sp yes|no]\n"
+    "                         [--kernels fa2+rms|fa2] [--format table|json] [--link-scale X] [--network-scale X]\n"
+    "                         [--latency-scale X] [--collectives fastest|ring|tree]\n"
     "Predicts one layout (defaults: tp 1, pp 1, 1f1b, micro-batch 1, ZeRO 0, no checkpointing, fa2+rms): memory\n"
     "of the fullest rank by kind (bytes) and the step time by part (seconds), as plait-train's flags name them;\n"
     "beyond the runs the calibration was fitted on, a note on stderr says what is extrapolated.\n"

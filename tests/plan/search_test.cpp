@@ -94,7 +94,7 @@ TEST_CASE("outside_fitted_runs: says what lies beyond the runs the calibration w
 
   const std::string small = outside_fitted_runs({load_model("llama-7b"), 16384, 16, 256}, a100);
   INFO(small);
-  CHECK_THAT(small, Catch::Contains("16 GPUs, fewer than the 64"));
+  CHECK_THAT(small, Catch::Contains("16 GPUs, fewer than its smallest runs had (64)"));
   CHECK_THAT(small, Catch::Contains("smaller than the ones it saw"));
   CHECK_THAT(small, Catch::Contains("sequence 16384, outside 2048-8192"));
 

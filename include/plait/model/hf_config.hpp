@@ -55,7 +55,8 @@ inline ModelConfig model_from_hf_config(const nlohmann::json& j, const std::stri
     PLAIT_CHECK(v >= 1, where, " needs ", k.key, " as a positive whole number (a LLaMA config.json has it)");
     m.*k.field = v;
   }
-  PLAIT_CHECK(j.contains("vocab_size") && j.at("vocab_size").is_number_integer() && j.at("vocab_size").get<std::int64_t>() >= 1,
+  PLAIT_CHECK(j.contains("vocab_size") && j.at("vocab_size").is_number_integer() &&
+                  j.at("vocab_size").get<std::int64_t>() >= 1,
               where, " needs vocab_size as a positive whole number");
   m.vocab = j.at("vocab_size").get<std::int64_t>();
   if (j.contains("tie_word_embeddings") && j.at("tie_word_embeddings").is_boolean())

@@ -129,8 +129,8 @@ inline std::string outside_fitted_runs(const Workload& w, const Hardware& hw) {
                   static_cast<long long>(w.gpus), static_cast<double>(w.gpus) / static_cast<double>(r.max_gpus));
     parts.emplace_back(buf);
   } else if (w.gpus < r.min_gpus) {
-    std::snprintf(buf, sizeof buf, "%lld GPUs, fewer than the %lld it saw at least", static_cast<long long>(w.gpus),
-                  static_cast<long long>(r.min_gpus));
+    std::snprintf(buf, sizeof buf, "%lld GPUs, fewer than its smallest runs had (%lld)",
+                  static_cast<long long>(w.gpus), static_cast<long long>(r.min_gpus));
     parts.emplace_back(buf);
   }
   // A model within 1% of a fitted one counts as that one (a vocabulary a little other).
