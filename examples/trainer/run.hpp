@@ -183,10 +183,14 @@ int train(const Options& o, Comm world, const Device& device) {
   }
 
   if (lead) {
-    std::printf("plait-train: %s, %lld parameters (%lld layers, hidden %lld, heads %lld/%lld kv, ffn %lld), %s\n",
+    // The equations' constants, where they are not the defaults (LLaMA 3's, or a Hugging Face model's).
+    char constants[96] = "";
+    if (o.rope_theta != Options{}.rope_theta || o.norm_eps != Options{}.norm_eps)
+      std::snprintf(constants, sizeof constants, ", rope theta %g, norm eps %g", o.rope_theta, o.norm_eps);
+    std::printf("plait-train: %s, %lld parameters (%lld layers, hidden %lld, heads %lld/%lld kv, ffn %lld%s), %s\n",
                 o.data.empty() ? "embedded corpus" : o.data.c_str(), static_cast<long long>(config.parameters()),
                 static_cast<long long>(o.layers), static_cast<long long>(o.hidden), static_cast<long long>(o.heads),
-                static_cast<long long>(o.kv_heads), static_cast<long long>(o.ffn), o.dtype.c_str());
+                static_cast<long long>(o.kv_heads), static_cast<long long>(o.ffn), constants, o.dtype.c_str());
     std::printf("layout: %d ranks = TP %d%s x PP %d (%s) x DP %d, ZeRO-%d, checkpoint %s; %s\n",
                 world.size(), grid.tp_size(), Layout::tp::sequence_parallel ? " (sequence parallel)" : "",
                 grid.pp_size(), o.schedule.c_str(), grid.dp_size(), Layout::zero::stage, o.checkpoint.c_str(),

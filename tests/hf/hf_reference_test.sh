@@ -44,6 +44,7 @@ python3 "$here/llama_reference.py" hf_theta theta_logits.log "$first" "$second"
 # Fine-tuning from it takes the constants from config.json; resuming its checkpoint without them is refused.
 "$train" --init-from-hf hf_theta --data copy.txt --steps 1 --batch 8 --sample-tokens 0 --peak-gflops 1 --seq-len 32 \
   --metrics tuned.jsonl > tuned.log
+grep -q "ffn 128, rope theta 500000, norm eps 1e-06)" tuned.log || { head -2 tuned.log; echo "FAIL: no constants shown"; exit 1; }
 grep -qx "rope-theta=500000" tuned.jsonl.config && grep -qx "norm-eps=1e-06" tuned.jsonl.config ||
   { grep -E "rope|eps" tuned.jsonl.config; echo "FAIL: --init-from-hf did not take the constants"; exit 1; }
 if "$train" --resume theta.ckpt --data copy.txt --steps 90 --batch 8 --sample-tokens 0 "${shape[@]}" > refused.log 2>&1
