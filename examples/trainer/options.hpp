@@ -38,6 +38,9 @@ struct Options {
   std::int64_t layers = 4, hidden = 192, heads = 6, kv_heads = 2, ffn = 512, seq_len = 128;
   double rope_theta = 10000.0;  // the rotary embedding's base
   double norm_eps = 1e-5;       // RMSNorm's epsilon
+  // Not a flag: the positions the model was made for, where more than --seq-len (--init-from-hf's
+  // max_position_embeddings, --resume's checkpoint), kept in what the run saves and exports.
+  std::int64_t max_positions = 0;
   std::int64_t batch = 16;  // sequences per optimizer step
   std::int64_t micro_batch = 0;  // 0: the whole batch at once
   double lr = 3e-3;
@@ -289,7 +292,9 @@ inline std::optional<Options> read_flags(int argc, const char* const* argv, bool
       for (const std::string& m : more) args.push_back(m.c_str());
       return read_flags(static_cast<int>(args.size()), args.data(), print_help);
     }
+    o.max_positions = plait::model::hf_max_positions(plait::train::read_hf_config(o.init_from_hf));
   }
+  if (!o.resume.empty()) o.max_positions = plait::train::saved_max_seq(plait::train::resume_path(o.resume));
   o.config = config_text(app);
   PLAIT_CHECK(o.steps >= 1, "--steps must be at least 1");
   PLAIT_CHECK(o.batch >= 1, "--batch must be at least 1");

@@ -4,6 +4,7 @@
 // an error in a second, on every rank alike, and never after a build or in the middle of a collective.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <filesystem>
 #include <string>
@@ -62,7 +63,7 @@ inline plait::ModelConfig model_config(const Options& o) {
   config.heads = o.heads;
   config.kv_heads = o.kv_heads;
   config.ffn = o.ffn;
-  config.max_seq = o.seq_len;
+  config.max_seq = std::max(o.seq_len, o.max_positions);  // what a model from elsewhere was made for is kept
   config.tied_embedding = o.tied;
   config.rope_theta = o.rope_theta;
   config.norm_eps = o.norm_eps;

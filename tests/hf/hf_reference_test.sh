@@ -45,6 +45,16 @@ python3 "$here/llama_reference.py" hf_theta theta_logits.log "$first" "$second"
 "$train" --init-from-hf hf_theta --data copy.txt --steps 1 --batch 8 --sample-tokens 0 --peak-gflops 1 --seq-len 32 \
   --metrics tuned.jsonl > tuned.log
 grep -q "ffn 128, rope theta 500000, norm eps 1e-06)" tuned.log || { head -2 tuned.log; echo "FAIL: no constants shown"; exit 1; }
+# The positions the model was made for survive a fine-tune at a shorter length and its resume: max_position_embeddings
+# 4096 (say) in, fine-tuned at 16 tokens, resumed, exported: 4096 out (the export does not shrink a model's context).
+sed -i 's/"max_position_embeddings": [0-9]*/"max_position_embeddings": 4096/' hf_theta/config.json
+"$train" --init-from-hf hf_theta --data copy.txt --steps 2 --stop-after 1 --batch 8 --sample-tokens 0 --seq-len 16 \
+  --save short.ckpt > short.log
+"$train" --resume short.ckpt --data copy.txt --steps 2 --batch 8 --sample-tokens 0 --seq-len 16 "${shape[@]:0:10}" \
+  --rope-theta 500000 --norm-eps 1e-6 --save short.ckpt > short2.log || { cat short2.log; echo "FAIL: resume"; exit 1; }
+"$export_hf" short.ckpt hf_short > /dev/null
+grep -q '"max_position_embeddings": 4096' hf_short/config.json ||
+  { grep max_position hf_short/config.json; echo "FAIL: the export shrank the model's positions"; exit 1; }
 grep -qx "rope-theta=500000" tuned.jsonl.config && grep -qx "norm-eps=1e-06" tuned.jsonl.config ||
   { grep -E "rope|eps" tuned.jsonl.config; echo "FAIL: --init-from-hf did not take the constants"; exit 1; }
 if "$train" --resume theta.ckpt --data copy.txt --steps 90 --batch 8 --sample-tokens 0 "${shape[@]}" > refused.log 2>&1

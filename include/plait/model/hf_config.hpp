@@ -44,6 +44,14 @@ inline std::int64_t hf_shape_value(const nlohmann::json& j, const HfShapeKey& k)
   return j.contains(key) && j.at(key).is_number_integer() ? j.at(key).get<std::int64_t>() : -1;
 }
 
+// The positions the model was made for (max_position_embeddings), or 0 where the config does not say.
+inline std::int64_t hf_max_positions(const nlohmann::json& j) {
+  if (!j.is_object() || !j.contains("max_position_embeddings") || !j.at("max_position_embeddings").is_number_integer())
+    return 0;
+  const std::int64_t n = j.at("max_position_embeddings").get<std::int64_t>();
+  return n >= 1 && n <= ModelConfig::max_vocab ? n : 0;
+}
+
 // The model a LLaMA config.json describes: its shape, vocab_size (the tokenizer's), tie_word_embeddings and
 // max_position_embeddings; `where` names the file in the errors.
 inline ModelConfig model_from_hf_config(const nlohmann::json& j, const std::string& where) {
@@ -61,9 +69,7 @@ inline ModelConfig model_from_hf_config(const nlohmann::json& j, const std::stri
   m.vocab = j.at("vocab_size").get<std::int64_t>();
   if (j.contains("tie_word_embeddings") && j.at("tie_word_embeddings").is_boolean())
     m.tied_embedding = j.at("tie_word_embeddings").get<bool>();
-  if (j.contains("max_position_embeddings") && j.at("max_position_embeddings").is_number_integer() &&
-      j.at("max_position_embeddings").get<std::int64_t>() >= 1)
-    m.max_seq = j.at("max_position_embeddings").get<std::int64_t>();
+  if (const std::int64_t positions = hf_max_positions(j); positions > 0) m.max_seq = positions;
   return m;
 }
 
