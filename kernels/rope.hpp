@@ -1,12 +1,15 @@
 // Rotary position embedding (RoPE) on the CPU, in place on x (batch, seq, heads, head_dim): the pair (2i, 2i+1) of
-// every head at position p = position_offset + t is rotated by the angle p * theta^(-2i / head_dim). A rotation is
-// orthogonal, so backward is the inverse rotation, also in place.
+// every head at position p = position_offset + t is rotated by the angle p * theta^(-2i / head_dim), or with LLaMA
+// 3.1's scaling by p times the scaled frequency (rope_frequencies.hpp). A rotation is orthogonal, so backward is the
+// inverse rotation, also in place.
 #pragma once
 
 #include <cassert>
 #include <cmath>
 #include <cstdint>
 #include <vector>
+
+#include "plait/kernels/rope_frequencies.hpp"
 
 namespace plait::kernels {
 
@@ -16,12 +19,12 @@ namespace detail {
 // off by a hundredth of a radian.
 template <class T>
 void rope_rotate(T* x, std::int64_t batch, std::int64_t seq, std::int64_t heads, std::int64_t head_dim,
-                 std::int64_t position_offset, double theta, double direction) {
+                 std::int64_t position_offset, const RopeFrequencies& frequencies, double direction) {
   assert(head_dim % 2 == 0 && "RoPE rotates pairs: head_dim must be even");
   const std::int64_t half = head_dim / 2;
   std::vector<double> inv_freq(static_cast<std::size_t>(half));  // (hd/2)
   for (std::int64_t i = 0; i < half; ++i)
-    inv_freq[i] = std::pow(theta, -2.0 * static_cast<double>(i) / static_cast<double>(head_dim));
+    inv_freq[i] = frequencies.inv_freq(i, head_dim);
   // cos and sin of every (position, pair) once, shared by the batch and the heads: (seq, hd/2) each.
   std::vector<T> cos_table(static_cast<std::size_t>(seq * half)), sin_table(cos_table.size());
 #pragma omp parallel for schedule(static)
@@ -56,16 +59,16 @@ void rope_rotate(T* x, std::int64_t batch, std::int64_t seq, std::int64_t heads,
 template <class T>
 void rope_forward(T* x,  // (B, T, H, hd), in place
                   std::int64_t batch, std::int64_t seq, std::int64_t heads, std::int64_t head_dim,
-                  std::int64_t position_offset, double theta) {
-  detail::rope_rotate(x, batch, seq, heads, head_dim, position_offset, theta, +1.0);
+                  std::int64_t position_offset, const RopeFrequencies& frequencies) {
+  detail::rope_rotate(x, batch, seq, heads, head_dim, position_offset, frequencies, +1.0);
 }
 
 // In place, not +=: the gradient of a rotation is the transposed (inverse) rotation of the incoming gradient.
 template <class T>
 void rope_backward(T* dx,  // (B, T, H, hd), in place
                    std::int64_t batch, std::int64_t seq, std::int64_t heads, std::int64_t head_dim,
-                   std::int64_t position_offset, double theta) {
-  detail::rope_rotate(dx, batch, seq, heads, head_dim, position_offset, theta, -1.0);
+                   std::int64_t position_offset, const RopeFrequencies& frequencies) {
+  detail::rope_rotate(dx, batch, seq, heads, head_dim, position_offset, frequencies, -1.0);
 }
 
 }  // namespace plait::kernels

@@ -38,6 +38,7 @@ struct Options {
   std::int64_t layers = 4, hidden = 192, heads = 6, kv_heads = 2, ffn = 512, seq_len = 128;
   double rope_theta = 10000.0;  // the rotary embedding's base
   double norm_eps = 1e-5;       // RMSNorm's epsilon
+  std::string rope_scaling = "none";  // or llama3:FACTOR:LOW:HIGH:ORIGINAL (LLaMA 3.1's)
   // Not a flag: the positions the model was made for, where more than --seq-len (--init-from-hf's
   // max_position_embeddings, --resume's checkpoint), kept in what the run saves and exports.
   std::int64_t max_positions = 0;
@@ -153,6 +154,8 @@ inline std::vector<Flag> flags(Options& o) {
       {"--ffn", "N", "SwiGLU inner size (default 512)", i64(o.ffn)},
       {"--rope-theta", "X", "the rotary embedding's base (default 10000; LLaMA 3: 500000)", f64(o.rope_theta)},
       {"--norm-eps", "X", "RMSNorm's epsilon (default 1e-5)", f64(o.norm_eps)},
+      {"--rope-scaling", "S", "the rotary embedding's scaling: none (default) or llama3:FACTOR:LOW:HIGH:ORIGINAL "
+       "(LLaMA 3.1's: llama3:8:1:4:8192)", str(o.rope_scaling)},
       {"--seq-len", "T", "tokens per sequence (default 128)", i64(o.seq_len)},
       {"--batch", "B", "sequences per optimizer step (default 16)", i64(o.batch)},
       {"--micro-batch", "B", "sequences per forward/backward; --batch must be a multiple (default: all)", i64(o.micro_batch)},
@@ -202,7 +205,8 @@ inline std::vector<Flag> flags(Options& o) {
        "schedule still spans --steps", i64(o.stop_after)},
       {"--init-from-hf", "DIR", "start from the Hugging Face LLaMA model in DIR (config.json + model.safetensors, "
        "as plait-export-hf writes them): fine-tuning, under any layout, each rank reading only its slices; the "
-       "model's shape (--layers, --hidden, --heads, --kv-heads, --ffn, --tied, --rope-theta, --norm-eps) comes from "
+       "model's shape (--layers, --hidden, --heads, --kv-heads, --ffn, --tied, --rope-theta, --norm-eps, "
+       "--rope-scaling) comes from "
        "config.json, and a shape flag given must match it (a mismatch names the flag to give)",
        str(o.init_from_hf)},
       {"--max-skipped", "N", "a step whose loss or gradient norm is not finite (NaN, inf) is skipped on every rank, "
@@ -304,6 +308,10 @@ inline std::optional<Options> read_flags(int argc, const char* const* argv, bool
               o.rope_theta);
   PLAIT_CHECK(std::isfinite(o.norm_eps) && o.norm_eps > 0.0 && o.norm_eps < 1.0,
               "--norm-eps must be a small positive number (1e-5, 1e-6), got ", o.norm_eps);
+  {
+    plait::ModelConfig scaled;
+    set_rope_scaling(scaled, o.rope_scaling);  // or says what to give
+  }
   // The same sentences the Layout's static_asserts give, for flags that would name a layout that cannot exist.
   PLAIT_CHECK(o.zero >= 0 && o.zero <= 3, "ZeroStage<K> takes K = 0, 1, 2 or 3 (got --zero ", o.zero, ").");
   PLAIT_CHECK(o.tp >= 1, "TensorParallel<N> needs N >= 1 ranks per tensor-parallel group.");

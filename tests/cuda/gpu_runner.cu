@@ -154,13 +154,13 @@ void rmsnorm_backward(Precision p, const Floats& x, const Floats& weight, const 
 }
 
 void rope(Precision p, bool forward, Floats& x, std::int64_t batch, std::int64_t seq, std::int64_t heads,
-          std::int64_t head_dim, std::int64_t position_offset, double theta) {
+          std::int64_t head_dim, std::int64_t position_offset, const kernels::RopeFrequencies& frequencies) {
   with_type(p, [&]<class T>() {
     auto dx = upload<T>(x);
     if (forward) {
-      Cuda<T>::rope_forward(dx.data(), batch, seq, heads, head_dim, position_offset, theta);
+      Cuda<T>::rope_forward(dx.data(), batch, seq, heads, head_dim, position_offset, frequencies);
     } else {
-      Cuda<T>::rope_backward(dx.data(), batch, seq, heads, head_dim, position_offset, theta);
+      Cuda<T>::rope_backward(dx.data(), batch, seq, heads, head_dim, position_offset, frequencies);
     }
     download(dx, x);
   });

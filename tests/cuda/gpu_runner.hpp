@@ -12,6 +12,7 @@
 
 #include "plait/kernels/adamw.hpp"
 #include "plait/kernels/attention.hpp"
+#include "plait/kernels/rope_frequencies.hpp"
 
 namespace plait::cuda_test {
 
@@ -41,7 +42,7 @@ void rmsnorm_forward(Precision p, const Floats& x, const Floats& weight, std::in
 void rmsnorm_backward(Precision p, const Floats& x, const Floats& weight, const Floats& rstd, const Floats& dy,
                       std::int64_t rows, std::int64_t dim, Floats& dx, Floats& dweight);
 void rope(Precision p, bool forward, Floats& x, std::int64_t batch, std::int64_t seq, std::int64_t heads,
-          std::int64_t head_dim, std::int64_t position_offset, double theta);
+          std::int64_t head_dim, std::int64_t position_offset, const kernels::RopeFrequencies& frequencies);
 void attention_forward(Precision p, const kernels::AttentionShape& s, const Floats& q, const Floats& k,
                        const Floats& v, Floats& out, Floats& lse);
 void attention_backward(Precision p, const kernels::AttentionShape& s, const Floats& q, const Floats& k,

@@ -311,23 +311,26 @@ TEST_CASE("Cuda RMSNorm beyond the device's shared memory reports cudaErrorInval
   }
 }
 
-TEST_CASE("Cuda RoPE forward and backward match the reference", "[cuda]") {
+TEST_CASE("Cuda RoPE forward and backward match the reference with and without LLaMA 3.1's scaling", "[cuda]") {
   if (skip_without_gpu()) return;
   Random rng;
   INFO("seed " << rng.seed);
   const std::int64_t batch = 2, seq = 77, heads = 3, head_dim = 64, offset = 1000;
-  const double theta = 10000.0;
-  for (Precision p : precisions) {
-    for (bool forward : {true, false}) {
-      Floats expected = rng.normal(batch * seq * heads * head_dim, p), x = expected;
-      if (forward) {
-        ref::rope_forward(expected.data(), batch, seq, heads, head_dim, offset, theta);
-      } else {
-        ref::rope_backward(expected.data(), batch, seq, heads, head_dim, offset, theta);
+  ref::RopeFrequencies scaled(500000.0);
+  scaled.factor = 8.0, scaled.low_freq_factor = 1.0, scaled.high_freq_factor = 4.0, scaled.original_positions = 8192;
+  for (const ref::RopeFrequencies& frequencies : {ref::RopeFrequencies(10000.0), scaled}) {
+    for (Precision p : precisions) {
+      for (bool forward : {true, false}) {
+        Floats expected = rng.normal(batch * seq * heads * head_dim, p), x = expected;
+        if (forward) {
+          ref::rope_forward(expected.data(), batch, seq, heads, head_dim, offset, frequencies);
+        } else {
+          ref::rope_backward(expected.data(), batch, seq, heads, head_dim, offset, frequencies);
+        }
+        gpu::rope(p, forward, x, batch, seq, heads, head_dim, offset, frequencies);
+        INFO((forward ? "forward" : "backward") << ", scaled " << (frequencies.original_positions > 0));
+        CHECK_CLOSE(p, x, expected);
       }
-      gpu::rope(p, forward, x, batch, seq, heads, head_dim, offset, theta);
-      INFO((forward ? "forward" : "backward"));
-      CHECK_CLOSE(p, x, expected);
     }
   }
 }

@@ -45,6 +45,26 @@ python3 "$here/llama_reference.py" hf_theta theta_logits.log "$first" "$second"
 "$train" --init-from-hf hf_theta --data copy.txt --steps 1 --batch 8 --sample-tokens 0 --peak-gflops 1 --seq-len 32 \
   --metrics tuned.jsonl > tuned.log
 grep -q "ffn 128, rope theta 500000, norm eps 1e-06)" tuned.log || { head -2 tuned.log; echo "FAIL: no constants shown"; exit 1; }
+# LLaMA 3.1's rotary scaling (--rope-scaling llama3:8:1:4:16: an original context of 16 tokens, so that at 16 tokens
+# every regime of it is in use: the fastest pair blended, the others turned 8 times slower): config.json carries it
+# as rope_scaling, the reference computes its frequencies from transformers' rule, and plait's logits must match.
+mpi 2 "$train" --data copy.txt --zero 1 --steps 80 --lr 3e-2 --batch 8 --sample-tokens 0 --peak-gflops 1 "${shape[@]}" \
+  --rope-theta 500000 --rope-scaling llama3:8:1:4:16 --save scaled.ckpt > scaled.log
+"$export_hf" scaled.ckpt hf_scaled
+grep -q '"rope_type": "llama3"' hf_scaled/config.json && grep -q '"original_max_position_embeddings": 16' \
+  hf_scaled/config.json || { cat hf_scaled/config.json; echo "FAIL: config.json lacks the rope scaling"; exit 1; }
+mpi 2 "$check" scaled.ckpt hf_scaled "$first" "$second" > scaled_logits.log 2>&1 ||
+  { cat scaled_logits.log; echo "FAIL: hf_check of the scaled rotary embedding"; exit 1; }
+python3 "$here/llama_reference.py" hf_scaled scaled_logits.log "$first" "$second"
+"$train" --init-from-hf hf_scaled --data copy.txt --steps 1 --batch 8 --sample-tokens 0 --seq-len 32 \
+  --metrics scaled_tuned.jsonl > scaled_tuned.log
+grep -qx 'rope-scaling="llama3:8:1:4:16"' scaled_tuned.jsonl.config ||
+  { grep rope scaled_tuned.jsonl.config; echo "FAIL: --init-from-hf did not take the scaling"; exit 1; }
+if "$train" --resume scaled.ckpt --data copy.txt --steps 90 --batch 8 --sample-tokens 0 "${shape[@]}" \
+     --rope-theta 500000 > refused_scaling.log 2>&1; then echo "FAIL: resumed without the scaling"; exit 1; fi
+grep -q "give --rope-scaling llama3:8:1:4:16" refused_scaling.log ||
+  { cat refused_scaling.log; echo "FAIL: no clear refusal of another scaling"; exit 1; }
+
 # The positions the model was made for survive a fine-tune at a shorter length and its resume: max_position_embeddings
 # 4096 (say) in, fine-tuned at 16 tokens, resumed, exported: 4096 out (the export does not shrink a model's context).
 sed -i 's/"max_position_embeddings": [0-9]*/"max_position_embeddings": 4096/' hf_theta/config.json

@@ -58,14 +58,39 @@ def rmsnorm(x, weight, eps):
     return [w * v * scale for w, v in zip(weight, x)]
 
 
-def rope(x, heads, head_dim, position, theta, pairs):
+def inverse_frequencies(config, head_dim):
+    """The rotation rate of each pair: theta^(-2i/d), rescaled as transformers' "llama3" rope_scaling does: pairs whose
+    wavelength exceeds original / low_freq_factor turn factor times slower, those under original / high_freq_factor
+    keep their rate, and those between blend the two linearly in original / wavelength."""
+    theta = config.get("rope_theta", 10000.0)
+    rates = [theta ** (-2.0 * i / head_dim) for i in range(head_dim // 2)]
+    scaling = config.get("rope_scaling")
+    if not scaling:
+        return rates
+    assert scaling.get("rope_type", scaling.get("type")) == "llama3", scaling
+    factor, low, high = scaling["factor"], scaling["low_freq_factor"], scaling["high_freq_factor"]
+    original = scaling["original_max_position_embeddings"]
+    scaled = []
+    for rate in rates:
+        wavelength = 2 * math.pi / rate
+        if wavelength < original / high:
+            scaled.append(rate)
+        elif wavelength > original / low:
+            scaled.append(rate / factor)
+        else:
+            smooth = (original / wavelength - low) / (high - low)
+            scaled.append((1 - smooth) * rate / factor + smooth * rate)
+    return scaled
+
+
+def rope(x, heads, head_dim, position, rates, pairs):
     """Rotates each head of x at `position`; pairs 'half': (i, i + d/2) as HF; 'adjacent': (2i, 2i+1) as plait."""
     out = list(x)
     half = head_dim // 2
     for h in range(heads):
         base = h * head_dim
         for i in range(half):
-            angle = position * theta ** (-2.0 * i / head_dim)
+            angle = position * rates[i]
             c, s = math.cos(angle), math.sin(angle)
             a, b = (base + i, base + i + half) if pairs == "half" else (base + 2 * i, base + 2 * i + 1)
             out[a] = x[a] * c - x[b] * s
@@ -78,7 +103,7 @@ def last_logits(config, tensors, tokens, pairs="half"):
     H = config["num_attention_heads"]
     KV = config.get("num_key_value_heads", H)
     hd = D // H
-    eps, theta = config["rms_norm_eps"], config.get("rope_theta", 10000.0)
+    eps, rates = config["rms_norm_eps"], inverse_frequencies(config, hd)
     embedding = matrix(tensors, "model.embed_tokens.weight")
     x = [list(embedding[t]) for t in tokens]
     for layer in range(config["num_hidden_layers"]):
@@ -87,8 +112,8 @@ def last_logits(config, tensors, tokens, pairs="half"):
              ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
               "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")}
         h = [rmsnorm(xt, tensors[p + "input_layernorm.weight"][1], eps) for xt in x]
-        q = [rope(matvec(w["self_attn.q_proj"], ht), H, hd, t, theta, pairs) for t, ht in enumerate(h)]
-        k = [rope(matvec(w["self_attn.k_proj"], ht), KV, hd, t, theta, pairs) for t, ht in enumerate(h)]
+        q = [rope(matvec(w["self_attn.q_proj"], ht), H, hd, t, rates, pairs) for t, ht in enumerate(h)]
+        k = [rope(matvec(w["self_attn.k_proj"], ht), KV, hd, t, rates, pairs) for t, ht in enumerate(h)]
         v = [matvec(w["self_attn.v_proj"], ht) for ht in h]
         for t in range(len(tokens)):
             attended = []

@@ -511,13 +511,14 @@ struct Cuda {
                                                        dweight, workspace.data(), stream()));
   }
   static void rope_forward(T* x, std::int64_t batch, std::int64_t seq, std::int64_t heads, std::int64_t head_dim,
-                           std::int64_t position_offset, double theta) {
-    PLAIT_CUDA_CHECK(kernels::device::rope_forward(dev(x), batch, seq, heads, head_dim, position_offset, theta, stream()));
+                           std::int64_t position_offset, const kernels::RopeFrequencies& frequencies) {
+    PLAIT_CUDA_CHECK(
+        kernels::device::rope_forward(dev(x), batch, seq, heads, head_dim, position_offset, frequencies, stream()));
   }
   static void rope_backward(T* dx, std::int64_t batch, std::int64_t seq, std::int64_t heads, std::int64_t head_dim,
-                            std::int64_t position_offset, double theta) {
+                            std::int64_t position_offset, const kernels::RopeFrequencies& frequencies) {
     PLAIT_CUDA_CHECK(
-        kernels::device::rope_backward(dev(dx), batch, seq, heads, head_dim, position_offset, theta, stream()));
+        kernels::device::rope_backward(dev(dx), batch, seq, heads, head_dim, position_offset, frequencies, stream()));
   }
 
   // Attention with an fp32 lse (B, H, T): the form to use under bf16.

@@ -108,12 +108,12 @@ struct Host : HostMemory {
     kernels::rmsnorm_backward(x, weight, rstd, dy, rows, dim, dx, dweight);
   }
   static void rope_forward(T* x, std::int64_t batch, std::int64_t seq, std::int64_t heads, std::int64_t head_dim,
-                           std::int64_t position_offset, double theta) {
-    kernels::rope_forward(x, batch, seq, heads, head_dim, position_offset, theta);
+                           std::int64_t position_offset, const kernels::RopeFrequencies& frequencies) {
+    kernels::rope_forward(x, batch, seq, heads, head_dim, position_offset, frequencies);
   }
   static void rope_backward(T* dx, std::int64_t batch, std::int64_t seq, std::int64_t heads, std::int64_t head_dim,
-                            std::int64_t position_offset, double theta) {
-    kernels::rope_backward(dx, batch, seq, heads, head_dim, position_offset, theta);
+                            std::int64_t position_offset, const kernels::RopeFrequencies& frequencies) {
+    kernels::rope_backward(dx, batch, seq, heads, head_dim, position_offset, frequencies);
   }
   static void attention_forward(const kernels::AttentionShape& s, const T* q, const T* k, const T* v, T* out, T* lse) {
     kernels::attention_forward(s, q, k, v, out, lse);

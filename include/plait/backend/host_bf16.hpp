@@ -97,15 +97,15 @@ struct Host<core::bf16> : HostMemory {
     narrow(dxf, dx);
   }
   static void rope_forward(T* x, std::int64_t batch, std::int64_t seq, std::int64_t heads, std::int64_t head_dim,
-                           std::int64_t position_offset, double theta) {
+                           std::int64_t position_offset, const kernels::RopeFrequencies& frequencies) {
     auto xf = wide(x, batch * seq * heads * head_dim);
-    F::rope_forward(xf.data(), batch, seq, heads, head_dim, position_offset, theta);
+    F::rope_forward(xf.data(), batch, seq, heads, head_dim, position_offset, frequencies);
     narrow(xf, x);
   }
   static void rope_backward(T* dx, std::int64_t batch, std::int64_t seq, std::int64_t heads, std::int64_t head_dim,
-                            std::int64_t position_offset, double theta) {
+                            std::int64_t position_offset, const kernels::RopeFrequencies& frequencies) {
     auto xf = wide(dx, batch * seq * heads * head_dim);
-    F::rope_backward(xf.data(), batch, seq, heads, head_dim, position_offset, theta);
+    F::rope_backward(xf.data(), batch, seq, heads, head_dim, position_offset, frequencies);
     narrow(xf, dx);
   }
   static void attention_forward(const kernels::AttentionShape& s, const T* q, const T* k, const T* v, T* out,

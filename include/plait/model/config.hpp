@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstdio>
 #include <string>
 
 #include "plait/core/error.hpp"
@@ -24,6 +25,10 @@ struct ModelConfig {
   std::int64_t ffn = 344;         // SwiGLU inner size
   std::int64_t max_seq = 128;
   double rope_theta = 10000.0;
+  // LLaMA 3.1's rotary scaling (rope_scaling of type llama3; kernels/rope_frequencies.hpp): the slow pairs turn
+  // rope_factor times slower. rope_original_positions 0: none.
+  double rope_factor = 1.0, rope_low_freq_factor = 1.0, rope_high_freq_factor = 4.0;
+  std::int64_t rope_original_positions = 0;
   double norm_eps = 1e-5;
   bool tied_embedding = false;    // true: the LM head reuses the embedding table
 
@@ -43,6 +48,38 @@ struct ModelConfig {
   // padding row is computed).
   std::int64_t parameters() const {
     return unpadded_vocab() * hidden * (tied_embedding ? 1 : 2) + layers * layer_parameters() + hidden;
+  }
+
+  // Sets the rotary scaling from its name (rope_scaling_name's form); throws with the form to give.
+  friend void set_rope_scaling(ModelConfig& c, const std::string& name) {
+    const char* form = "--rope-scaling takes none or llama3:FACTOR:LOW:HIGH:ORIGINAL (LLaMA 3.1: llama3:8:1:4:8192)";
+    if (name == "none") {
+      c.rope_factor = 1.0, c.rope_low_freq_factor = 1.0, c.rope_high_freq_factor = 4.0, c.rope_original_positions = 0;
+      return;
+    }
+    double v[4] = {};
+    int used = 0;
+    PLAIT_CHECK(std::sscanf(name.c_str(), "llama3:%lf:%lf:%lf:%lf%n", &v[0], &v[1], &v[2], &v[3], &used) == 4 &&
+                    used == static_cast<int>(name.size()) && v[3] >= 1 && v[3] <= 1e9 && v[3] == static_cast<double>(
+                        static_cast<std::int64_t>(v[3])),
+                form, ", got '", name, "'");
+    c.rope_factor = v[0], c.rope_low_freq_factor = v[1], c.rope_high_freq_factor = v[2];
+    c.rope_original_positions = static_cast<std::int64_t>(v[3]);
+    PLAIT_CHECK(c.rope_factor >= 1.0 && c.rope_low_freq_factor > 0.0 && c.rope_high_freq_factor > c.rope_low_freq_factor,
+                form, ": FACTOR >= 1 and 0 < LOW < HIGH, got '", name, "'");
+  }
+
+  // plait-train's name of the rotary scaling: "none", or "llama3:FACTOR:LOW:HIGH:ORIGINAL" (--rope-scaling).
+  friend std::string rope_scaling_name(const ModelConfig& c) {
+    if (c.rope_original_positions == 0) return "none";
+    auto number = [](double v) {
+      std::string s = std::to_string(v);
+      s.erase(s.find_last_not_of('0') + 1);
+      if (s.back() == '.') s.pop_back();
+      return s;
+    };
+    return "llama3:" + number(c.rope_factor) + ":" + number(c.rope_low_freq_factor) + ":" +
+           number(c.rope_high_freq_factor) + ":" + std::to_string(c.rope_original_positions);
   }
 
   // Model FLOPs per token for forward + backward at sequence length seq (paper.md; PaLM's accounting).
@@ -68,6 +105,11 @@ struct ModelConfig {
     PLAIT_CHECK(hidden % heads == 0, "hidden (", hidden, ") must be divisible by heads (", heads, ")");
     PLAIT_CHECK(head_dim() % 2 == 0, "the head size hidden/heads (", head_dim(), ") must be even for rotary embeddings");
     PLAIT_CHECK(heads % kv_heads == 0, "heads (", heads, ") must be a multiple of kv_heads (", kv_heads, ")");
+    PLAIT_CHECK(rope_original_positions >= 0 &&
+                    (rope_original_positions == 0 ||
+                     (rope_factor >= 1.0 && rope_low_freq_factor > 0.0 && rope_high_freq_factor > rope_low_freq_factor)),
+                "LLaMA 3.1's rotary scaling needs factor >= 1 and 0 < low_freq_factor < high_freq_factor, got ",
+                rope_factor, ", ", rope_low_freq_factor, ", ", rope_high_freq_factor);
   }
 
   // Throws if a layout with TP degree tp and stages x chunks pipeline parts cannot hold this model; the Transformer

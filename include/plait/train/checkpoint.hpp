@@ -110,7 +110,12 @@ inline nlohmann::json model_json(const ModelConfig& c) {
           {"kv_heads", c.kv_heads}, {"ffn", c.ffn}, {"tied_embedding", c.tied_embedding},
           // Not checked on a load (any sequence length, and any padding, may resume); what an export to Hugging Face
           // writes, and what the saving run padded its vocabulary to.
-          {"max_seq", c.max_seq}, {"rope_theta", c.rope_theta}, {"norm_eps", c.norm_eps}, {"padded_vocab", c.vocab}};
+          {"max_seq", c.max_seq}, {"rope_theta", c.rope_theta}, {"norm_eps", c.norm_eps}, {"padded_vocab", c.vocab},
+          {"rope_scaling", c.rope_original_positions > 0
+                               ? nlohmann::json{{"factor", c.rope_factor}, {"low_freq_factor", c.rope_low_freq_factor},
+                                                {"high_freq_factor", c.rope_high_freq_factor},
+                                                {"original_positions", c.rope_original_positions}}
+                               : nlohmann::json()}};
 }
 
 // The canonical element layout of a model: per tensor code its full size without padding rows (0: absent) and first
@@ -487,6 +492,13 @@ inline Metadata read_metadata(const std::string& dir) {
     d.model.max_seq = json_integer(m, "max_seq", dir, d.model.max_seq);  // absent from checkpoints older than the HF export
     d.model.rope_theta = m.value("rope_theta", d.model.rope_theta);
     d.model.norm_eps = m.value("norm_eps", d.model.norm_eps);
+    if (m.contains("rope_scaling") && !m.at("rope_scaling").is_null()) {  // LLaMA 3.1's; absent before it was kept
+      const auto& r = m.at("rope_scaling");
+      d.model.rope_factor = r.at("factor").get<double>();
+      d.model.rope_low_freq_factor = r.at("low_freq_factor").get<double>();
+      d.model.rope_high_freq_factor = r.at("high_freq_factor").get<double>();
+      d.model.rope_original_positions = json_integer(r, "original_positions", dir);
+    }
     d.step = json_integer(j, "step", dir);
     d.optimizer_steps = json_integer(j, "optimizer_steps", dir);
     d.elements = json_integer(j, "elements", dir);
@@ -545,6 +557,9 @@ inline void check_same_model(const std::string& path, const ModelConfig& saved, 
     PLAIT_CHECK(std::abs(pair.first - pair.second) <= 1e-9 * std::abs(pair.second), "checkpoint '", path,
                 "' is of another model: its ", name, " is ", pair.first, ", this run's is ", pair.second,
                 "; give --", name, " ", pair.first);
+  PLAIT_CHECK(rope_scaling_name(saved) == rope_scaling_name(c), "checkpoint '", path,
+              "' is of another model: its rope-scaling is ", rope_scaling_name(saved), ", this run's is ",
+              rope_scaling_name(c), "; give --rope-scaling ", rope_scaling_name(saved));
 }
 
 // Reads `n` values of the file's dtype at element `at` of array `array` into doubles.

@@ -105,7 +105,12 @@ inline nlohmann::ordered_json hf_llama_config(const ModelConfig& c, const std::s
           {"max_position_embeddings", c.max_seq},
           {"rms_norm_eps", c.norm_eps},
           {"rope_theta", c.rope_theta},
-          {"rope_scaling", nullptr},
+          {"rope_scaling", c.rope_original_positions > 0
+                               ? nlohmann::ordered_json{{"rope_type", "llama3"}, {"factor", c.rope_factor},
+                                                        {"low_freq_factor", c.rope_low_freq_factor},
+                                                        {"high_freq_factor", c.rope_high_freq_factor},
+                                                        {"original_max_position_embeddings", c.rope_original_positions}}
+                               : nlohmann::ordered_json()},
           {"hidden_act", "silu"},
           {"attention_bias", false},
           {"mlp_bias", false},
@@ -128,6 +133,26 @@ inline nlohmann::json read_hf_config(const std::string& dir) {
 
 // transformers' LlamaConfig defaults for the two constants of the equations, where a config.json leaves them out.
 inline constexpr double hf_default_rope_theta = 10000.0, hf_default_rms_norm_eps = 1e-6;
+
+// config.json's rope_scaling as --rope-scaling names it: "none" (absent or null), "llama3:F:L:H:O" (rope_type, or the
+// older key type, llama3), or "" for a scaling plait does not compute.
+inline std::string hf_rope_scaling_name(const nlohmann::json& j) {
+  if (!j.is_object() || !j.contains("rope_scaling") || j.at("rope_scaling").is_null()) return "none";
+  const nlohmann::json& r = j.at("rope_scaling");
+  if (!r.is_object()) return "";
+  const nlohmann::json type = r.contains("rope_type") ? r.at("rope_type") : r.value("type", nlohmann::json());
+  auto number = [&](const char* key) { return r.contains(key) && r.at(key).is_number(); };
+  if (type != "llama3" || !number("factor") || !number("low_freq_factor") || !number("high_freq_factor") ||
+      !r.contains("original_max_position_embeddings") || !r.at("original_max_position_embeddings").is_number_integer())
+    return "";
+  model::ModelConfig c;
+  c.rope_factor = r.at("factor").get<double>();
+  c.rope_low_freq_factor = r.at("low_freq_factor").get<double>();
+  c.rope_high_freq_factor = r.at("high_freq_factor").get<double>();
+  c.rope_original_positions = r.at("original_max_position_embeddings").get<std::int64_t>();
+  if (c.rope_original_positions < 1) return "";
+  return rope_scaling_name(c);
+}
 
 // The shape config.json gives, as plait-train's flags name it: (flag, value) for --layers, --hidden, --heads,
 // --kv-heads and --ffn (model/hf_config.hpp's table), and --tied with no value when it ties its LM head. A field that
@@ -153,6 +178,7 @@ inline std::vector<std::pair<std::string, std::string>> hf_llama_shape_flags(con
   };
   number("--rope-theta", "rope_theta", hf_default_rope_theta);
   number("--norm-eps", "rms_norm_eps", hf_default_rms_norm_eps);
+  if (const std::string scaling = hf_rope_scaling_name(j); !scaling.empty()) flags.emplace_back("--rope-scaling", scaling);
   return flags;
 }
 
@@ -188,9 +214,12 @@ inline void check_hf_llama_config(const nlohmann::json& j, const ModelConfig& c,
     PLAIT_CHECK(act == "silu", "the Hugging Face model '", dir, "' uses the activation '", act, "'; plait's MLP is SwiGLU (silu)");
     PLAIT_CHECK(!j.value("attention_bias", false) && !j.value("mlp_bias", false), "the Hugging Face model '", dir,
                 "' has biases in its projections; plait's have none");
-    PLAIT_CHECK(!j.contains("rope_scaling") || j.at("rope_scaling").is_null(), "the Hugging Face model '", dir,
-                "' scales its rotary embedding (rope_scaling ", j.value("rope_scaling", nlohmann::json()).dump(),
-                "); plait's is unscaled");
+    const std::string scaling = hf_rope_scaling_name(j);
+    PLAIT_CHECK(!scaling.empty(), "the Hugging Face model '", dir, "' scales its rotary embedding in a way plait's ",
+                "does not (rope_scaling ", j.value("rope_scaling", nlohmann::json()).dump(), "); plait has none and ",
+                "LLaMA 3.1's (rope_type llama3)");
+    PLAIT_CHECK(scaling == rope_scaling_name(c), "the Hugging Face model '", dir, "' has rope scaling ", scaling,
+                ", this run's is ", rope_scaling_name(c), ": give --rope-scaling ", scaling);
     const double eps = j.value("rms_norm_eps", hf_default_rms_norm_eps),
                  theta = j.value("rope_theta", hf_default_rope_theta);
     PLAIT_CHECK(std::abs(eps - c.norm_eps) <= 1e-9 * c.norm_eps, "the Hugging Face model '", dir,

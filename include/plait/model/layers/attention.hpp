@@ -13,6 +13,7 @@
 
 #include "plait/backend/activation.hpp"
 #include "plait/kernels/attention.hpp"
+#include "plait/kernels/rope_frequencies.hpp"
 #include "plait/model/config.hpp"
 #include "plait/model/layers/column_parallel.hpp"
 #include "plait/model/layers/dims.hpp"
@@ -20,6 +21,14 @@
 #include "plait/model/layers/weight_gradients.hpp"
 
 namespace plait::model::layers {
+
+// The model's rotary embedding: its base and, where it has one, LLaMA 3.1's scaling.
+inline kernels::RopeFrequencies rope_frequencies(const ModelConfig& c) {
+  kernels::RopeFrequencies f(c.rope_theta);
+  f.factor = c.rope_factor, f.low_freq_factor = c.rope_low_freq_factor, f.high_freq_factor = c.rope_high_freq_factor;
+  f.original_positions = static_cast<double>(c.rope_original_positions);
+  return f;
+}
 
 template <concepts::Backend B, class Regions>
 class Attention {
@@ -53,7 +62,7 @@ class Attention {
 
   Attention(const ModelConfig& c, const Regions& regions, int rank)
       : qkv_(regions, c.hidden, {c.heads * c.head_dim(), c.kv_heads * c.head_dim(), c.kv_heads * c.head_dim()}, rank),
-        wo_(regions, c.heads * c.head_dim(), c.hidden, rank), rope_theta_(c.rope_theta) {}
+        wo_(regions, c.heads * c.head_dim(), c.hidden, rank), rope_(rope_frequencies(c)) {}
 
   // Where this rank's part of wq, wk, wv (0, 1, 2) and wo (3) lies in the full tensors.
   Slice slice(int which) const { return which < 3 ? qkv_.slice(static_cast<std::size_t>(which)) : wo_.slice(); }
@@ -63,8 +72,8 @@ class Attention {
     Buffer gathered = activation(sp ? d.n * d.D : 0);
     const T* h_all = qkv_.enter(h, gathered.data(), d.n);
     qkv_.forward(h_all, {w.wq, w.wk, w.wv}, d.n, {a.q.data(), a.k.data(), a.v.data()});
-    B::rope_forward(a.q.data(), d.batch, d.seq, d.Hl, d.hd, 0, rope_theta_);
-    B::rope_forward(a.k.data(), d.batch, d.seq, d.KVl, d.hd, 0, rope_theta_);
+    B::rope_forward(a.q.data(), d.batch, d.seq, d.Hl, d.hd, 0, rope_);
+    B::rope_forward(a.k.data(), d.batch, d.seq, d.KVl, d.hd, 0, rope_);
     core(a, d);
     wo_.forward_into(a.o.data(), w.wo, d.n, residual);
   }
@@ -88,8 +97,8 @@ class Attention {
     g.add(wo_.linear(), a.o.data(), dy, n, dw.wo);
     B::attention_backward(shape(d), a.q.data(), a.k.data(), a.v.data(), a.o.data(), a.lse.data(), d_o.data(),
                           d_q.data(), d_k.data(), d_v.data());
-    B::rope_backward(d_q.data(), d.batch, d.seq, d.Hl, d.hd, 0, rope_theta_);
-    B::rope_backward(d_k.data(), d.batch, d.seq, d.KVl, d.hd, 0, rope_theta_);
+    B::rope_backward(d_q.data(), d.batch, d.seq, d.Hl, d.hd, 0, rope_);
+    B::rope_backward(d_k.data(), d.batch, d.seq, d.KVl, d.hd, 0, rope_);
     // The backward of entering the region: this rank's rows of the summed input gradient.
     qkv_.input_grad({w.wq, w.wk, w.wv}, {d_q.data(), d_k.data(), d_v.data()}, n, dh);
     Buffer h_gathered = activation(sp ? n * D : 0);
@@ -111,7 +120,7 @@ class Attention {
 
   ColumnParallel<B, Regions, 3> qkv_;
   RowParallel<B, Regions> wo_;
-  double rope_theta_;
+  kernels::RopeFrequencies rope_;
 };
 
 }  // namespace plait::model::layers
