@@ -206,8 +206,8 @@ inline std::vector<Flag> flags(Options& o) {
       {"--init-from-hf", "DIR", "start from the Hugging Face LLaMA model in DIR (config.json + model.safetensors, "
        "as plait-export-hf writes them): fine-tuning, under any layout, each rank reading only its slices; the "
        "model's shape (--layers, --hidden, --heads, --kv-heads, --ffn, --tied, --rope-theta, --norm-eps, "
-       "--rope-scaling) comes from "
-       "config.json, and a shape flag given must match it (a mismatch names the flag to give)",
+       "--rope-scaling) comes from config.json, and a shape flag given must match it (a mismatch names the flag to "
+       "give)",
        str(o.init_from_hf)},
       {"--max-skipped", "N", "a step whose loss or gradient norm is not finite (NaN, inf) is skipped on every rank, "
        "changing nothing; N such steps in a row end the run with an error (default 5)", i64(o.max_skipped)},
@@ -285,8 +285,9 @@ inline std::optional<Options> read_flags(int argc, const char* const* argv, bool
   // --init-from-hf DIR: the shape flags not given come from DIR/config.json, read again as if given on the command
   // line (so the run's config file repeats them); those given must match it (setup.hpp checks, naming the flag).
   if (!o.init_from_hf.empty()) {
+    const nlohmann::json hf = plait::train::read_hf_config(o.init_from_hf);
     std::vector<std::string> more;
-    for (const auto& [flag, value] : plait::train::hf_llama_shape_flags(plait::train::read_hf_config(o.init_from_hf)))
+    for (const auto& [flag, value] : plait::train::hf_llama_shape_flags(hf))
       if (app.count(flag) == 0) {
         more.push_back(flag);
         if (!value.empty()) more.push_back(value);
@@ -296,7 +297,7 @@ inline std::optional<Options> read_flags(int argc, const char* const* argv, bool
       for (const std::string& m : more) args.push_back(m.c_str());
       return read_flags(static_cast<int>(args.size()), args.data(), print_help);
     }
-    o.max_positions = plait::model::hf_max_positions(plait::train::read_hf_config(o.init_from_hf));
+    o.max_positions = plait::model::hf_max_positions(hf);
   }
   if (!o.resume.empty()) o.max_positions = plait::train::saved_max_seq(plait::train::resume_path(o.resume));
   o.config = config_text(app);

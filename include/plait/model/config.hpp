@@ -9,11 +9,21 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 
 #include "plait/core/error.hpp"
 
 namespace plait::model {
+
+// The shortest decimal that reads back as the same double (15 to 17 significant digits): how a value read from a
+// file is passed on as a flag or named, without losing it.
+inline std::string shortest_decimal(double value) {
+  char text[32];
+  for (int digits = 15; digits <= 17; ++digits)
+    if (std::snprintf(text, sizeof text, "%.*g", digits, value); std::strtod(text, nullptr) == value) break;
+  return text;
+}
 
 struct ModelConfig {
   std::int64_t vocab = 256;            // rows of the embedding and the head, padding included
@@ -65,21 +75,21 @@ struct ModelConfig {
                 form, ", got '", name, "'");
     c.rope_factor = v[0], c.rope_low_freq_factor = v[1], c.rope_high_freq_factor = v[2];
     c.rope_original_positions = static_cast<std::int64_t>(v[3]);
-    PLAIT_CHECK(c.rope_factor >= 1.0 && c.rope_low_freq_factor > 0.0 && c.rope_high_freq_factor > c.rope_low_freq_factor,
-                form, ": FACTOR >= 1 and 0 < LOW < HIGH, got '", name, "'");
+    PLAIT_CHECK(c.rope_scaling_valid(), form, ": FACTOR >= 1 and 0 < LOW < HIGH, got '", name, "'");
   }
 
   // plait-train's name of the rotary scaling: "none", or "llama3:FACTOR:LOW:HIGH:ORIGINAL" (--rope-scaling).
   friend std::string rope_scaling_name(const ModelConfig& c) {
     if (c.rope_original_positions == 0) return "none";
-    auto number = [](double v) {
-      std::string s = std::to_string(v);
-      s.erase(s.find_last_not_of('0') + 1);
-      if (s.back() == '.') s.pop_back();
-      return s;
-    };
-    return "llama3:" + number(c.rope_factor) + ":" + number(c.rope_low_freq_factor) + ":" +
-           number(c.rope_high_freq_factor) + ":" + std::to_string(c.rope_original_positions);
+    return "llama3:" + shortest_decimal(c.rope_factor) + ":" + shortest_decimal(c.rope_low_freq_factor) + ":" +
+           shortest_decimal(c.rope_high_freq_factor) + ":" + std::to_string(c.rope_original_positions);
+  }
+
+  // No scaling, or one whose slow pairs slow down (factor >= 1) between two ordered frequency factors.
+  bool rope_scaling_valid() const {
+    return rope_original_positions == 0 ||
+           (rope_original_positions > 0 && rope_factor >= 1.0 && rope_low_freq_factor > 0.0 &&
+            rope_high_freq_factor > rope_low_freq_factor);
   }
 
   // Model FLOPs per token for forward + backward at sequence length seq (paper.md; PaLM's accounting).
@@ -105,11 +115,8 @@ struct ModelConfig {
     PLAIT_CHECK(hidden % heads == 0, "hidden (", hidden, ") must be divisible by heads (", heads, ")");
     PLAIT_CHECK(head_dim() % 2 == 0, "the head size hidden/heads (", head_dim(), ") must be even for rotary embeddings");
     PLAIT_CHECK(heads % kv_heads == 0, "heads (", heads, ") must be a multiple of kv_heads (", kv_heads, ")");
-    PLAIT_CHECK(rope_original_positions >= 0 &&
-                    (rope_original_positions == 0 ||
-                     (rope_factor >= 1.0 && rope_low_freq_factor > 0.0 && rope_high_freq_factor > rope_low_freq_factor)),
-                "LLaMA 3.1's rotary scaling needs factor >= 1 and 0 < low_freq_factor < high_freq_factor, got ",
-                rope_factor, ", ", rope_low_freq_factor, ", ", rope_high_freq_factor);
+    PLAIT_CHECK(rope_scaling_valid(), "LLaMA 3.1's rotary scaling needs factor >= 1 and 0 < low_freq_factor < ",
+                "high_freq_factor, got ", rope_factor, ", ", rope_low_freq_factor, ", ", rope_high_freq_factor);
   }
 
   // Throws if a layout with TP degree tp and stages x chunks pipeline parts cannot hold this model; the Transformer

@@ -172,8 +172,6 @@ inline std::vector<double> nelder_mead(const std::function<double(const std::vec
 }
 }  // namespace detail
 
-// Fits hw.calibration on the rows `include` selects, leaving the constants named in `keep` as hw has them;
-// returns the fitted hardware.
 // The range of the runs `rows` (each model's size, sequence lengths, GPU counts), as a fit records it.
 inline FittedRange fitted_range(const std::vector<Scored>& rows, const std::string& hardware) {
   FittedRange r;
@@ -193,6 +191,8 @@ inline FittedRange fitted_range(const std::vector<Scored>& rows, const std::stri
   return r;
 }
 
+// Fits hw.calibration on the rows `include` selects, leaving the constants named in `keep` as hw has them;
+// returns the fitted hardware.
 inline Hardware fit_calibration(const CsvTable& runs, Hardware hw, const std::string& path,
                                 const std::function<bool(const Scored&)>& include,
                                 const std::vector<std::string>& keep = default_kept_constants()) {

@@ -336,10 +336,6 @@ inline void prune_checkpoints(const std::string& root, int keep) {
 }
 
 // What --resume PATH names: a checkpoint directory, or the root of a rotation (its newest complete checkpoint).
-// The max_seq a checkpoint directory records, or 0 where there is none to read (no such directory, plait's first
-// format, a damaged metadata.json: loading it says what is wrong).
-inline std::int64_t saved_max_seq(const std::string& dir);
-
 inline std::string resume_path(const std::string& path) {
   std::error_code ec;
   if (std::filesystem::exists(std::filesystem::path(path) / "metadata.json", ec) || !std::filesystem::is_directory(path, ec))
@@ -736,6 +732,8 @@ inline std::string replace_directory(const std::string& from, const std::string&
 
 }  // namespace detail
 
+// The max_seq a checkpoint directory records, or 0 where there is none to read (no such directory, plait's first
+// format, a damaged metadata.json: loading it says what is wrong).
 inline std::int64_t saved_max_seq(const std::string& dir) {
   std::error_code ec;
   if (!std::filesystem::exists(std::filesystem::path(dir) / "metadata.json", ec)) return 0;

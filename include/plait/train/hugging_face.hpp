@@ -18,8 +18,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <cstdio>
-#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -170,11 +168,7 @@ inline std::vector<std::pair<std::string, std::string>> hf_llama_shape_flags(con
   auto number = [&](const char* flag, const char* key, double fallback) {
     const bool given = j.contains(key) && j.at(key).is_number();
     if (j.contains(key) && !given) return;  // of the wrong type: check_hf_llama_config says so
-    const double value = given ? j.at(key).get<double>() : fallback;
-    char text[32];
-    for (int digits = 15; digits <= 17; ++digits)  // the shortest that reads back as the same double
-      if (std::snprintf(text, sizeof text, "%.*g", digits, value); std::strtod(text, nullptr) == value) break;
-    flags.emplace_back(flag, text);
+    flags.emplace_back(flag, model::shortest_decimal(given ? j.at(key).get<double>() : fallback));
   };
   number("--rope-theta", "rope_theta", hf_default_rope_theta);
   number("--norm-eps", "rms_norm_eps", hf_default_rms_norm_eps);
