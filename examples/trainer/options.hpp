@@ -38,7 +38,7 @@ struct Options {
   std::int64_t layers = 4, hidden = 192, heads = 6, kv_heads = 2, ffn = 512, seq_len = 128;
   double rope_theta = 10000.0;  // the rotary embedding's base
   double norm_eps = 1e-5;       // RMSNorm's epsilon
-  std::string rope_scaling = "none";  // or llama3:FACTOR:LOW:HIGH:ORIGINAL (LLaMA 3.1's)
+  std::string rope_scaling = "none";  // or linear:FACTOR, or llama3:FACTOR:LOW:HIGH:ORIGINAL (LLaMA 3.1's)
   // Not a flag: the positions the model was made for, where more than --seq-len (--init-from-hf's
   // max_position_embeddings, --resume's checkpoint), kept in what the run saves and exports.
   std::int64_t max_positions = 0;
@@ -154,8 +154,8 @@ inline std::vector<Flag> flags(Options& o) {
       {"--ffn", "N", "SwiGLU inner size (default 512)", i64(o.ffn)},
       {"--rope-theta", "X", "the rotary embedding's base (default 10000; LLaMA 3: 500000)", f64(o.rope_theta)},
       {"--norm-eps", "X", "RMSNorm's epsilon (default 1e-5)", f64(o.norm_eps)},
-      {"--rope-scaling", "S", "the rotary embedding's scaling: none (default) or llama3:FACTOR:LOW:HIGH:ORIGINAL "
-       "(LLaMA 3.1's: llama3:8:1:4:8192)", str(o.rope_scaling)},
+      {"--rope-scaling", "S", "the rotary embedding's scaling: none (default), linear:FACTOR (every pair FACTOR "
+       "times slower) or llama3:FACTOR:LOW:HIGH:ORIGINAL (LLaMA 3.1's: llama3:8:1:4:8192)", str(o.rope_scaling)},
       {"--seq-len", "T", "tokens per sequence (default 128)", i64(o.seq_len)},
       {"--batch", "B", "sequences per optimizer step (default 16)", i64(o.batch)},
       {"--micro-batch", "B", "sequences per forward/backward; --batch must be a multiple (default: all)", i64(o.micro_batch)},

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <exception>
 #include <fstream>
 #include <optional>
@@ -183,10 +184,14 @@ int train(const Options& o, Comm world, const Device& device) {
   }
 
   if (lead) {
-    // The equations' constants, where they are not the defaults (LLaMA 3's, or a Hugging Face model's).
-    char constants[96] = "";
+    // The equations' constants and the rotary scaling, where they are not the defaults (LLaMA 3's, or a Hugging Face
+    // model's).
+    char constants[160] = "";
     if (o.rope_theta != Options{}.rope_theta || o.norm_eps != Options{}.norm_eps)
       std::snprintf(constants, sizeof constants, ", rope theta %g, norm eps %g", o.rope_theta, o.norm_eps);
+    if (const std::string scaling = rope_scaling_name(config); scaling != "none")
+      std::snprintf(constants + std::strlen(constants), sizeof constants - std::strlen(constants),
+                    ", rope scaling %s", scaling.c_str());
     std::printf("plait-train: %s, %lld parameters (%lld layers, hidden %lld, heads %lld/%lld kv, ffn %lld%s), %s\n",
                 o.data.empty() ? "embedded corpus" : o.data.c_str(), static_cast<long long>(config.parameters()),
                 static_cast<long long>(o.layers), static_cast<long long>(o.hidden), static_cast<long long>(o.heads),

@@ -311,14 +311,18 @@ TEST_CASE("Cuda RMSNorm beyond the device's shared memory reports cudaErrorInval
   }
 }
 
-TEST_CASE("Cuda RoPE forward and backward match the reference with and without LLaMA 3.1's scaling", "[cuda]") {
+TEST_CASE("Cuda RoPE forward and backward match the reference unscaled and with linear and LLaMA 3.1's scaling",
+          "[cuda]") {
   if (skip_without_gpu()) return;
   Random rng;
   INFO("seed " << rng.seed);
   const std::int64_t batch = 2, seq = 77, heads = 3, head_dim = 64, offset = 1000;
-  ref::RopeFrequencies scaled(500000.0);
-  scaled.factor = 8.0, scaled.low_freq_factor = 1.0, scaled.high_freq_factor = 4.0, scaled.original_positions = 8192;
-  for (const ref::RopeFrequencies& frequencies : {ref::RopeFrequencies(10000.0), scaled}) {
+  ref::RopeScaling linear, llama3;
+  linear.kind = ref::RopeScalingKind::linear, linear.factor = 4.0;
+  llama3.kind = ref::RopeScalingKind::llama3, llama3.factor = 8.0, llama3.low_freq_factor = 1.0;
+  llama3.high_freq_factor = 4.0, llama3.original_positions = 8192;
+  for (const ref::RopeFrequencies& frequencies : {ref::RopeFrequencies(10000.0), ref::RopeFrequencies(10000.0, linear),
+                                                  ref::RopeFrequencies(500000.0, llama3)}) {
     for (Precision p : precisions) {
       for (bool forward : {true, false}) {
         Floats expected = rng.normal(batch * seq * heads * head_dim, p), x = expected;
@@ -328,7 +332,7 @@ TEST_CASE("Cuda RoPE forward and backward match the reference with and without L
           ref::rope_backward(expected.data(), batch, seq, heads, head_dim, offset, frequencies);
         }
         gpu::rope(p, forward, x, batch, seq, heads, head_dim, offset, frequencies);
-        INFO((forward ? "forward" : "backward") << ", scaled " << (frequencies.original_positions > 0));
+        INFO((forward ? "forward" : "backward") << ", scaling " << static_cast<int>(frequencies.scaling.kind));
         CHECK_CLOSE(p, x, expected);
       }
     }

@@ -59,15 +59,19 @@ def rmsnorm(x, weight, eps):
 
 
 def inverse_frequencies(config, head_dim):
-    """The rotation rate of each pair: theta^(-2i/d), rescaled as transformers' "llama3" rope_scaling does: pairs whose
-    wavelength exceeds original / low_freq_factor turn factor times slower, those under original / high_freq_factor
-    keep their rate, and those between blend the two linearly in original / wavelength."""
+    """The rotation rate of each pair: theta^(-2i/d), rescaled as transformers' rope_scaling does: "linear" divides
+    every rate by factor (positions read factor times closer); "llama3" turns the pairs whose wavelength exceeds
+    original / low_freq_factor factor times slower, keeps the rate of those under original / high_freq_factor, and
+    blends the two for those between, linearly in original / wavelength."""
     theta = config.get("rope_theta", 10000.0)
     rates = [theta ** (-2.0 * i / head_dim) for i in range(head_dim // 2)]
     scaling = config.get("rope_scaling")
     if not scaling:
         return rates
-    assert scaling.get("rope_type", scaling.get("type")) == "llama3", scaling
+    kind = scaling.get("rope_type", scaling.get("type"))
+    if kind == "linear":
+        return [rate / scaling["factor"] for rate in rates]
+    assert kind == "llama3", scaling
     factor, low, high = scaling["factor"], scaling["low_freq_factor"], scaling["high_freq_factor"]
     original = scaling["original_max_position_embeddings"]
     scaled = []

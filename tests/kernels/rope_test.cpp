@@ -76,3 +76,42 @@ TEST_CASE("rope backward matches finite differences of sum(rope(x) R)", "[kernel
   kernels::rope_backward(dx.data(), batch, seq, heads, hd, offset, theta);
   CHECK(test::relative_error(dx, test::numeric_gradient(x, loss)) < 1e-6);
 }
+
+TEST_CASE("rope's scalings: linear slows every pair and LLaMA 3.1's the slow pairs alone, blending those between",
+          "[kernels][rope]") {
+  // head_dim 8 at theta 10000: the pairs turn at 1, 0.1, 0.01, 0.001 radians per position, wavelengths 2 pi x 1, 10,
+  // 100, 1000 (6.3, 63, 628, 6283 positions).
+  constexpr std::int64_t hd = 8;
+  kernels::RopeScaling linear;
+  linear.kind = kernels::RopeScalingKind::linear, linear.factor = 4.0;
+  const kernels::RopeFrequencies plain(theta), slowed(theta, linear);
+  for (std::int64_t i = 0; i < hd / 2; ++i) {
+    REQUIRE(plain.inv_freq(i, hd) == Approx(std::pow(10.0, -static_cast<double>(i))).epsilon(1e-15));
+    REQUIRE(slowed.inv_freq(i, hd) == Approx(plain.inv_freq(i, hd) / 4.0).epsilon(1e-15));
+  }
+  // LLaMA 3.1's with an original context of 400 positions, low 1 and high 4: wavelengths over 400 slow 8-fold (pairs
+  // 2 and 3), under 100 keep their rate (pairs 0 and 1), and none lies between: a context of 2000 puts pair 2
+  // (wavelength 628) between 500 and 2000, blended by s = (2000 / 628.3 - 1) / 3.
+  kernels::RopeScaling llama3;
+  llama3.kind = kernels::RopeScalingKind::llama3, llama3.factor = 8.0, llama3.low_freq_factor = 1.0;
+  llama3.high_freq_factor = 4.0, llama3.original_positions = 400;
+  const kernels::RopeFrequencies short_context(theta, llama3);
+  CHECK(short_context.inv_freq(0, hd) == plain.inv_freq(0, hd));
+  CHECK(short_context.inv_freq(1, hd) == plain.inv_freq(1, hd));
+  CHECK(short_context.inv_freq(2, hd) == Approx(0.01 / 8.0).epsilon(1e-14));
+  CHECK(short_context.inv_freq(3, hd) == Approx(0.001 / 8.0).epsilon(1e-14));
+  llama3.original_positions = 2000;
+  const kernels::RopeFrequencies long_context(theta, llama3);
+  const double s = (2000.0 / (2.0 * M_PI * 100.0) - 1.0) / 3.0;
+  REQUIRE(s > 0.0);
+  REQUIRE(s < 1.0);
+  CHECK(long_context.inv_freq(1, hd) == plain.inv_freq(1, hd));
+  CHECK(long_context.inv_freq(2, hd) == Approx((1.0 - s) * 0.01 / 8.0 + s * 0.01).epsilon(1e-14));
+  CHECK(long_context.inv_freq(3, hd) == Approx(0.001 / 8.0).epsilon(1e-14));
+
+  // The rotation uses them: position p under linear scaling F is position p / F unscaled.
+  auto x = test::random_vector(hd, 41), y = x;
+  kernels::rope_forward(x.data(), 1, 1, 1, hd, 12, slowed);
+  kernels::rope_forward(y.data(), 1, 1, 1, hd, 3, plain);
+  for (std::int64_t k = 0; k < hd; ++k) REQUIRE(x[k] == Approx(y[k]).epsilon(1e-13).margin(1e-15));
+}

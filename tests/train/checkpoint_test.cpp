@@ -321,3 +321,39 @@ TEST_CASE("a checkpoint of several hash blocks loads and names a damaged block a
   std::filesystem::remove_all(path);
   std::filesystem::remove_all(old);
 }
+
+TEST_CASE("a checkpoint keeps the rotary scaling as config.json writes it and reads the form of its first version",
+          "[train][checkpoint]") {
+  const std::string path = temp_path("rope-scaling");
+  plait::ModelConfig scaled = config();
+  set_rope_scaling(scaled, "llama3:8:1:4:16");
+  Model model(scaled, 3);
+  plait::train::Trainer<Model> trainer(model, train_config());
+  plait::train::save_checkpoint(path, model, trainer.optimizer(), 2);
+  nlohmann::json meta = nlohmann::json::parse(read_all(path + "/metadata.json"));
+  CHECK(meta.at("model").at("rope_scaling") == nlohmann::json{{"rope_type", "llama3"}, {"factor", 8.0},
+                                                              {"low_freq_factor", 1.0}, {"high_freq_factor", 4.0},
+                                                              {"original_max_position_embeddings", 16}});
+  auto load = [&](const nlohmann::json& rope_scaling, const plait::ModelConfig& into) {
+    meta["model"]["rope_scaling"] = rope_scaling;
+    const std::string text = meta.dump(1);
+    write_all(path + "/metadata.json", std::vector<char>(text.begin(), text.end()));
+    Model other(into, 9);
+    plait::train::Trainer<Model> t(other, train_config());
+    return plait::train::load_checkpoint(path, other, t.optimizer());
+  };
+  // The first checkpoints that kept a scaling had LLaMA 3.1's alone: no rope_type, the context as original_positions.
+  const nlohmann::json first_form{{"factor", 8.0}, {"low_freq_factor", 1.0}, {"high_freq_factor", 4.0},
+                                  {"original_positions", 16}};
+  CHECK(load(first_form, scaled) == 2);
+  CHECK_THROWS_WITH(load(first_form, config()), Catch::Contains("give --rope-scaling llama3:8:1:4:16"));
+  plait::ModelConfig linear = config();
+  set_rope_scaling(linear, "linear:4");
+  CHECK(load({{"rope_type", "linear"}, {"factor", 4.0}}, linear) == 2);
+  CHECK_THROWS_WITH(load({{"rope_type", "linear"}, {"factor", 4.0}}, scaled),
+                    Catch::Contains("its rope-scaling is linear:4, this run's is llama3:8:1:4:16"));
+  CHECK_THROWS_WITH(load({{"rope_type", "yarn"}, {"factor", 4.0}}, scaled),
+                    Catch::Contains("is corrupt: its rotary scaling") && Catch::Contains("yarn"));
+  CHECK_THROWS_WITH(load({{"rope_type", "linear"}, {"factor", 0.5}}, scaled), Catch::Contains("is corrupt"));
+  std::filesystem::remove_all(path);
+}

@@ -209,3 +209,31 @@ TEST_CASE("hugging face: a model of another shape is refused with the flag to gi
   std::filesystem::remove_all(checkpoint);
   std::filesystem::remove_all(dir);
 }
+
+TEST_CASE("hugging face: rope_scaling is read as --rope-scaling names it and written back the same",
+          "[train][hugging_face]") {
+  using nlohmann::json;
+  auto name = [](const json& scaling) { return plait::train::hf_rope_scaling_name(json{{"rope_scaling", scaling}}); };
+  CHECK(plait::train::hf_rope_scaling_name(json::object()) == "none");
+  CHECK(name(nullptr) == "none");
+  CHECK(name({{"rope_type", "linear"}, {"factor", 4.0}}) == "linear:4");
+  CHECK(name({{"type", "linear"}, {"factor", 2.5}}) == "linear:2.5");  // the older key
+  const json llama3{{"rope_type", "llama3"}, {"factor", 8.0}, {"low_freq_factor", 1.0}, {"high_freq_factor", 4.0},
+                    {"original_max_position_embeddings", 8192}};
+  CHECK(name(llama3) == "llama3:8:1:4:8192");
+  // What plait does not compute reads as "" (refused by check_hf_llama_config with a sentence).
+  CHECK(name({{"rope_type", "dynamic"}, {"factor", 2.0}}).empty());
+  CHECK(name({{"rope_type", "yarn"}, {"factor", 4.0}, {"original_max_position_embeddings", 4096}}).empty());
+  CHECK(name({{"rope_type", "linear"}}).empty());
+  CHECK(name({{"rope_type", "linear"}, {"factor", 0.5}}).empty());
+  CHECK(name({{"rope_type", "linear"}, {"factor", "4"}}).empty());
+  CHECK(name({{"rope_type", "llama3"}, {"factor", 8.0}}).empty());
+  CHECK(name("linear").empty());
+  // Written as read: the export's config.json gives the name back.
+  for (const char* scaling : {"none", "linear:4", "llama3:8:1:4:8192"}) {
+    plait::ModelConfig c = config();
+    set_rope_scaling(c, scaling);
+    CHECK(plait::train::hf_rope_scaling_name(json(plait::train::hf_llama_config(c, "float32"))) == scaling);
+  }
+  CHECK(json(plait::train::hf_llama_config(config(), "float32")).at("rope_scaling").is_null());
+}

@@ -7,12 +7,14 @@
 // softmax, never a gradient, never saved (checkpoints and exports hold the tokenizer's rows only).
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
 
 #include "plait/core/error.hpp"
+#include "plait/kernels/rope_frequencies.hpp"
 
 namespace plait::model {
 
@@ -25,6 +27,20 @@ inline std::string shortest_decimal(double value) {
   return text;
 }
 
+// A rotary scaling the model can compute: none; a linear one that slows every pair (factor >= 1); or LLaMA 3.1's,
+// whose slow pairs slow down (factor >= 1) between two ordered frequency factors, within an original context of at
+// least one position.
+inline bool rope_scaling_valid(const kernels::RopeScaling& s) {
+  switch (s.kind) {
+    case kernels::RopeScalingKind::none: return true;
+    case kernels::RopeScalingKind::linear: return std::isfinite(s.factor) && s.factor >= 1.0;
+    case kernels::RopeScalingKind::llama3:
+      return s.original_positions > 0 && std::isfinite(s.factor) && s.factor >= 1.0 && s.low_freq_factor > 0.0 &&
+             std::isfinite(s.high_freq_factor) && s.high_freq_factor > s.low_freq_factor;
+  }
+  return false;
+}
+
 struct ModelConfig {
   std::int64_t vocab = 256;            // rows of the embedding and the head, padding included
   std::int64_t tokenizer_vocab = 0;    // the ids that are tokens, [0, tokenizer_vocab); 0: all of vocab (no padding)
@@ -35,10 +51,9 @@ struct ModelConfig {
   std::int64_t ffn = 344;         // SwiGLU inner size
   std::int64_t max_seq = 128;
   double rope_theta = 10000.0;
-  // LLaMA 3.1's rotary scaling (rope_scaling of type llama3; kernels/rope_frequencies.hpp): the slow pairs turn
-  // rope_factor times slower. rope_original_positions 0: none.
-  double rope_factor = 1.0, rope_low_freq_factor = 1.0, rope_high_freq_factor = 4.0;
-  std::int64_t rope_original_positions = 0;
+  // The rotary embedding's scaling (config.json's rope_scaling; kernels/rope_frequencies.hpp): none, linear or
+  // LLaMA 3.1's.
+  kernels::RopeScaling rope_scaling;
   double norm_eps = 1e-5;
   bool tied_embedding = false;    // true: the LM head reuses the embedding table
 
@@ -62,34 +77,37 @@ struct ModelConfig {
 
   // Sets the rotary scaling from its name (rope_scaling_name's form); throws with the form to give.
   friend void set_rope_scaling(ModelConfig& c, const std::string& name) {
-    const char* form = "--rope-scaling takes none or llama3:FACTOR:LOW:HIGH:ORIGINAL (LLaMA 3.1: llama3:8:1:4:8192)";
-    if (name == "none") {
-      c.rope_factor = 1.0, c.rope_low_freq_factor = 1.0, c.rope_high_freq_factor = 4.0, c.rope_original_positions = 0;
-      return;
-    }
+    const char* form = "--rope-scaling takes none, linear:FACTOR or llama3:FACTOR:LOW:HIGH:ORIGINAL (LLaMA 3.1: "
+                       "llama3:8:1:4:8192)";
+    kernels::RopeScaling s;
     double v[4] = {};
-    int used = 0;
-    PLAIT_CHECK(std::sscanf(name.c_str(), "llama3:%lf:%lf:%lf:%lf%n", &v[0], &v[1], &v[2], &v[3], &used) == 4 &&
-                    used == static_cast<int>(name.size()) && v[3] >= 1 && v[3] <= 1e9 && v[3] == static_cast<double>(
-                        static_cast<std::int64_t>(v[3])),
-                form, ", got '", name, "'");
-    c.rope_factor = v[0], c.rope_low_freq_factor = v[1], c.rope_high_freq_factor = v[2];
-    c.rope_original_positions = static_cast<std::int64_t>(v[3]);
-    PLAIT_CHECK(c.rope_scaling_valid(), form, ": FACTOR >= 1 and 0 < LOW < HIGH, got '", name, "'");
+    int used = -1;
+    const auto whole = [&] { return used == static_cast<int>(name.size()); };
+    if (std::sscanf(name.c_str(), "linear:%lf%n", &v[0], &used) == 1 && whole()) {
+      s.kind = kernels::RopeScalingKind::linear, s.factor = v[0];
+    } else if (std::sscanf(name.c_str(), "llama3:%lf:%lf:%lf:%lf%n", &v[0], &v[1], &v[2], &v[3], &used) == 4 &&
+               whole() && v[3] >= 1 && v[3] <= 1e9 && v[3] == static_cast<double>(static_cast<std::int64_t>(v[3]))) {
+      s.kind = kernels::RopeScalingKind::llama3, s.factor = v[0], s.low_freq_factor = v[1], s.high_freq_factor = v[2];
+      s.original_positions = static_cast<std::int64_t>(v[3]);
+    } else {
+      PLAIT_CHECK(name == "none", form, ", got '", name, "'");
+    }
+    const bool llama3 = s.kind == kernels::RopeScalingKind::llama3;
+    PLAIT_CHECK(rope_scaling_valid(s), form, ": FACTOR >= 1", llama3 ? " and 0 < LOW < HIGH" : "", ", got '", name, "'");
+    c.rope_scaling = s;
   }
 
-  // plait-train's name of the rotary scaling: "none", or "llama3:FACTOR:LOW:HIGH:ORIGINAL" (--rope-scaling).
+  // plait-train's name of the rotary scaling (--rope-scaling): "none", "linear:FACTOR" or
+  // "llama3:FACTOR:LOW:HIGH:ORIGINAL".
   friend std::string rope_scaling_name(const ModelConfig& c) {
-    if (c.rope_original_positions == 0) return "none";
-    return "llama3:" + shortest_decimal(c.rope_factor) + ":" + shortest_decimal(c.rope_low_freq_factor) + ":" +
-           shortest_decimal(c.rope_high_freq_factor) + ":" + std::to_string(c.rope_original_positions);
-  }
-
-  // No scaling, or one whose slow pairs slow down (factor >= 1) between two ordered frequency factors.
-  bool rope_scaling_valid() const {
-    return rope_original_positions == 0 ||
-           (rope_original_positions > 0 && rope_factor >= 1.0 && rope_low_freq_factor > 0.0 &&
-            rope_high_freq_factor > rope_low_freq_factor);
+    const kernels::RopeScaling& s = c.rope_scaling;
+    switch (s.kind) {
+      case kernels::RopeScalingKind::none: return "none";
+      case kernels::RopeScalingKind::linear: return "linear:" + shortest_decimal(s.factor);
+      case kernels::RopeScalingKind::llama3: break;
+    }
+    return "llama3:" + shortest_decimal(s.factor) + ":" + shortest_decimal(s.low_freq_factor) + ":" +
+           shortest_decimal(s.high_freq_factor) + ":" + std::to_string(s.original_positions);
   }
 
   // Model FLOPs per token for forward + backward at sequence length seq (paper.md; PaLM's accounting).
@@ -115,8 +133,9 @@ struct ModelConfig {
     PLAIT_CHECK(hidden % heads == 0, "hidden (", hidden, ") must be divisible by heads (", heads, ")");
     PLAIT_CHECK(head_dim() % 2 == 0, "the head size hidden/heads (", head_dim(), ") must be even for rotary embeddings");
     PLAIT_CHECK(heads % kv_heads == 0, "heads (", heads, ") must be a multiple of kv_heads (", kv_heads, ")");
-    PLAIT_CHECK(rope_scaling_valid(), "LLaMA 3.1's rotary scaling needs factor >= 1 and 0 < low_freq_factor < ",
-                "high_freq_factor, got ", rope_factor, ", ", rope_low_freq_factor, ", ", rope_high_freq_factor);
+    PLAIT_CHECK(rope_scaling_valid(rope_scaling), "the rotary scaling ", rope_scaling_name(*this), " is not one: ",
+                "its factor must be at least 1, and LLaMA 3.1's needs 0 < low_freq_factor < high_freq_factor and an ",
+                "original context of at least one position");
   }
 
   // Throws if a layout with TP degree tp and stages x chunks pipeline parts cannot hold this model; the Transformer

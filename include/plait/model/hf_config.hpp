@@ -1,10 +1,12 @@
 // The model shape in a Hugging Face LLaMA config.json (transformers' LlamaConfig), in one table: what the planner
 // reads for `plait-plan --model config.json` and what plait-train takes from `--init-from-hf DIR` for the shape flags
-// not given. (Writing and checking a config against a model: train/hugging_face.hpp.)
+// not given, and its rope_scaling object, which plait's checkpoints keep in the same form. (Writing and checking a
+// config against a model: train/hugging_face.hpp.)
 #pragma once
 
 #include <array>
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -50,6 +52,45 @@ inline std::int64_t hf_max_positions(const nlohmann::json& j) {
     return 0;
   const std::int64_t n = j.at("max_position_embeddings").get<std::int64_t>();
   return n >= 1 && n <= ModelConfig::max_vocab ? n : 0;
+}
+
+// rope_scaling as config.json writes it: null for none; {"rope_type": "linear", "factor"}; {"rope_type": "llama3",
+// "factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"}. A checkpoint's metadata keeps
+// the same object.
+inline nlohmann::ordered_json hf_rope_scaling_json(const kernels::RopeScaling& s) {
+  switch (s.kind) {
+    case kernels::RopeScalingKind::none: return nullptr;
+    case kernels::RopeScalingKind::linear: return {{"rope_type", "linear"}, {"factor", s.factor}};
+    case kernels::RopeScalingKind::llama3: break;
+  }
+  return {{"rope_type", "llama3"}, {"factor", s.factor}, {"low_freq_factor", s.low_freq_factor},
+          {"high_freq_factor", s.high_freq_factor}, {"original_max_position_embeddings", s.original_positions}};
+}
+
+// The scaling a rope_scaling object describes (absent or null: none; its kind under rope_type or the older key type),
+// or nothing where plait does not compute it: another kind (dynamic, yarn, ...), a field missing or not a number, or
+// values no such scaling has (model/config.hpp's rope_scaling_valid).
+template <class Json>
+std::optional<kernels::RopeScaling> hf_rope_scaling(const Json& r) {
+  kernels::RopeScaling s;
+  if (r.is_null()) return s;
+  if (!r.is_object()) return std::nullopt;
+  const Json type = r.contains("rope_type") ? r.at("rope_type") : r.value("type", Json());
+  const auto number = [&](const char* key) { return r.contains(key) && r.at(key).is_number(); };
+  if (type == "linear" && number("factor")) {
+    s.kind = kernels::RopeScalingKind::linear, s.factor = r.at("factor").template get<double>();
+  } else if (type == "llama3" && number("factor") && number("low_freq_factor") && number("high_freq_factor") &&
+             r.contains("original_max_position_embeddings") &&
+             r.at("original_max_position_embeddings").is_number_integer()) {
+    s.kind = kernels::RopeScalingKind::llama3, s.factor = r.at("factor").template get<double>();
+    s.low_freq_factor = r.at("low_freq_factor").template get<double>();
+    s.high_freq_factor = r.at("high_freq_factor").template get<double>();
+    s.original_positions = r.at("original_max_position_embeddings").template get<std::int64_t>();
+  } else {
+    return std::nullopt;
+  }
+  if (!rope_scaling_valid(s)) return std::nullopt;
+  return s;
 }
 
 // The model a LLaMA config.json describes: its shape, vocab_size (the tokenizer's), tie_word_embeddings and

@@ -57,6 +57,7 @@
 #include "plait/comm/communicator.hpp"
 #include "plait/core/error.hpp"
 #include "plait/model/config.hpp"
+#include "plait/model/hf_config.hpp"
 #include "plait/train/optimizer.hpp"
 
 namespace plait::train {
@@ -111,11 +112,8 @@ inline nlohmann::json model_json(const ModelConfig& c) {
           // Not checked on a load (any sequence length, and any padding, may resume); what an export to Hugging Face
           // writes, and what the saving run padded its vocabulary to.
           {"max_seq", c.max_seq}, {"rope_theta", c.rope_theta}, {"norm_eps", c.norm_eps}, {"padded_vocab", c.vocab},
-          {"rope_scaling", c.rope_original_positions > 0
-                               ? nlohmann::json{{"factor", c.rope_factor}, {"low_freq_factor", c.rope_low_freq_factor},
-                                                {"high_freq_factor", c.rope_high_freq_factor},
-                                                {"original_positions", c.rope_original_positions}}
-                               : nlohmann::json()}};
+          // The rotary scaling in config.json's form (model/hf_config.hpp).
+          {"rope_scaling", nlohmann::json(model::hf_rope_scaling_json(c.rope_scaling))}};
 }
 
 // The canonical element layout of a model: per tensor code its full size without padding rows (0: absent) and first
@@ -488,12 +486,16 @@ inline Metadata read_metadata(const std::string& dir) {
     d.model.max_seq = json_integer(m, "max_seq", dir, d.model.max_seq);  // absent from checkpoints older than the HF export
     d.model.rope_theta = m.value("rope_theta", d.model.rope_theta);
     d.model.norm_eps = m.value("norm_eps", d.model.norm_eps);
-    if (m.contains("rope_scaling") && !m.at("rope_scaling").is_null()) {  // LLaMA 3.1's; absent before it was kept
-      const auto& r = m.at("rope_scaling");
-      d.model.rope_factor = r.at("factor").get<double>();
-      d.model.rope_low_freq_factor = r.at("low_freq_factor").get<double>();
-      d.model.rope_high_freq_factor = r.at("high_freq_factor").get<double>();
-      d.model.rope_original_positions = json_integer(r, "original_positions", dir);
+    if (m.contains("rope_scaling")) {  // absent before it was kept
+      nlohmann::json r = m.at("rope_scaling");
+      // The first checkpoints that kept one had LLaMA 3.1's alone, with no rope_type and the context as
+      // original_positions.
+      if (r.is_object() && !r.contains("rope_type") && r.contains("original_positions"))
+        r["rope_type"] = "llama3", r["original_max_position_embeddings"] = r.at("original_positions");
+      const auto scaling = model::hf_rope_scaling(r);
+      PLAIT_CHECK(scaling.has_value(), "checkpoint '", dir, "' is corrupt: its rotary scaling ", r.dump(),
+                  " is not one plait computes");
+      d.model.rope_scaling = *scaling;
     }
     d.step = json_integer(j, "step", dir);
     d.optimizer_steps = json_integer(j, "optimizer_steps", dir);

@@ -103,12 +103,7 @@ inline nlohmann::ordered_json hf_llama_config(const ModelConfig& c, const std::s
           {"max_position_embeddings", c.max_seq},
           {"rms_norm_eps", c.norm_eps},
           {"rope_theta", c.rope_theta},
-          {"rope_scaling", c.rope_original_positions > 0
-                               ? nlohmann::ordered_json{{"rope_type", "llama3"}, {"factor", c.rope_factor},
-                                                        {"low_freq_factor", c.rope_low_freq_factor},
-                                                        {"high_freq_factor", c.rope_high_freq_factor},
-                                                        {"original_max_position_embeddings", c.rope_original_positions}}
-                               : nlohmann::ordered_json()},
+          {"rope_scaling", model::hf_rope_scaling_json(c.rope_scaling)},
           {"hidden_act", "silu"},
           {"attention_bias", false},
           {"mlp_bias", false},
@@ -132,23 +127,13 @@ inline nlohmann::json read_hf_config(const std::string& dir) {
 // transformers' LlamaConfig defaults for the two constants of the equations, where a config.json leaves them out.
 inline constexpr double hf_default_rope_theta = 10000.0, hf_default_rms_norm_eps = 1e-6;
 
-// config.json's rope_scaling as --rope-scaling names it: "none" (absent or null), "llama3:F:L:H:O" (rope_type, or the
-// older key type, llama3), or "" for a scaling plait does not compute.
+// config.json's rope_scaling as --rope-scaling names it: "none" (absent or null), "linear:F", "llama3:F:L:H:O", or ""
+// for a scaling plait does not compute (model/hf_config.hpp's hf_rope_scaling).
 inline std::string hf_rope_scaling_name(const nlohmann::json& j) {
-  if (!j.is_object() || !j.contains("rope_scaling") || j.at("rope_scaling").is_null()) return "none";
-  const nlohmann::json& r = j.at("rope_scaling");
-  if (!r.is_object()) return "";
-  const nlohmann::json type = r.contains("rope_type") ? r.at("rope_type") : r.value("type", nlohmann::json());
-  auto number = [&](const char* key) { return r.contains(key) && r.at(key).is_number(); };
-  if (type != "llama3" || !number("factor") || !number("low_freq_factor") || !number("high_freq_factor") ||
-      !r.contains("original_max_position_embeddings") || !r.at("original_max_position_embeddings").is_number_integer())
-    return "";
+  const auto scaling = model::hf_rope_scaling(j.is_object() ? j.value("rope_scaling", nlohmann::json()) : nlohmann::json());
+  if (!scaling) return "";
   model::ModelConfig c;
-  c.rope_factor = r.at("factor").get<double>();
-  c.rope_low_freq_factor = r.at("low_freq_factor").get<double>();
-  c.rope_high_freq_factor = r.at("high_freq_factor").get<double>();
-  c.rope_original_positions = r.at("original_max_position_embeddings").get<std::int64_t>();
-  if (c.rope_original_positions < 1) return "";
+  c.rope_scaling = *scaling;
   return rope_scaling_name(c);
 }
 
@@ -210,8 +195,8 @@ inline void check_hf_llama_config(const nlohmann::json& j, const ModelConfig& c,
                 "' has biases in its projections; plait's have none");
     const std::string scaling = hf_rope_scaling_name(j);
     PLAIT_CHECK(!scaling.empty(), "the Hugging Face model '", dir, "' scales its rotary embedding in a way plait's ",
-                "does not (rope_scaling ", j.value("rope_scaling", nlohmann::json()).dump(), "); plait has none and ",
-                "LLaMA 3.1's (rope_type llama3)");
+                "does not (rope_scaling ", j.value("rope_scaling", nlohmann::json()).dump(), "); plait has none, ",
+                "linear (rope_type linear, factor >= 1) and LLaMA 3.1's (rope_type llama3)");
     PLAIT_CHECK(scaling == rope_scaling_name(c), "the Hugging Face model '", dir, "' has rope scaling ", scaling,
                 ", this run's is ", rope_scaling_name(c), ": give --rope-scaling ", scaling);
     const double eps = j.value("rms_norm_eps", hf_default_rms_norm_eps),

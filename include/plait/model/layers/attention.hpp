@@ -22,13 +22,8 @@
 
 namespace plait::model::layers {
 
-// The model's rotary embedding: its base and, where it has one, LLaMA 3.1's scaling.
-inline kernels::RopeFrequencies rope_frequencies(const ModelConfig& c) {
-  kernels::RopeFrequencies f(c.rope_theta);
-  f.factor = c.rope_factor, f.low_freq_factor = c.rope_low_freq_factor, f.high_freq_factor = c.rope_high_freq_factor;
-  f.original_positions = static_cast<double>(c.rope_original_positions);
-  return f;
-}
+// The model's rotary embedding: its base and its scaling, if any.
+inline kernels::RopeFrequencies rope_frequencies(const ModelConfig& c) { return {c.rope_theta, c.rope_scaling}; }
 
 template <concepts::Backend B, class Regions>
 class Attention {
