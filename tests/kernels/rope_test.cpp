@@ -77,7 +77,7 @@ TEST_CASE("rope backward matches finite differences of sum(rope(x) R)", "[kernel
   CHECK(test::relative_error(dx, test::numeric_gradient(x, loss)) < 1e-6);
 }
 
-TEST_CASE("rope's scalings: linear slows every pair and LLaMA 3.1's the slow pairs alone, blending those between",
+TEST_CASE("rope's scalings: linear slows every pair and LLaMA 3.1's the slow pairs alone and blends those between",
           "[kernels][rope]") {
   // head_dim 8 at theta 10000: the pairs turn at 1, 0.1, 0.01, 0.001 radians per position, wavelengths 2 pi x 1, 10,
   // 100, 1000 (6.3, 63, 628, 6283 positions).

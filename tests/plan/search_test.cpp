@@ -89,13 +89,13 @@ TEST_CASE("outside_fitted_runs: says what lies beyond the runs the calibration w
   INFO(far);
   CHECK_THAT(far, Catch::StartsWith("dgx-a100-80gb's calibration was fitted on 206 runs: 256 GPUs, 2.0x the most"));
   CHECK_THAT(far, Catch::Contains("data-parallel reduction over more nodes"));
-  CHECK_THAT(far, Catch::Contains("a 33.8B-parameter model, between the ones it saw (14.0B, 66.9B)"));
+  CHECK_THAT(far, Catch::Contains("the model's 33.8B parameters, between those of the models it saw (14.0B, 66.9B)"));
   CHECK_THAT(far, Catch::Contains("Scenarios no fit has seen"));
 
   const std::string small = outside_fitted_runs({load_model("llama-7b"), 16384, 16, 256}, a100);
   INFO(small);
   CHECK_THAT(small, Catch::Contains("16 GPUs, fewer than its smallest runs had (64)"));
-  CHECK_THAT(small, Catch::Contains("smaller than the ones it saw"));
+  CHECK_THAT(small, Catch::Contains("fewer than those of the models it saw"));
   CHECK_THAT(small, Catch::Contains("sequence 16384, outside 2048-8192"));
 
   // The H100 borrows the A100's fit: said even within the shapes.

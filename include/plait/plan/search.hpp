@@ -142,10 +142,10 @@ inline std::string outside_fitted_runs(const Workload& w, const Hardware& hw) {
       std::snprintf(buf, sizeof buf, "%s%.1fB", list.empty() ? "" : ", ", p / 1e9);
       list += buf;
     }
-    const char* where = params > sizes.back() ? "larger than" : params < sizes.front() ? "smaller than" : "between";
-    std::snprintf(buf, sizeof buf, "a %.1fB-parameter model, ", params / 1e9);
-    parts.push_back(buf + std::string(where) + " the ones it saw (" + list + "): memory near the GPU's edge is the "
-                    "least sure");
+    const char* where = params > sizes.back() ? "more than" : params < sizes.front() ? "fewer than" : "between";
+    std::snprintf(buf, sizeof buf, "the model's %.1fB parameters, ", params / 1e9);
+    parts.push_back(buf + std::string(where) + " those of the models it saw (" + list +
+                    "): memory near the GPU's edge is the least sure");
   }
   if (w.seq_len > r.max_seq_len || w.seq_len < r.min_seq_len) {
     std::snprintf(buf, sizeof buf, "sequence %lld, outside %lld-%lld: attention's share of the step and the "
