@@ -2,6 +2,9 @@
 // a head of head_dim turns by position x f_i, f_i = theta^(-2i / head_dim), unless a scaling (config.json's
 // rope_scaling) stretches the context the model was trained for:
 // - linear (factor F): every pair turns F times slower (positions divided by F);
+// - dynamic (NTK-aware, factor F): the base grows only for sequences longer than the positions the model was made for
+//   (max_position_embeddings), which plait does not train (plait-train refuses a longer --seq-len): within them the
+//   frequencies are the unscaled ones;
 // - llama3 (LLaMA 3.1's: factor F, low- and high-frequency factors, the original context length L): the slow pairs
 //   turn F times slower: a pair whose wavelength 2 pi / f exceeds L / low turns at f / F, one under L / high keeps f,
 //   and those between blend the two by s = (L / wavelength - low) / (high - low): (1 - s) f / F + s f.
@@ -18,12 +21,12 @@
 
 namespace plait::kernels {
 
-enum class RopeScalingKind : int { none = 0, linear = 1, llama3 = 2 };
+enum class RopeScalingKind : int { none = 0, linear = 1, llama3 = 2, dynamic = 3 };
 
 // A scaling of the frequencies; the fields a kind does not use keep their defaults.
 struct RopeScaling {
   RopeScalingKind kind = RopeScalingKind::none;
-  double factor = 1.0;                                  // linear and llama3
+  double factor = 1.0;                                  // linear, dynamic and llama3
   double low_freq_factor = 1.0, high_freq_factor = 4.0;  // llama3
   std::int64_t original_positions = 0;                  // llama3: L
 };
@@ -39,7 +42,8 @@ struct RopeFrequencies {
   PLAIT_ROPE_HOST_DEVICE double inv_freq(std::int64_t i, std::int64_t head_dim) const {
     const double f = pow(theta, -2.0 * static_cast<double>(i) / static_cast<double>(head_dim));
     switch (scaling.kind) {
-      case RopeScalingKind::none: return f;
+      case RopeScalingKind::none:
+      case RopeScalingKind::dynamic: return f;
       case RopeScalingKind::linear: return f / scaling.factor;
       case RopeScalingKind::llama3: break;
     }

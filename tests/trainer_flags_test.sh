@@ -47,8 +47,9 @@ refused 1 "sample-tokens must be 0" --sample-tokens -3
 refused 1 "--rope-theta must be a number above 1, got 0" --rope-theta 0
 refused 1 "--norm-eps must be a small positive number (1e-5, 1e-6), got -1" --norm-eps -1
 refused 1 "--norm-eps must be a small positive number (1e-5, 1e-6), got nan" --norm-eps nan
-refused 1 "--rope-scaling takes none, linear:FACTOR or llama3:FACTOR:LOW:HIGH:ORIGINAL (LLaMA 3.1: llama3:8:1:4:8192), got 'yarn:4'" --rope-scaling yarn:4
+refused 1 "--rope-scaling takes none, linear:FACTOR, dynamic:FACTOR or llama3:FACTOR:LOW:HIGH:ORIGINAL (LLaMA 3.1: llama3:8:1:4:8192), got 'yarn:4'" --rope-scaling yarn:4
 refused 1 "FACTOR >= 1, got 'linear:0.5'" --rope-scaling linear:0.5
+refused 1 "FACTOR >= 1, got 'dynamic:inf'" --rope-scaling dynamic:inf
 refused 1 "FACTOR >= 1 and 0 < LOW < HIGH, got 'llama3:8:4:1:8192'" --rope-scaling llama3:8:4:1:8192
 refused 1 "--device takes host or cuda, got 'gpu'" --device gpu
 refused 1 "--device cuda trains in bf16" --device cuda --dtype float

@@ -38,7 +38,7 @@ struct Options {
   std::int64_t layers = 4, hidden = 192, heads = 6, kv_heads = 2, ffn = 512, seq_len = 128;
   double rope_theta = 10000.0;  // the rotary embedding's base
   double norm_eps = 1e-5;       // RMSNorm's epsilon
-  std::string rope_scaling = "none";  // or linear:FACTOR, or llama3:FACTOR:LOW:HIGH:ORIGINAL (LLaMA 3.1's)
+  std::string rope_scaling = "none";  // or linear:FACTOR, dynamic:FACTOR, llama3:FACTOR:LOW:HIGH:ORIGINAL
   // Not a flag: the positions the model was made for, where more than --seq-len (--init-from-hf's
   // max_position_embeddings, --resume's checkpoint), kept in what the run saves and exports.
   std::int64_t max_positions = 0;
@@ -155,7 +155,8 @@ inline std::vector<Flag> flags(Options& o) {
       {"--rope-theta", "X", "the rotary embedding's base (default 10000; LLaMA 3: 500000)", f64(o.rope_theta)},
       {"--norm-eps", "X", "RMSNorm's epsilon (default 1e-5)", f64(o.norm_eps)},
       {"--rope-scaling", "S", "the rotary embedding's scaling: none (default), linear:FACTOR (every pair FACTOR "
-       "times slower) or llama3:FACTOR:LOW:HIGH:ORIGINAL (LLaMA 3.1's: llama3:8:1:4:8192)", str(o.rope_scaling)},
+       "times slower), dynamic:FACTOR (NTK-aware: beyond the model's positions alone, so --seq-len stays within them) "
+       "or llama3:FACTOR:LOW:HIGH:ORIGINAL (LLaMA 3.1's: llama3:8:1:4:8192)", str(o.rope_scaling)},
       {"--seq-len", "T", "tokens per sequence (default 128)", i64(o.seq_len)},
       {"--batch", "B", "sequences per optimizer step (default 16)", i64(o.batch)},
       {"--micro-batch", "B", "sequences per forward/backward; --batch must be a multiple (default: all)", i64(o.micro_batch)},
@@ -312,6 +313,13 @@ inline std::optional<Options> read_flags(int argc, const char* const* argv, bool
   {
     plait::ModelConfig scaled;
     set_rope_scaling(scaled, o.rope_scaling);  // or says what to give
+    // The dynamic scaling moves the frequencies only beyond the positions the model was made for (those of
+    // --init-from-hf's config.json or --resume's checkpoint), where plait does not compute them.
+    PLAIT_CHECK(scaled.rope_scaling.kind != plait::kernels::RopeScalingKind::dynamic || o.max_positions == 0 ||
+                    o.seq_len <= o.max_positions,
+                "--rope-scaling ", o.rope_scaling, " (dynamic NTK) changes the rotary frequencies only beyond the ",
+                "model's ", o.max_positions, " positions (max_position_embeddings), which plait does not train: give ",
+                "--seq-len ", o.max_positions, " or less");
   }
   // The same sentences the Layout's static_asserts give, for flags that would name a layout that cannot exist.
   PLAIT_CHECK(o.zero >= 0 && o.zero <= 3, "ZeroStage<K> takes K = 0, 1, 2 or 3 (got --zero ", o.zero, ").");

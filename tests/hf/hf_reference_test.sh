@@ -3,8 +3,8 @@
 # and llama_reference.py (pure Python, written from transformers' LLaMA equations, nothing of plait) computes the last
 # position's logits of two byte sequences from config.json and model.safetensors alone; plait's logits for the same
 # tokens (hf_check, from the checkpoint under TP 2) must match to 1e-4 of the largest logit; the same with LLaMA 3's
-# rotary base and norm epsilon, LLaMA 3.1's rotary scaling and the linear one, which --init-from-hf then takes from
-# config.json and --resume insists on. Skips without python3.
+# rotary base and norm epsilon, LLaMA 3.1's rotary scaling, the linear and the dynamic one, which --init-from-hf
+# takes from config.json and --resume insists on. Skips without python3.
 # Usage: hf_reference_test.sh PLAIT_TRAIN PLAIT_EXPORT_HF HF_CHECK MPIEXEC WORK_DIR
 set -euo pipefail
 train=$1 export_hf=$2 check=$3 mpiexec=$4 work=$5
@@ -77,6 +77,16 @@ grep -q '"rope_type": "linear"' hf_linear/config.json && grep -q '"factor": 4' h
   { cat hf_linear/config.json; echo "FAIL: config.json lacks the linear scaling"; exit 1; }
 fine_tune_takes linear 'rope-scaling="linear:4"'
 grep -q "ffn 128, rope scaling linear:4)" linear_tuned.log || { head -2 linear_tuned.log; echo "FAIL: no scaling shown"; exit 1; }
+# The dynamic (NTK-aware) scaling moves the frequencies only beyond max_position_embeddings (32 here, the length
+# trained): within it they are the unscaled ones in the reference too; a fine-tune at a longer length is refused.
+matches_reference dynamic --rope-scaling dynamic:2
+grep -q '"rope_type": "dynamic"' hf_dynamic/config.json && grep -q '"max_position_embeddings": 32' hf_dynamic/config.json ||
+  { cat hf_dynamic/config.json; echo "FAIL: config.json lacks the dynamic scaling"; exit 1; }
+fine_tune_takes dynamic 'rope-scaling="dynamic:2"'
+if "$train" --init-from-hf hf_dynamic --data copy.txt --steps 1 --batch 8 --sample-tokens 0 --seq-len 64 \
+     > refused_dynamic.log 2>&1; then echo "FAIL: fine-tuned beyond the dynamic scaling's positions"; exit 1; fi
+grep -q "changes the rotary frequencies only beyond the model's 32 positions.*give --seq-len 32 or less" \
+  refused_dynamic.log || { cat refused_dynamic.log; echo "FAIL: no clear refusal of a longer --seq-len"; exit 1; }
 
 # The positions the model was made for survive a fine-tune at a shorter length and its resume: max_position_embeddings
 # 4096 (say) in, fine-tuned at 16 tokens, resumed, exported: 4096 out (the export does not shrink a model's context).

@@ -58,9 +58,10 @@ def rmsnorm(x, weight, eps):
     return [w * v * scale for w, v in zip(weight, x)]
 
 
-def inverse_frequencies(config, head_dim):
+def inverse_frequencies(config, head_dim, sequence_length):
     """The rotation rate of each pair: theta^(-2i/d), rescaled as transformers' rope_scaling does: "linear" divides
-    every rate by factor (positions read factor times closer); "llama3" turns the pairs whose wavelength exceeds
+    every rate by factor (positions read factor times closer); "dynamic" raises the base for a sequence longer than
+    max_position_embeddings; "llama3" turns the pairs whose wavelength exceeds
     original / low_freq_factor factor times slower, keeps the rate of those under original / high_freq_factor, and
     blends the two for those between, linearly in original / wavelength."""
     theta = config.get("rope_theta", 10000.0)
@@ -71,6 +72,13 @@ def inverse_frequencies(config, head_dim):
     kind = scaling.get("rope_type", scaling.get("type"))
     if kind == "linear":
         return [rate / scaling["factor"] for rate in rates]
+    if kind == "dynamic":
+        # NTK-aware: the base grows with a sequence longer than max_position_embeddings, and is theta up to it.
+        positions = config["max_position_embeddings"]
+        longest = max(sequence_length, positions)
+        factor = scaling["factor"]
+        base = theta * (factor * longest / positions - (factor - 1)) ** (head_dim / (head_dim - 2))
+        return [base ** (-2.0 * i / head_dim) for i in range(head_dim // 2)]
     assert kind == "llama3", scaling
     factor, low, high = scaling["factor"], scaling["low_freq_factor"], scaling["high_freq_factor"]
     original = scaling["original_max_position_embeddings"]
@@ -107,7 +115,7 @@ def last_logits(config, tensors, tokens, pairs="half"):
     H = config["num_attention_heads"]
     KV = config.get("num_key_value_heads", H)
     hd = D // H
-    eps, rates = config["rms_norm_eps"], inverse_frequencies(config, hd)
+    eps, rates = config["rms_norm_eps"], inverse_frequencies(config, hd, len(tokens))
     embedding = matrix(tensors, "model.embed_tokens.weight")
     x = [list(embedding[t]) for t in tokens]
     for layer in range(config["num_hidden_layers"]):

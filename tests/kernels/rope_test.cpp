@@ -77,17 +77,21 @@ TEST_CASE("rope backward matches finite differences of sum(rope(x) R)", "[kernel
   CHECK(test::relative_error(dx, test::numeric_gradient(x, loss)) < 1e-6);
 }
 
-TEST_CASE("rope's scalings: linear slows every pair and LLaMA 3.1's the slow pairs alone and blends those between",
+TEST_CASE("rope's scalings: linear slows every pair and dynamic none within the context and LLaMA 3.1's the slow pairs",
           "[kernels][rope]") {
   // head_dim 8 at theta 10000: the pairs turn at 1, 0.1, 0.01, 0.001 radians per position, wavelengths 2 pi x 1, 10,
   // 100, 1000 (6.3, 63, 628, 6283 positions).
   constexpr std::int64_t hd = 8;
   kernels::RopeScaling linear;
   linear.kind = kernels::RopeScalingKind::linear, linear.factor = 4.0;
-  const kernels::RopeFrequencies plain(theta), slowed(theta, linear);
+  // The dynamic (NTK-aware) scaling changes nothing within the positions the model was made for, where plait trains.
+  kernels::RopeScaling dynamic;
+  dynamic.kind = kernels::RopeScalingKind::dynamic, dynamic.factor = 4.0;
+  const kernels::RopeFrequencies plain(theta), slowed(theta, linear), within(theta, dynamic);
   for (std::int64_t i = 0; i < hd / 2; ++i) {
     REQUIRE(plain.inv_freq(i, hd) == Approx(std::pow(10.0, -static_cast<double>(i))).epsilon(1e-15));
     REQUIRE(slowed.inv_freq(i, hd) == Approx(plain.inv_freq(i, hd) / 4.0).epsilon(1e-15));
+    REQUIRE(within.inv_freq(i, hd) == plain.inv_freq(i, hd));
   }
   // LLaMA 3.1's with an original context of 400 positions, low 1 and high 4: wavelengths over 400 slow 8-fold (pairs
   // 2 and 3), under 100 keep their rate (pairs 0 and 1), and none lies between: a context of 2000 puts pair 2

@@ -221,8 +221,9 @@ TEST_CASE("hugging face: rope_scaling is read as --rope-scaling names it and wri
   const json llama3{{"rope_type", "llama3"}, {"factor", 8.0}, {"low_freq_factor", 1.0}, {"high_freq_factor", 4.0},
                     {"original_max_position_embeddings", 8192}};
   CHECK(name(llama3) == "llama3:8:1:4:8192");
+  CHECK(name({{"rope_type", "dynamic"}, {"factor", 2.0}}) == "dynamic:2");
   // What plait does not compute reads as "" (refused by check_hf_llama_config with a sentence).
-  CHECK(name({{"rope_type", "dynamic"}, {"factor", 2.0}}).empty());
+  CHECK(name({{"rope_type", "longrope"}, {"short_factor", {1.0}}, {"long_factor", {2.0}}}).empty());
   CHECK(name({{"rope_type", "yarn"}, {"factor", 4.0}, {"original_max_position_embeddings", 4096}}).empty());
   CHECK(name({{"rope_type", "linear"}}).empty());
   CHECK(name({{"rope_type", "linear"}, {"factor", 0.5}}).empty());
@@ -230,7 +231,7 @@ TEST_CASE("hugging face: rope_scaling is read as --rope-scaling names it and wri
   CHECK(name({{"rope_type", "llama3"}, {"factor", 8.0}}).empty());
   CHECK(name("linear").empty());
   // Written as read: the export's config.json gives the name back.
-  for (const char* scaling : {"none", "linear:4", "llama3:8:1:4:8192"}) {
+  for (const char* scaling : {"none", "linear:4", "dynamic:2", "llama3:8:1:4:8192"}) {
     plait::ModelConfig c = config();
     set_rope_scaling(c, scaling);
     CHECK(plait::train::hf_rope_scaling_name(json(plait::train::hf_llama_config(c, "float32"))) == scaling);

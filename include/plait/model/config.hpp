@@ -27,13 +27,14 @@ inline std::string shortest_decimal(double value) {
   return text;
 }
 
-// A rotary scaling the model can compute: none; a linear one that slows every pair (factor >= 1); or LLaMA 3.1's,
+// A rotary scaling the model can compute: none; a linear or dynamic one (factor >= 1); or LLaMA 3.1's,
 // whose slow pairs slow down (factor >= 1) between two ordered frequency factors, within an original context of at
 // least one position.
 inline bool rope_scaling_valid(const kernels::RopeScaling& s) {
   switch (s.kind) {
     case kernels::RopeScalingKind::none: return true;
-    case kernels::RopeScalingKind::linear: return std::isfinite(s.factor) && s.factor >= 1.0;
+    case kernels::RopeScalingKind::linear:
+    case kernels::RopeScalingKind::dynamic: return std::isfinite(s.factor) && s.factor >= 1.0;
     case kernels::RopeScalingKind::llama3:
       return s.original_positions > 0 && std::isfinite(s.factor) && s.factor >= 1.0 && s.low_freq_factor > 0.0 &&
              std::isfinite(s.high_freq_factor) && s.high_freq_factor > s.low_freq_factor;
@@ -51,8 +52,8 @@ struct ModelConfig {
   std::int64_t ffn = 344;         // SwiGLU inner size
   std::int64_t max_seq = 128;
   double rope_theta = 10000.0;
-  // The rotary embedding's scaling (config.json's rope_scaling; kernels/rope_frequencies.hpp): none, linear or
-  // LLaMA 3.1's.
+  // The rotary embedding's scaling (config.json's rope_scaling; kernels/rope_frequencies.hpp): none, linear,
+  // dynamic or LLaMA 3.1's.
   kernels::RopeScaling rope_scaling;
   double norm_eps = 1e-5;
   bool tied_embedding = false;    // true: the LM head reuses the embedding table
@@ -77,14 +78,16 @@ struct ModelConfig {
 
   // Sets the rotary scaling from its name (rope_scaling_name's form); throws with the form to give.
   friend void set_rope_scaling(ModelConfig& c, const std::string& name) {
-    const char* form = "--rope-scaling takes none, linear:FACTOR or llama3:FACTOR:LOW:HIGH:ORIGINAL (LLaMA 3.1: "
-                       "llama3:8:1:4:8192)";
+    const char* form = "--rope-scaling takes none, linear:FACTOR, dynamic:FACTOR or llama3:FACTOR:LOW:HIGH:ORIGINAL "
+                       "(LLaMA 3.1: llama3:8:1:4:8192)";
     kernels::RopeScaling s;
     double v[4] = {};
     int used = -1;
     const auto whole = [&] { return used == static_cast<int>(name.size()); };
     if (std::sscanf(name.c_str(), "linear:%lf%n", &v[0], &used) == 1 && whole()) {
       s.kind = kernels::RopeScalingKind::linear, s.factor = v[0];
+    } else if (std::sscanf(name.c_str(), "dynamic:%lf%n", &v[0], &used) == 1 && whole()) {
+      s.kind = kernels::RopeScalingKind::dynamic, s.factor = v[0];
     } else if (std::sscanf(name.c_str(), "llama3:%lf:%lf:%lf:%lf%n", &v[0], &v[1], &v[2], &v[3], &used) == 4 &&
                whole() && v[3] >= 1 && v[3] <= 1e9 && v[3] == static_cast<double>(static_cast<std::int64_t>(v[3]))) {
       s.kind = kernels::RopeScalingKind::llama3, s.factor = v[0], s.low_freq_factor = v[1], s.high_freq_factor = v[2];
@@ -98,13 +101,14 @@ struct ModelConfig {
     c.rope_scaling = s;
   }
 
-  // plait-train's name of the rotary scaling (--rope-scaling): "none", "linear:FACTOR" or
+  // plait-train's name of the rotary scaling (--rope-scaling): "none", "linear:FACTOR", "dynamic:FACTOR" or
   // "llama3:FACTOR:LOW:HIGH:ORIGINAL".
   friend std::string rope_scaling_name(const ModelConfig& c) {
     const kernels::RopeScaling& s = c.rope_scaling;
     switch (s.kind) {
       case kernels::RopeScalingKind::none: return "none";
       case kernels::RopeScalingKind::linear: return "linear:" + shortest_decimal(s.factor);
+      case kernels::RopeScalingKind::dynamic: return "dynamic:" + shortest_decimal(s.factor);
       case kernels::RopeScalingKind::llama3: break;
     }
     return "llama3:" + shortest_decimal(s.factor) + ":" + shortest_decimal(s.low_freq_factor) + ":" +

@@ -54,13 +54,14 @@ inline std::int64_t hf_max_positions(const nlohmann::json& j) {
   return n >= 1 && n <= ModelConfig::max_vocab ? n : 0;
 }
 
-// rope_scaling as config.json writes it: null for none; {"rope_type": "linear", "factor"}; {"rope_type": "llama3",
-// "factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"}. A checkpoint's metadata keeps
-// the same object.
+// rope_scaling as config.json writes it: null for none; {"rope_type": "linear" or "dynamic", "factor"};
+// {"rope_type": "llama3", "factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"}. A
+// checkpoint's metadata keeps the same object.
 inline nlohmann::ordered_json hf_rope_scaling_json(const kernels::RopeScaling& s) {
   switch (s.kind) {
     case kernels::RopeScalingKind::none: return nullptr;
     case kernels::RopeScalingKind::linear: return {{"rope_type", "linear"}, {"factor", s.factor}};
+    case kernels::RopeScalingKind::dynamic: return {{"rope_type", "dynamic"}, {"factor", s.factor}};
     case kernels::RopeScalingKind::llama3: break;
   }
   return {{"rope_type", "llama3"}, {"factor", s.factor}, {"low_freq_factor", s.low_freq_factor},
@@ -68,7 +69,7 @@ inline nlohmann::ordered_json hf_rope_scaling_json(const kernels::RopeScaling& s
 }
 
 // The scaling a rope_scaling object describes (absent or null: none; its kind under rope_type or the older key type),
-// or nothing where plait does not compute it: another kind (dynamic, yarn, ...), a field missing or not a number, or
+// or nothing where plait does not compute it: another kind (yarn, longrope, ...), a field missing or not a number, or
 // values no such scaling has (model/config.hpp's rope_scaling_valid).
 template <class Json>
 std::optional<kernels::RopeScaling> hf_rope_scaling(const Json& r) {
@@ -77,8 +78,9 @@ std::optional<kernels::RopeScaling> hf_rope_scaling(const Json& r) {
   if (!r.is_object()) return std::nullopt;
   const Json type = r.contains("rope_type") ? r.at("rope_type") : r.value("type", Json());
   const auto number = [&](const char* key) { return r.contains(key) && r.at(key).is_number(); };
-  if (type == "linear" && number("factor")) {
-    s.kind = kernels::RopeScalingKind::linear, s.factor = r.at("factor").template get<double>();
+  if ((type == "linear" || type == "dynamic") && number("factor")) {
+    s.kind = type == "linear" ? kernels::RopeScalingKind::linear : kernels::RopeScalingKind::dynamic;
+    s.factor = r.at("factor").template get<double>();
   } else if (type == "llama3" && number("factor") && number("low_freq_factor") && number("high_freq_factor") &&
              r.contains("original_max_position_embeddings") &&
              r.at("original_max_position_embeddings").is_number_integer()) {

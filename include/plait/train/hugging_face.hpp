@@ -127,7 +127,8 @@ inline nlohmann::json read_hf_config(const std::string& dir) {
 // transformers' LlamaConfig defaults for the two constants of the equations, where a config.json leaves them out.
 inline constexpr double hf_default_rope_theta = 10000.0, hf_default_rms_norm_eps = 1e-6;
 
-// config.json's rope_scaling as --rope-scaling names it: "none" (absent or null), "linear:F", "llama3:F:L:H:O", or ""
+// config.json's rope_scaling as --rope-scaling names it: "none" (absent or null), "linear:F", "dynamic:F",
+// "llama3:F:L:H:O", or ""
 // for a scaling plait does not compute (model/hf_config.hpp's hf_rope_scaling).
 inline std::string hf_rope_scaling_name(const nlohmann::json& j) {
   const auto scaling = model::hf_rope_scaling(j.is_object() ? j.value("rope_scaling", nlohmann::json()) : nlohmann::json());
@@ -196,7 +197,7 @@ inline void check_hf_llama_config(const nlohmann::json& j, const ModelConfig& c,
     const std::string scaling = hf_rope_scaling_name(j);
     PLAIT_CHECK(!scaling.empty(), "the Hugging Face model '", dir, "' scales its rotary embedding in a way plait's ",
                 "does not (rope_scaling ", j.value("rope_scaling", nlohmann::json()).dump(), "); plait has none, ",
-                "linear (rope_type linear, factor >= 1) and LLaMA 3.1's (rope_type llama3)");
+                "linear and dynamic (rope_type linear or dynamic, factor >= 1) and LLaMA 3.1's (rope_type llama3)");
     PLAIT_CHECK(scaling == rope_scaling_name(c), "the Hugging Face model '", dir, "' has rope scaling ", scaling,
                 ", this run's is ", rope_scaling_name(c), ": give --rope-scaling ", scaling);
     const double eps = j.value("rms_norm_eps", hf_default_rms_norm_eps),
