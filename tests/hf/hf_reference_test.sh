@@ -76,11 +76,13 @@ matches_reference linear --rope-scaling linear:4
 grep -q '"rope_type": "linear"' hf_linear/config.json && grep -q '"factor": 4' hf_linear/config.json ||
   { cat hf_linear/config.json; echo "FAIL: config.json lacks the linear scaling"; exit 1; }
 fine_tune_takes linear 'rope-scaling="linear:4"'
-grep -q "ffn 128, rope scaling linear:4)" linear_tuned.log || { head -2 linear_tuned.log; echo "FAIL: no scaling shown"; exit 1; }
+grep -q "ffn 128, rope scaling linear:4)" linear_tuned.log ||
+  { head -2 linear_tuned.log; echo "FAIL: no scaling shown"; exit 1; }
 # The dynamic (NTK-aware) scaling moves the frequencies only beyond max_position_embeddings (32 here, the length
 # trained): within it they are the unscaled ones in the reference too; a fine-tune at a longer length is refused.
 matches_reference dynamic --rope-scaling dynamic:2
-grep -q '"rope_type": "dynamic"' hf_dynamic/config.json && grep -q '"max_position_embeddings": 32' hf_dynamic/config.json ||
+grep -q '"rope_type": "dynamic"' hf_dynamic/config.json &&
+  grep -q '"max_position_embeddings": 32' hf_dynamic/config.json ||
   { cat hf_dynamic/config.json; echo "FAIL: config.json lacks the dynamic scaling"; exit 1; }
 fine_tune_takes dynamic 'rope-scaling="dynamic:2"'
 if "$train" --init-from-hf hf_dynamic --data copy.txt --steps 1 --batch 8 --sample-tokens 0 --seq-len 64 \

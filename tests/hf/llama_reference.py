@@ -61,9 +61,9 @@ def rmsnorm(x, weight, eps):
 def inverse_frequencies(config, head_dim, sequence_length):
     """The rotation rate of each pair: theta^(-2i/d), rescaled as transformers' rope_scaling does: "linear" divides
     every rate by factor (positions read factor times closer); "dynamic" raises the base for a sequence longer than
-    max_position_embeddings; "llama3" turns the pairs whose wavelength exceeds
-    original / low_freq_factor factor times slower, keeps the rate of those under original / high_freq_factor, and
-    blends the two for those between, linearly in original / wavelength."""
+    max_position_embeddings; "llama3" turns the pairs whose wavelength exceeds original / low_freq_factor factor times
+    slower, keeps the rate of those under original / high_freq_factor, and blends the two for those between, linearly
+    in original / wavelength."""
     theta = config.get("rope_theta", 10000.0)
     rates = [theta ** (-2.0 * i / head_dim) for i in range(head_dim // 2)]
     scaling = config.get("rope_scaling")

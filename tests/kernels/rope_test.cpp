@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <numbers>
 #include <vector>
 
 #include "kernels/gradcheck.hpp"
@@ -106,7 +107,7 @@ TEST_CASE("rope's scalings: linear slows every pair and dynamic none within the 
   CHECK(short_context.inv_freq(3, hd) == Approx(0.001 / 8.0).epsilon(1e-14));
   llama3.original_positions = 2000;
   const kernels::RopeFrequencies long_context(theta, llama3);
-  const double s = (2000.0 / (2.0 * M_PI * 100.0) - 1.0) / 3.0;
+  const double s = (2000.0 / (2.0 * std::numbers::pi * 100.0) - 1.0) / 3.0;
   REQUIRE(s > 0.0);
   REQUIRE(s < 1.0);
   CHECK(long_context.inv_freq(1, hd) == plain.inv_freq(1, hd));

@@ -96,8 +96,8 @@ struct ModelConfig {
       PLAIT_CHECK(name == "none", form, ", got '", name, "'");
     }
     const bool llama3 = s.kind == kernels::RopeScalingKind::llama3;
-    PLAIT_CHECK(rope_scaling_valid(s), form, ": FACTOR >= 1", llama3 ? " and 0 < LOW < HIGH" : "", ", got '", name,
-                "'");
+    PLAIT_CHECK(rope_scaling_valid(s), form, ": a finite FACTOR >= 1", llama3 ? " and 0 < LOW < HIGH" : "", ", got '",
+                name, "'");
     c.rope_scaling = s;
   }
 

@@ -128,10 +128,10 @@ inline nlohmann::json read_hf_config(const std::string& dir) {
 inline constexpr double hf_default_rope_theta = 10000.0, hf_default_rms_norm_eps = 1e-6;
 
 // config.json's rope_scaling as --rope-scaling names it: "none" (absent or null), "linear:F", "dynamic:F",
-// "llama3:F:L:H:O", or ""
-// for a scaling plait does not compute (model/hf_config.hpp's hf_rope_scaling).
+// "llama3:F:L:H:O", or "" for a scaling plait does not compute (model/hf_config.hpp's hf_rope_scaling).
 inline std::string hf_rope_scaling_name(const nlohmann::json& j) {
-  const auto scaling = model::hf_rope_scaling(j.is_object() ? j.value("rope_scaling", nlohmann::json()) : nlohmann::json());
+  const auto scaling =
+      model::hf_rope_scaling(j.is_object() ? j.value("rope_scaling", nlohmann::json()) : nlohmann::json());
   if (!scaling) return "";
   model::ModelConfig c;
   c.rope_scaling = *scaling;
