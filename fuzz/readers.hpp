@@ -67,7 +67,10 @@ inline Bytes checkpoint_metadata(const Bytes& rank, std::int64_t block_bytes = 6
     hashes.push_back(train::detail::hex(blocks.back()));
   }
   const nlohmann::json model = {{"vocab", 16}, {"hidden", 32}, {"layers", 2}, {"heads", 4}, {"kv_heads", 2},
-                                {"ffn", 24}, {"tied_embedding", false}, {"max_seq", 8}};
+                                {"ffn", 24}, {"tied_embedding", false}, {"max_seq", 8}, {"rope_theta", 500000.0},
+                                {"rope_scaling", {{"rope_type", "llama3"}, {"factor", 8.0}, {"low_freq_factor", 1.0},
+                                                  {"high_freq_factor", 4.0},
+                                                  {"original_max_position_embeddings", 8192}}}};
   const nlohmann::json j = {
       {"format", "plait checkpoint"}, {"version", train::checkpoint_directory_version}, {"model", model},
       {"step", 3}, {"optimizer_steps", 3}, {"elements", std::int64_t{1} << 20}, {"dtype", "float32"},
@@ -220,7 +223,8 @@ inline std::vector<std::string> arguments(const Bytes& bytes) {
 
 inline Bytes command_line() {
   return "--steps\n12\n--tp=2\n--pp\n2\n--schedule\n1f1b\n--checkpoint\nevery:3\n--lr\n3e-4\n--zero\n1\n--save\nck\n"
-         "--save-every\n4\n--keep-last\n2\n--dtype\nbf16\n--val-fraction\n0.05";
+         "--save-every\n4\n--keep-last\n2\n--dtype\nbf16\n--val-fraction\n0.05\n--rope-scaling\n"
+         "llama3:8:1:4:8192";
 }
 
 // ---- One input of a fuzz target (fuzz/<target>_fuzz.cpp), read in `dir` as that target reads it: what the
