@@ -1,8 +1,7 @@
 // Rotary position embedding on the GPU (reference: rope.hpp), in place on x (B, T, H, hd): the pair (2i, 2i+1) at
-// position p = offset + t turns by p * theta^(-2i/hd) (or LLaMA 3.1's scaled frequency, rope_frequencies.hpp);
-// backward turns back. One thread per (token, pair) forms the
-// angle once, in double as the reference does (a float angle at position 10^5 is off by 1e-2 rad), and applies it to
-// every head of that token.
+// position p = offset + t turns by p * theta^(-2i/hd), or by p times the scaled frequency (rope_frequencies.hpp);
+// backward turns back. One thread per (token, pair) forms the angle once, in double as the reference does (a float
+// angle at position 10^5 is off by 1e-2 rad), and applies it to every head of that token.
 #pragma once
 
 #include <cstdint>

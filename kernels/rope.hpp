@@ -1,6 +1,6 @@
 // Rotary position embedding (RoPE) on the CPU, in place on x (batch, seq, heads, head_dim): the pair (2i, 2i+1) of
-// every head at position p = position_offset + t is rotated by the angle p * theta^(-2i / head_dim), or with LLaMA
-// 3.1's scaling by p times the scaled frequency (rope_frequencies.hpp). A rotation is orthogonal, so backward is the
+// every head at position p = position_offset + t is rotated by the angle p * theta^(-2i / head_dim), or under a
+// scaling by p times the scaled frequency (rope_frequencies.hpp). A rotation is orthogonal, so backward is the
 // inverse rotation, also in place.
 #pragma once
 

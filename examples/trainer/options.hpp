@@ -311,11 +311,11 @@ inline std::optional<Options> read_flags(int argc, const char* const* argv, bool
   PLAIT_CHECK(std::isfinite(o.norm_eps) && o.norm_eps > 0.0 && o.norm_eps < 1.0,
               "--norm-eps must be a small positive number (1e-5, 1e-6), got ", o.norm_eps);
   {
-    plait::ModelConfig scaled;
-    set_rope_scaling(scaled, o.rope_scaling);  // or says what to give
+    // A name it does not read is refused with the forms to give.
+    const plait::kernels::RopeScaling scaling = plait::model::parse_rope_scaling(o.rope_scaling);
     // The dynamic scaling moves the frequencies only beyond the positions the model was made for (those of
     // --init-from-hf's config.json or --resume's checkpoint), where plait does not compute them.
-    PLAIT_CHECK(scaled.rope_scaling.kind != plait::kernels::RopeScalingKind::dynamic || o.max_positions == 0 ||
+    PLAIT_CHECK(scaling.kind != plait::kernels::RopeScalingKind::dynamic || o.max_positions == 0 ||
                     o.seq_len <= o.max_positions,
                 "--rope-scaling ", o.rope_scaling, " (dynamic NTK) changes the rotary frequencies only beyond the ",
                 "model's ", o.max_positions, " positions (max_position_embeddings), which plait does not train: give ",

@@ -189,7 +189,7 @@ int train(const Options& o, Comm world, const Device& device) {
     char constants[160] = "";
     if (o.rope_theta != Options{}.rope_theta || o.norm_eps != Options{}.norm_eps)
       std::snprintf(constants, sizeof constants, ", rope theta %g, norm eps %g", o.rope_theta, o.norm_eps);
-    if (const std::string scaling = rope_scaling_name(config); scaling != "none")
+    if (const std::string scaling = plait::model::rope_scaling_name(config.rope_scaling); scaling != "none")
       std::snprintf(constants + std::strlen(constants), sizeof constants - std::strlen(constants),
                     ", rope scaling %s", scaling.c_str());
     std::printf("plait-train: %s, %lld parameters (%lld layers, hidden %lld, heads %lld/%lld kv, ffn %lld%s), %s\n",

@@ -67,7 +67,7 @@ inline plait::ModelConfig model_config(const Options& o) {
   config.tied_embedding = o.tied;
   config.rope_theta = o.rope_theta;
   config.norm_eps = o.norm_eps;
-  set_rope_scaling(config, o.rope_scaling);
+  config.rope_scaling = plait::model::parse_rope_scaling(o.rope_scaling);
   return config;
 }
 

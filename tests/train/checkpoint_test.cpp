@@ -326,7 +326,7 @@ TEST_CASE("a checkpoint keeps the rotary scaling as config.json writes it and re
           "[train][checkpoint]") {
   const std::string path = temp_path("rope-scaling");
   plait::ModelConfig scaled = config();
-  set_rope_scaling(scaled, "llama3:8:1:4:16");
+  scaled.rope_scaling = plait::model::parse_rope_scaling("llama3:8:1:4:16");
   Model model(scaled, 3);
   plait::train::Trainer<Model> trainer(model, train_config());
   plait::train::save_checkpoint(path, model, trainer.optimizer(), 2);
@@ -348,7 +348,7 @@ TEST_CASE("a checkpoint keeps the rotary scaling as config.json writes it and re
   CHECK(load(first_form, scaled) == 2);
   CHECK_THROWS_WITH(load(first_form, config()), Catch::Contains("give --rope-scaling llama3:8:1:4:16"));
   plait::ModelConfig linear = config();
-  set_rope_scaling(linear, "linear:4");
+  linear.rope_scaling = plait::model::parse_rope_scaling("linear:4");
   CHECK(load({{"rope_type", "linear"}, {"factor", 4.0}}, linear) == 2);
   CHECK_THROWS_WITH(load({{"rope_type", "linear"}, {"factor", 4.0}}, scaled),
                     Catch::Contains("its rope-scaling is linear:4, this run's is llama3:8:1:4:16"));

@@ -233,7 +233,7 @@ TEST_CASE("hugging face: rope_scaling is read as --rope-scaling names it and wri
   // Written as read: the export's config.json gives the name back.
   for (const char* scaling : {"none", "linear:4", "dynamic:2", "llama3:8:1:4:8192"}) {
     plait::ModelConfig c = config();
-    set_rope_scaling(c, scaling);
+    c.rope_scaling = plait::model::parse_rope_scaling(scaling);
     CHECK(plait::train::hf_rope_scaling_name(json(plait::train::hf_llama_config(c, "float32"))) == scaling);
   }
   CHECK(json(plait::train::hf_llama_config(config(), "float32")).at("rope_scaling").is_null());

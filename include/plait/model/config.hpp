@@ -42,6 +42,45 @@ inline bool rope_scaling_valid(const kernels::RopeScaling& s) {
   return false;
 }
 
+// The rotary scaling a name gives (rope_scaling_name's form, plait-train's --rope-scaling); throws with the form to
+// give.
+inline kernels::RopeScaling parse_rope_scaling(const std::string& name) {
+  const char* form = "--rope-scaling takes none, linear:FACTOR, dynamic:FACTOR or llama3:FACTOR:LOW:HIGH:ORIGINAL "
+                     "(LLaMA 3.1: llama3:8:1:4:8192)";
+  kernels::RopeScaling s;
+  double v[4] = {};
+  int used = -1;
+  const auto whole = [&] { return used == static_cast<int>(name.size()); };
+  if (std::sscanf(name.c_str(), "linear:%lf%n", &v[0], &used) == 1 && whole()) {
+    s.kind = kernels::RopeScalingKind::linear, s.factor = v[0];
+  } else if (std::sscanf(name.c_str(), "dynamic:%lf%n", &v[0], &used) == 1 && whole()) {
+    s.kind = kernels::RopeScalingKind::dynamic, s.factor = v[0];
+  } else if (std::sscanf(name.c_str(), "llama3:%lf:%lf:%lf:%lf%n", &v[0], &v[1], &v[2], &v[3], &used) == 4 &&
+             whole() && v[3] >= 1 && v[3] <= 1e9 && v[3] == static_cast<double>(static_cast<std::int64_t>(v[3]))) {
+    s.kind = kernels::RopeScalingKind::llama3, s.factor = v[0], s.low_freq_factor = v[1], s.high_freq_factor = v[2];
+    s.original_positions = static_cast<std::int64_t>(v[3]);
+  } else {
+    PLAIT_CHECK(name == "none", form, ", got '", name, "'");
+  }
+  const bool llama3 = s.kind == kernels::RopeScalingKind::llama3;
+  PLAIT_CHECK(rope_scaling_valid(s), form, ": a finite FACTOR >= 1", llama3 ? " and 0 < LOW < HIGH" : "", ", got '",
+              name, "'");
+  return s;
+}
+
+// plait-train's name of a rotary scaling (--rope-scaling): "none", "linear:FACTOR", "dynamic:FACTOR" or
+// "llama3:FACTOR:LOW:HIGH:ORIGINAL".
+inline std::string rope_scaling_name(const kernels::RopeScaling& s) {
+  switch (s.kind) {
+    case kernels::RopeScalingKind::none: return "none";
+    case kernels::RopeScalingKind::linear: return "linear:" + shortest_decimal(s.factor);
+    case kernels::RopeScalingKind::dynamic: return "dynamic:" + shortest_decimal(s.factor);
+    case kernels::RopeScalingKind::llama3: break;
+  }
+  return "llama3:" + shortest_decimal(s.factor) + ":" + shortest_decimal(s.low_freq_factor) + ":" +
+         shortest_decimal(s.high_freq_factor) + ":" + std::to_string(s.original_positions);
+}
+
 struct ModelConfig {
   std::int64_t vocab = 256;            // rows of the embedding and the head, padding included
   std::int64_t tokenizer_vocab = 0;    // the ids that are tokens, [0, tokenizer_vocab); 0: all of vocab (no padding)
@@ -76,45 +115,6 @@ struct ModelConfig {
     return unpadded_vocab() * hidden * (tied_embedding ? 1 : 2) + layers * layer_parameters() + hidden;
   }
 
-  // Sets the rotary scaling from its name (rope_scaling_name's form); throws with the form to give.
-  friend void set_rope_scaling(ModelConfig& c, const std::string& name) {
-    const char* form = "--rope-scaling takes none, linear:FACTOR, dynamic:FACTOR or llama3:FACTOR:LOW:HIGH:ORIGINAL "
-                       "(LLaMA 3.1: llama3:8:1:4:8192)";
-    kernels::RopeScaling s;
-    double v[4] = {};
-    int used = -1;
-    const auto whole = [&] { return used == static_cast<int>(name.size()); };
-    if (std::sscanf(name.c_str(), "linear:%lf%n", &v[0], &used) == 1 && whole()) {
-      s.kind = kernels::RopeScalingKind::linear, s.factor = v[0];
-    } else if (std::sscanf(name.c_str(), "dynamic:%lf%n", &v[0], &used) == 1 && whole()) {
-      s.kind = kernels::RopeScalingKind::dynamic, s.factor = v[0];
-    } else if (std::sscanf(name.c_str(), "llama3:%lf:%lf:%lf:%lf%n", &v[0], &v[1], &v[2], &v[3], &used) == 4 &&
-               whole() && v[3] >= 1 && v[3] <= 1e9 && v[3] == static_cast<double>(static_cast<std::int64_t>(v[3]))) {
-      s.kind = kernels::RopeScalingKind::llama3, s.factor = v[0], s.low_freq_factor = v[1], s.high_freq_factor = v[2];
-      s.original_positions = static_cast<std::int64_t>(v[3]);
-    } else {
-      PLAIT_CHECK(name == "none", form, ", got '", name, "'");
-    }
-    const bool llama3 = s.kind == kernels::RopeScalingKind::llama3;
-    PLAIT_CHECK(rope_scaling_valid(s), form, ": a finite FACTOR >= 1", llama3 ? " and 0 < LOW < HIGH" : "", ", got '",
-                name, "'");
-    c.rope_scaling = s;
-  }
-
-  // plait-train's name of the rotary scaling (--rope-scaling): "none", "linear:FACTOR", "dynamic:FACTOR" or
-  // "llama3:FACTOR:LOW:HIGH:ORIGINAL".
-  friend std::string rope_scaling_name(const ModelConfig& c) {
-    const kernels::RopeScaling& s = c.rope_scaling;
-    switch (s.kind) {
-      case kernels::RopeScalingKind::none: return "none";
-      case kernels::RopeScalingKind::linear: return "linear:" + shortest_decimal(s.factor);
-      case kernels::RopeScalingKind::dynamic: return "dynamic:" + shortest_decimal(s.factor);
-      case kernels::RopeScalingKind::llama3: break;
-    }
-    return "llama3:" + shortest_decimal(s.factor) + ":" + shortest_decimal(s.low_freq_factor) + ":" +
-           shortest_decimal(s.high_freq_factor) + ":" + std::to_string(s.original_positions);
-  }
-
   // Model FLOPs per token for forward + backward at sequence length seq (paper.md; PaLM's accounting).
   double flops_per_token(std::int64_t seq) const {
     return 6.0 * static_cast<double>(parameters()) +
@@ -138,9 +138,9 @@ struct ModelConfig {
     PLAIT_CHECK(hidden % heads == 0, "hidden (", hidden, ") must be divisible by heads (", heads, ")");
     PLAIT_CHECK(head_dim() % 2 == 0, "the head size hidden/heads (", head_dim(), ") must be even for rotary embeddings");
     PLAIT_CHECK(heads % kv_heads == 0, "heads (", heads, ") must be a multiple of kv_heads (", kv_heads, ")");
-    PLAIT_CHECK(rope_scaling_valid(rope_scaling), "the rotary scaling ", rope_scaling_name(*this), " is not one: ",
-                "its factor must be at least 1, and LLaMA 3.1's needs 0 < low_freq_factor < high_freq_factor and an ",
-                "original context of at least one position");
+    PLAIT_CHECK(rope_scaling_valid(rope_scaling), "the rotary scaling ", rope_scaling_name(rope_scaling),
+                " is not one: its factor must be at least 1, and LLaMA 3.1's needs 0 < low_freq_factor < ",
+                "high_freq_factor and an original context of at least one position");
   }
 
   // Throws if a layout with TP degree tp and stages x chunks pipeline parts cannot hold this model; the Transformer

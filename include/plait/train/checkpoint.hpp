@@ -555,9 +555,10 @@ inline void check_same_model(const std::string& path, const ModelConfig& saved, 
     PLAIT_CHECK(std::abs(pair.first - pair.second) <= 1e-9 * std::abs(pair.second), "checkpoint '", path,
                 "' is of another model: its ", name, " is ", pair.first, ", this run's is ", pair.second,
                 "; give --", name, " ", pair.first);
-  PLAIT_CHECK(rope_scaling_name(saved) == rope_scaling_name(c), "checkpoint '", path,
-              "' is of another model: its rope-scaling is ", rope_scaling_name(saved), ", this run's is ",
-              rope_scaling_name(c), "; give --rope-scaling ", rope_scaling_name(saved));
+  const std::string saved_scaling = model::rope_scaling_name(saved.rope_scaling),
+                    scaling = model::rope_scaling_name(c.rope_scaling);
+  PLAIT_CHECK(saved_scaling == scaling, "checkpoint '", path, "' is of another model: its rope-scaling is ",
+              saved_scaling, ", this run's is ", scaling, "; give --rope-scaling ", saved_scaling);
 }
 
 // Reads `n` values of the file's dtype at element `at` of array `array` into doubles.
