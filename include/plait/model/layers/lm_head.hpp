@@ -80,7 +80,8 @@ class LmHead {
       Buffer local = activation(vl), all = activation(vocab_);
       std::vector<T> row(static_cast<std::size_t>(vocab_));
       for (std::int64_t b = 0; b < batch; ++b) {
-        head_.part(0).forward(h + ((b + 1) * seq - 1) * D, head_weight, 1, local.data());
+        // The valid prefix of the slice, as the loss computes it (the rest of `local` is padding, dropped below).
+        if (valid > 0) valid_.forward(h + ((b + 1) * seq - 1) * D, head_weight, 1, local.data());
         if constexpr (degree > 1) regions_->group()->all_gather(local.data(), all.data(), vl);
         else B::copy(local.data(), all.data(), vl);
         B::download(all.data(), row.data(), vocab_);
