@@ -2,6 +2,7 @@
 // 997, about 2 million values), within 1 ulp; and its edges: 0 below float's normal range, infinity above, NaN kept.
 #include <catch2/catch.hpp>
 
+#include <bit>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -9,6 +10,21 @@
 #include "plait/kernels/vector_math.hpp"
 
 using plait::kernels::exp_approx;
+
+namespace {
+
+// The float `steps` representable values above x (x and the result finite; -0 and +0 count as one value), as
+// `steps` calls of std::nextafter(x, +inf) give it, in one step: floats ordered by value are their bit patterns
+// ordered as sign-magnitude integers. (A loop of nextafter calls took 6 minutes under AddressSanitizer.)
+float floats_above(float x, std::int32_t steps) {
+  const auto bits = std::bit_cast<std::uint32_t>(x);
+  const std::int64_t magnitude = bits & 0x7fff'ffffu;
+  const std::int64_t key = ((bits >> 31) != 0u ? -magnitude : magnitude) + steps;
+  return key < 0 ? std::bit_cast<float>(static_cast<std::uint32_t>(-key) | 0x8000'0000u)
+                 : std::bit_cast<float>(static_cast<std::uint32_t>(key));
+}
+
+}  // namespace
 
 TEST_CASE("exp_approx(float) is within 1 ulp of exp over float's normal range", "[kernels][vector_math]") {
   double worst = 0.0;
@@ -21,7 +37,7 @@ TEST_CASE("exp_approx(float) is within 1 ulp of exp over float's normal range", 
     const double error = std::abs(static_cast<double>(got) - static_cast<double>(want)) / ulp;
     if (error > worst) worst = error, worst_at = x;
     ++checked;
-    for (int skip = 0; skip < 997; ++skip) x = std::nextafter(x, 100.0f);
+    x = floats_above(x, 997);
   }
   INFO("worst " << worst << " ulp at x = " << worst_at << " over " << checked << " values");
   CHECK(checked > 2'000'000);
