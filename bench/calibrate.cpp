@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include <plait/kernels/adamw.hpp>
+#include <plait/kernels/blas_core.hpp>
 #include <plait/kernels/attention.hpp>
 #include <plait/kernels/blas.hpp>
 #include <plait/kernels/rmsnorm.hpp>
@@ -312,6 +313,7 @@ void print_link(const char* what, const std::vector<plait::plan::CollectiveSampl
 }  // namespace
 
 int main(int argc, char** argv) {
+  plait::kernels::restart_with_wider_blas(argv, "plait-bench-calibrate", plait::kernels::launcher_rank() == 0);
   plait::comm::MpiSession session(&argc, &argv);
   Mpi world;
   Options o;

@@ -17,6 +17,7 @@
 #include "plait/backend/gemm_rate.hpp"
 #include "plait/backend/host.hpp"
 #include "plait/core/rng.hpp"
+#include "plait/kernels/blas_core.hpp"
 #include "plait/model/transformer.hpp"
 #include "plait/train/data.hpp"
 #include "plait/train/metrics.hpp"
@@ -193,8 +194,8 @@ int run(const Options& o) {
   const double optimizer = median(optimizer_s);
   const double optimizer_bandwidth = optimizer_bytes / optimizer;
 
-  std::printf("plait-bench-train_step: Host<float>, %d threads; the timed steps got %.0f%% of them%s\n",
-              omp_get_max_threads(), 100.0 * cpu_share,
+  std::printf("plait-bench-train_step: Host<float>, %d threads, OpenBLAS %s kernels; the timed steps got %.0f%% of them%s\n",
+              omp_get_max_threads(), plait::kernels::blas_core().c_str(), 100.0 * cpu_share,
               cpu_share < 0.9 ? " (the cores were shared with other work: figures are low)" : "");
   std::printf("model   %.2fM parameters: %lld layers, hidden %lld, heads %lld (kv %lld), ffn %lld, vocab %lld\n",
               N / 1e6, static_cast<long long>(o.layers), static_cast<long long>(o.hidden),
@@ -229,6 +230,7 @@ int run(const Options& o) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  plait::kernels::restart_with_wider_blas(argv, "plait-bench-train_step", true);
   try {
     return run(parse(argc, argv));
   } catch (const plait::Error& e) {

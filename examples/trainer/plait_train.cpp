@@ -9,6 +9,7 @@
 #include "jit.hpp"
 #include "options.hpp"
 #include "plait/comm/mpi.hpp"
+#include "plait/kernels/blas_core.hpp"
 #include "run_host.hpp"
 #include "setup.hpp"
 
@@ -20,6 +21,8 @@ int run_cuda(const Options& o);
 #endif
 
 int main(int argc, char** argv) {
+  // Before MPI and before any GEMM: OpenBLAS reads its kernel choice once, as it loads (kernels/blas_core.hpp).
+  plait::kernels::restart_with_wider_blas(argv, "plait-train", plait::kernels::launcher_rank() == 0);
   plait::comm::MpiSession mpi(&argc, &argv);
   // Over a file-size limit (ulimit -f) a write fails, as on a full disk, and the save says so: without this the
   // kernel's SIGXFSZ would end the rank in the middle of its checkpoint.

@@ -14,6 +14,7 @@
 #include "plait/backend/gemm_rate.hpp"
 #include "plait/backend/host.hpp"
 #include "plait/comm/mpi.hpp"
+#include "plait/kernels/blas_core.hpp"
 
 namespace trainer {
 
@@ -33,7 +34,8 @@ int run(const Options& o) {
     device.peak_flops /= world.size();
     device.peak_source = "BLAS GEMM rate measured now";
   }
-  device.per_rank = std::to_string(omp_get_max_threads()) + " OpenMP threads per rank";
+  device.per_rank = std::to_string(omp_get_max_threads()) + " OpenMP threads per rank, OpenBLAS " +
+                    plait::kernels::blas_core() + " kernels";
   return train<Layout, Backend>(o, world, device);
 }
 
