@@ -195,9 +195,9 @@ inline void check_hf_llama_config(const nlohmann::json& j, const ModelConfig& c,
     PLAIT_CHECK(!scaling.empty(), "the Hugging Face model '", dir, "' scales its rotary embedding in a way plait's ",
                 "does not (rope_scaling ", j.value("rope_scaling", nlohmann::json()).dump(), "); plait has none, ",
                 "linear and dynamic (rope_type linear or dynamic, factor >= 1) and LLaMA 3.1's (rope_type llama3)");
-    PLAIT_CHECK(scaling == model::rope_scaling_name(c.rope_scaling), "the Hugging Face model '", dir,
-                "' has rope scaling ", scaling, ", this run's is ", model::rope_scaling_name(c.rope_scaling),
-                ": give --rope-scaling ", scaling);
+    const std::string run_scaling = model::rope_scaling_name(c.rope_scaling);
+    PLAIT_CHECK(scaling == run_scaling, "the Hugging Face model '", dir, "' has rope scaling ", scaling,
+                ", this run's is ", run_scaling, ": give --rope-scaling ", scaling);
     const double eps = j.value("rms_norm_eps", hf_default_rms_norm_eps),
                  theta = j.value("rope_theta", hf_default_rope_theta);
     PLAIT_CHECK(std::abs(eps - c.norm_eps) <= 1e-9 * c.norm_eps, "the Hugging Face model '", dir,
