@@ -22,9 +22,9 @@
 #include <unistd.h>
 
 #include <plait/kernels/adamw.hpp>
-#include <plait/kernels/blas_core.hpp>
 #include <plait/kernels/attention.hpp>
 #include <plait/kernels/blas.hpp>
+#include <plait/kernels/blas_core.hpp>
 #include <plait/kernels/rmsnorm.hpp>
 #include <plait/kernels/rope.hpp>
 #include <plait/kernels/swiglu.hpp>
