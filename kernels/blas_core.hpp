@@ -70,6 +70,13 @@ inline std::string wider_blas_core(const std::string& running, int cpu_width, bo
 }
 inline std::string wider_blas_core() { return wider_blas_core(blas_core(), cpu_vector_width(), cpu_is_amd()); }
 
+// This process's rank as mpirun (Open MPI, PMIx or MPICH's PMI) tells it before MPI starts; 0 without a launcher.
+inline int launcher_rank() {
+  for (const char* name : {"OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK"})
+    if (const char* v = std::getenv(name)) return std::atoi(v);
+  return 0;
+}
+
 // Where OpenBLAS runs kernels narrower than the CPU's vector units and OPENBLAS_CORETYPE is unset (whoever set it
 // chose), starts this program again in the same process, with the same arguments and OPENBLAS_CORETYPE naming the
 // wider kernels, and says so on standard error if `announce`. Call it first thing in main, before MPI starts (each
@@ -96,11 +103,22 @@ inline void restart_with_wider_blas(char** argv, const char* program, bool annou
   if (announce) std::fprintf(stderr, "%s: could not start again; going on with the %s kernels\n", program, running.c_str());
 }
 
-// This process's rank as mpirun (Open MPI, PMIx or MPICH's PMI) tells it before MPI starts; 0 without a launcher.
-inline int launcher_rank() {
-  for (const char* name : {"OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK"})
-    if (const char* v = std::getenv(name)) return std::atoi(v);
-  return 0;
+// Says once per process, on standard error and from the launcher's rank 0, where OpenBLAS runs kernels narrower
+// than the CPU's and nobody chose them (OPENBLAS_CORETYPE unset): which set to name, or to restart. The Host backend
+// calls it at its first GEMM, for programs that did not restart (plait-train and the benchmarks do, before any GEMM).
+inline void warn_once_if_narrow_blas() {
+  static const bool said = [] {
+    if (std::getenv("OPENBLAS_CORETYPE") != nullptr || launcher_rank() != 0) return false;
+    const std::string wider = wider_blas_core();
+    if (wider.empty()) return false;
+    std::fprintf(stderr,
+                 "plait: OpenBLAS runs its %s kernels on a CPU that can run its %s ones, several times faster for "
+                 "GEMMs: set OPENBLAS_CORETYPE=%s, or call plait::kernels::restart_with_wider_blas first thing in "
+                 "main (docs/training.md, \"OpenBLAS's kernels\")\n",
+                 blas_core().c_str(), wider.c_str(), wider.c_str());
+    return true;
+  }();
+  (void)said;
 }
 
 }  // namespace plait::kernels

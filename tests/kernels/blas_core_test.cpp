@@ -1,6 +1,7 @@
 // Which OpenBLAS kernel set a CPU should run: the table from kernel-set names to vector widths, the choice of a
 // wider set, and the CPU's width against what Linux says of it in /proc/cpuinfo (read apart from the compiler's
-// check). plait-train's restart on such a CPU is tested end to end by tests/trainer_blas_test.sh.
+// check). plait-train's restart and the Host backend's one-time warning are tested end to end by
+// tests/trainer_blas_test.sh.
 #include <catch2/catch.hpp>
 
 #include <fstream>

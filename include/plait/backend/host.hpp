@@ -18,6 +18,7 @@
 #include "plait/kernels/adamw.hpp"
 #include "plait/kernels/attention.hpp"
 #include "plait/kernels/blas.hpp"
+#include "plait/kernels/blas_core.hpp"
 #include "plait/kernels/cross_entropy.hpp"
 #include "plait/kernels/embedding.hpp"
 #include "plait/kernels/rmsnorm.hpp"
@@ -57,6 +58,7 @@ struct Host : HostMemory {
   // ---- dense algebra: C = alpha op(A) op(B) + beta C, row-major
   static void gemm(kernels::Trans ta, kernels::Trans tb, std::int64_t m, std::int64_t n, std::int64_t k, T alpha,
                    const T* a, std::int64_t lda, const T* b, std::int64_t ldb, T beta, T* c, std::int64_t ldc) {
+    kernels::warn_once_if_narrow_blas();
     kernels::gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
   }
 
