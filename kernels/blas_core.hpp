@@ -68,7 +68,6 @@ inline std::string wider_blas_core(const std::string& running, int cpu_width, bo
     default: return "";
   }
 }
-inline std::string wider_blas_core() { return wider_blas_core(blas_core(), cpu_vector_width(), cpu_is_amd()); }
 
 // This process's rank as mpirun (Open MPI, PMIx or MPICH's PMI) tells it before MPI starts; 0 without a launcher.
 inline int launcher_rank() {
@@ -84,7 +83,7 @@ inline int launcher_rank() {
 // (then with the environment as it was, on the kernels OpenBLAS picked).
 inline void restart_with_wider_blas(char** argv, const char* program, bool announce) {
   if (std::getenv("OPENBLAS_CORETYPE") != nullptr) return;
-  const std::string running = blas_core(), wider = wider_blas_core();
+  const std::string running = blas_core(), wider = wider_blas_core(running, cpu_vector_width(), cpu_is_amd());
   if (wider.empty()) return;
   // The executable's own path, not /proc/self/exe: the process keeps its name (ps, pkill, /proc/PID/comm).
   char path[4096];
@@ -109,13 +108,13 @@ inline void restart_with_wider_blas(char** argv, const char* program, bool annou
 inline void warn_once_if_narrow_blas() {
   static const bool said = [] {
     if (std::getenv("OPENBLAS_CORETYPE") != nullptr || launcher_rank() != 0) return false;
-    const std::string wider = wider_blas_core();
+    const std::string running = blas_core(), wider = wider_blas_core(running, cpu_vector_width(), cpu_is_amd());
     if (wider.empty()) return false;
     std::fprintf(stderr,
                  "plait: OpenBLAS runs its %s kernels on a CPU that can run its %s ones, several times faster for "
                  "GEMMs: set OPENBLAS_CORETYPE=%s, or call plait::kernels::restart_with_wider_blas first thing in "
                  "main (docs/training.md, \"OpenBLAS's kernels\")\n",
-                 blas_core().c_str(), wider.c_str(), wider.c_str());
+                 running.c_str(), wider.c_str(), wider.c_str());
     return true;
   }();
   (void)said;
